@@ -1,0 +1,1 @@
+"""GitHub issues as a task source: safe triggers, lifecycle labels, one live progress comment."""

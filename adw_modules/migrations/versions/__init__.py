@@ -1,0 +1,3 @@
+"""Alembic revisions (a package only so that wheels carry them; Alembic skips this file)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""adw application: the click CLI and (later) the coordinator service."""

@@ -1,0 +1,102 @@
+"""``adw github check``: is the GitHub side ready (token, scopes, repositories, labels)?"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+from github import GithubException
+
+from adw_modules.github.auth import github_token
+from adw_modules.github.client import Backoff, GitHubClient
+from adw_modules.providers import SecretError
+from adws.cli import _ctx, cli, emit, read_options
+
+LABEL_COLORS = {
+    "trigger": "5319e7",
+    "queued": "fbca04",
+    "running": "1d76db",
+    "done": "0e8a16",
+    "failed": "d93f0b",
+    "pr_open": "6f42c1",
+}
+
+
+@cli.group("github")
+def github_group() -> None:
+    """The GitHub task source."""
+
+
+@github_group.command("check")
+@click.option("--create-labels", is_flag=True, help="Create missing labels without asking.")
+@read_options
+def github_check(create_labels: bool, config_path: str | None, as_json: bool) -> None:
+    """Token valid, its scopes, each repository reachable, labels present (offers to create missing ones)."""
+    config = _ctx(config_path).config()
+    gh = config.github
+    if gh is None:
+        raise click.UsageError(f"{config.path} has no [github] section")
+    data: dict[str, Any] = {"ok": True, "base_url": gh.base_url, "login": None, "scopes": None, "repositories": []}
+    try:
+        client = GitHubClient(gh.base_url, github_token(gh, os.environ))
+        data["login"] = client.me()
+        data["scopes"] = client.scopes()
+    except (SecretError, Backoff, GithubException) as exc:
+        data.update(ok=False, error=_why(exc))
+        emit(as_json, data, _text)
+        sys.exit(1)
+    wanted = {"trigger": gh.trigger_label, **gh.labels}
+    interactive = not as_json and sys.stdin.isatty()
+    for repo in gh.repositories:
+        row: dict[str, Any] = {"repo": repo, "reachable": False, "push": None, "missing_labels": [], "created": []}
+        try:
+            info = client.repo_info(repo)
+            row["reachable"] = True
+            row["push"] = bool((info.get("permissions") or {}).get("push"))
+            present = set(client.labels(repo))
+            row["missing_labels"] = [name for name in wanted.values() if name not in present]
+            for kind, name in wanted.items():
+                if name in row["missing_labels"] and (
+                    create_labels or (interactive and click.confirm(f"{repo}: create label {name!r}?", default=True))
+                ):
+                    client.create_label(repo, name, LABEL_COLORS[kind], f"adw: {kind}")
+                    row["created"].append(name)
+            row["missing_labels"] = [n for n in row["missing_labels"] if n not in row["created"]]
+        except (Backoff, GithubException) as exc:
+            row["error"] = _why(exc)
+        if not row["reachable"] or row["missing_labels"] or row.get("error") or row["push"] is False:
+            data["ok"] = False
+        data["repositories"].append(row)
+    emit(as_json, data, _text)
+    sys.exit(0 if data["ok"] else 1)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, GithubException):
+        message = exc.data.get("message") if isinstance(exc.data, dict) else None
+        return f"GitHub answered {exc.status}" + (f": {message}" if message else "")
+    return str(exc)
+
+
+def _text(d: dict[str, Any]) -> str:
+    lines = [f"GitHub at {d['base_url']}"]
+    if d.get("error"):
+        return "\n".join([*lines, f"  ✗ token: {d['error']}"])
+    scopes = "fine-grained token (no scope list)" if d["scopes"] is None else (", ".join(d["scopes"]) or "none")
+    lines += [f"  ✓ token valid: authenticated as {d['login']}", f"    scopes: {scopes}"]
+    for r in d["repositories"]:
+        if not r["reachable"]:
+            lines.append(f"  ✗ {r['repo']}: not reachable ({r.get('error', 'unknown error')})")
+            continue
+        push = "" if r["push"] else "  (the token cannot push: labels and comments will fail)"
+        lines.append(f"  {'✓' if r['push'] else '✗'} {r['repo']}: reachable{push}")
+        for name in r["created"]:
+            lines.append(f"    + created label {name}")
+        for name in r["missing_labels"]:
+            lines.append(f"    ✗ label {name} is missing (adw github check --create-labels)")
+        if r.get("error"):
+            lines.append(f"    ✗ {r['error']}")
+    lines.append("All good." if d["ok"] else "Problems found.")
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""``adw`` commands for the queue and the service: run, enqueue, status, tasks, task, retry, cancel, usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from adw_modules.config import Config, ConfigError
+from adw_modules.logs import setup_logging
+from adw_modules.sources import enqueue_local
+from adw_modules.store import Store
+from adw_modules.tasks import PRIORITY_RANK, TaskState
+from adws import queue_views
+from adws.cli import _ctx, cli, config_error_exit, emit, read_options
+from adws.service import Service, open_store
+
+
+def _store(config_path: str | None) -> tuple[Store, Config]:
+    config = _ctx(config_path).config()
+    try:
+        return open_store(config), config
+    except ConfigError as exc:
+        config_error_exit(exc)
+
+
+@cli.command("run")
+@click.option("--once", "mode", flag_value="once", help="One poll + dispatch cycle, then wait for it and exit.")
+@click.option("--until-idle", "mode", flag_value="until_idle", help="Run until nothing is queued or running.")
+@click.option(
+    "--idle-wait",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="With --until-idle: also wait for retries due within this many seconds.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: str | None) -> None:
+    """Run the coordinator (foreground service).  SIGTERM drains, SIGHUP reloads config."""
+    setup_logging(log_format)
+    config = _ctx(config_path).config()
+    try:
+        service = Service(config)
+    except ConfigError as exc:
+        config_error_exit(exc)
+    service.install_signal_handlers()
+    service.protect_environment()
+    sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+
+
+@cli.command("enqueue")
+@click.argument("title")
+@click.option("--body", default=None)
+@click.option("--body-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--priority", type=click.Choice(list(PRIORITY_RANK)), default="normal", show_default=True)
+@click.option("--label", "labels", multiple=True, help="Repeatable.")
+@click.option("--repo", default=None, help="owner/name")
+@click.option("--id", "external_id", default=None, help="Idempotency key: enqueueing it again updates, not duplicates.")
+@read_options
+def enqueue_cmd(
+    title: str,
+    body: str | None,
+    body_file: str | None,
+    priority: str,
+    labels: tuple[str, ...],
+    repo: str | None,
+    external_id: str | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Add a task to the local queue; prints its id."""
+    if body is not None and body_file is not None:
+        raise click.UsageError("give --body or --body-file, not both")
+    text = Path(body_file).read_text(encoding="utf-8") if body_file else (body or "")
+    store, _ = _store(config_path)
+    try:
+        task = enqueue_local(store, title, text, priority=priority, labels=labels, repo=repo, external_id=external_id)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        store.close()
+    emit(as_json, {"id": task.id, "state": str(task.state)}, lambda d: str(d["id"]))
+
+
+@cli.command("status")
+@read_options
+def status_cmd(config_path: str | None, as_json: bool) -> None:
+    """Queue depth, running attempts, provider health and spend."""
+    store, config = _store(config_path)
+    try:
+        data = queue_views.status_data(config, store)
+    finally:
+        store.close()
+    emit(as_json, data, queue_views.status_text)
+
+
+@cli.command("tasks")
+@click.option("--state", type=click.Choice([str(s) for s in TaskState]), default=None)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@read_options
+def tasks_cmd(state: str | None, limit: int, config_path: str | None, as_json: bool) -> None:
+    """Tasks, newest first."""
+    store, _ = _store(config_path)
+    try:
+        tasks = store.list_tasks(TaskState(state) if state else None, limit=limit)
+    finally:
+        store.close()
+    emit(as_json, {"tasks": [t.to_dict() for t in tasks]}, queue_views.tasks_text)
+
+
+@cli.group("task")
+def task_group() -> None:
+    """One task."""
+
+
+@task_group.command("show")
+@click.argument("task_id", type=int)
+@read_options
+def task_show(task_id: int, config_path: str | None, as_json: bool) -> None:
+    """Every attempt with its routing decision, outcome, tokens and cost, and the task's events."""
+    store, _ = _store(config_path)
+    try:
+        task = store.get_task(task_id)
+        if task is None:
+            raise click.BadParameter(f"no task {task_id}", param_hint="TASK_ID")
+        data = {
+            "task": task.to_dict(),
+            "attempts": [a.to_dict() for a in store.attempts_for(task_id)],
+            "events": store.events(task_id=task_id, limit=200),
+        }
+    finally:
+        store.close()
+    emit(as_json, data, queue_views.task_text)
+
+
+@cli.command("retry")
+@click.argument("task_id", type=int)
+@click.option("--reset", is_flag=True, help="Also reset retry_count to 0 (routing sees a first try).")
+@read_options
+def retry_cmd(task_id: int, reset: bool, config_path: str | None, as_json: bool) -> None:
+    """Queue a finished (or waiting) task again."""
+    store, _ = _store(config_path)
+    try:
+        ok = store.requeue_task(task_id, dt.datetime.now(dt.UTC), reset_retries=reset)
+        task = store.get_task(task_id)
+    finally:
+        store.close()
+    if task is None:
+        raise click.BadParameter(f"no task {task_id}", param_hint="TASK_ID")
+    if not ok:
+        click.echo(f"task {task_id} is {task.state}: not requeued", err=True)
+        sys.exit(1)
+    emit(as_json, {"id": task_id, "state": str(task.state)}, lambda d: f"task {d['id']}: {d['state']}")
+
+
+@cli.command("cancel")
+@click.argument("task_id", type=int)
+@read_options
+def cancel_cmd(task_id: int, config_path: str | None, as_json: bool) -> None:
+    """Cancel a task; a running worker is killed by the coordinator that owns it."""
+    store, _ = _store(config_path)
+    try:
+        state = store.request_cancel(task_id, dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    if state is None:
+        raise click.BadParameter(f"no task {task_id}", param_hint="TASK_ID")
+    note = {
+        TaskState.CANCELLED: "cancelled",
+        TaskState.RUNNING: "cancel requested: its coordinator kills the worker at its next heartbeat",
+    }.get(state, f"already {state}: nothing to cancel")
+    emit(as_json, {"id": task_id, "state": str(state), "note": note}, lambda d: f"task {d['id']}: {d['note']}")
+
+
+@cli.command("usage")
+@click.option(
+    "--by",
+    type=click.Choice(["provider", "model", "day", "task", "label"]),
+    default="provider",
+    show_default=True,
+)
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Only the last N days.")
+@read_options
+def usage_cmd(by: str, days: int | None, config_path: str | None, as_json: bool) -> None:
+    """Tokens and cost, grouped."""
+    since = None if days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    store, _ = _store(config_path)
+    try:
+        rows = store.usage(by, since=since)
+    finally:
+        store.close()
+    emit(as_json, {"by": by, "rows": rows}, queue_views.usage_text)
+
+
+@cli.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=".adw/demo",
+    show_default=True,
+    help="Where the demo's config, store and attempt logs go (recreated on every run).",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def demo_cmd(directory: str, log_format: str) -> None:
+    """Enqueue a realistic mix of tasks and run them on the local dry-run agent, with a rate limit to fail over."""
+    from adws.demo import run_demo
+
+    sys.exit(run_demo(Path(directory), log_format=log_format))
+
+
+@cli.group("workspace")
+def workspace_group() -> None:
+    """Per-task git worktrees."""
+
+
+@workspace_group.command("gc")
+@read_options
+def workspace_gc(config_path: str | None, as_json: bool) -> None:
+    """Remove worktrees of tasks finished more than keep_days ago, and the oldest first above max_disk_mb."""
+    from adw_modules.tasks import TERMINAL_STATES
+    from adw_modules.workspace import Workspaces
+
+    store, config = _store(config_path)
+    ws_cfg = config.workspace
+    if ws_cfg is None:
+        store.close()
+        raise click.UsageError("the config has no [workspace] section")
+
+    def finished_at(task_id: int) -> dt.datetime | None:
+        task = store.get_task(task_id)
+        if task is None:
+            return dt.datetime.min.replace(tzinfo=dt.UTC)  # its task is gone: nothing will resume it
+        return task.updated_at if task.state in TERMINAL_STATES else None
+
+    try:
+        report = Workspaces(ws_cfg, os.environ).gc(dt.datetime.now(dt.UTC), finished_at)
+    finally:
+        store.close()
+    data = {
+        "removed": [
+            {"task_id": r.task_id, "repo": r.repo, "path": str(r.path), "reason": r.reason, "bytes": r.bytes}
+            for r in report.removed
+        ],
+        "bytes_freed": report.bytes_freed,
+        "bytes_after": report.bytes_after,
+        "over_limit": report.over_limit,
+    }
+    emit(
+        as_json,
+        data,
+        lambda d: "\n".join(
+            [f"removed task-{r['task_id']} ({r['reason']}, {r['bytes'] / 1e6:.1f} MB)" for r in d["removed"]]
+            + [
+                f"freed {d['bytes_freed'] / 1e6:.1f} MB; {d['bytes_after'] / 1e6:.1f} MB left"
+                + ("; still over max_disk_mb (only unfinished tasks left)" if d["over_limit"] else "")
+            ]
+        ),
+    )

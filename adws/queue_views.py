@@ -1,0 +1,178 @@
+"""Text and JSON views of the queue: status, tasks, one task, usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from adw_modules import health
+from adw_modules.config import Config
+from adw_modules.providers import ProviderRegistry
+from adw_modules.store import Store
+from adw_modules.tasks import PRIORITY_RANK, TaskState
+
+
+def _ago(iso: str | None, now: dt.datetime) -> str:
+    if iso is None:
+        return "-"
+    seconds = (now - dt.datetime.fromisoformat(iso)).total_seconds()
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"${x:.4f}"
+
+
+def status_data(config: Config, store: Store) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    registry = ProviderRegistry(config)
+    states = store.provider_states()
+    spend = store.spend_since(now.replace(hour=0, minute=0, second=0, microsecond=0))
+    providers = []
+    for name, pc in config.providers.items():
+        a = registry.availability(name)
+        st = states.get(name)
+        g = health.gate(st, now)
+        providers.append(
+            {
+                "name": name,
+                "available": a.available and g.open,
+                "reason": a.reason if not a.available else (None if g.open and not g.trial else g.reason),
+                "circuit": "closed" if st is None else str(st.circuit),
+                "cooldown_until": None if st is None or st.cooldown_until is None else st.cooldown_until.isoformat(),
+                "cooldown_reason": None if st is None else st.cooldown_reason,
+                "success_rate": health.success_rate(st),
+                "spend_today_usd": round(spend.get(name, 0.0), 6),
+                "daily_budget_usd": pc.daily_budget_usd,
+            }
+        )
+    running = []
+    for att in store.running_attempts():
+        task = store.get_task(att.task_id)
+        running.append(
+            {
+                "task_id": att.task_id,
+                "title": None if task is None else task.title,
+                "url": None if task is None else task.url,
+                "attempt": att.number,
+                "provider": att.provider,
+                "model": att.model,
+                "started_at": att.started_at.isoformat(),
+                "owner": att.owner,
+                "pid": att.pid,
+            }
+        )
+    return {
+        "queue": store.counts_by_state_priority(),
+        "running": running,
+        "providers": providers,
+        "coordinators": store.coordinators(),
+    }
+
+
+def status_text(d: dict[str, Any]) -> str:
+    now = dt.datetime.now(dt.UTC)
+    prios = list(PRIORITY_RANK)
+    lines = [
+        "Queue (state × priority):",
+        f"  {'state':<12}" + "".join(f"{p:>10}" for p in prios) + f"{'total':>8}",
+    ]
+    for state in TaskState:
+        row = d["queue"].get(str(state), {})
+        lines.append(f"  {state!s:<12}" + "".join(f"{row.get(p, 0):>10}" for p in prios) + f"{sum(row.values()):>8}")
+    lines += ["", f"Running attempts: {len(d['running'])}"]
+    for r in d["running"]:
+        lines.append(
+            f"  task {r['task_id']} #{r['attempt']} {r['provider']}/{r['model']}  {_ago(r['started_at'], now)}"
+            f"  pid {r['pid']}  {r['owner']}  {r['title'] or ''}"
+        )
+    lines += ["", "Providers:"]
+    for p in d["providers"]:
+        mark = "✓" if p["available"] else "✗"
+        rate = "-" if p["success_rate"] is None else f"{p['success_rate']:.0%}"
+        cap = "" if p["daily_budget_usd"] is None else f" / ${p['daily_budget_usd']:.2f}"
+        line = f"  {mark} {p['name']:<20} circuit {p['circuit']:<9} success {rate:>5}"
+        line += f"  spend today ${p['spend_today_usd']:.4f}{cap}"
+        if p["reason"]:
+            line += f"  ({p['reason']})"
+        lines.append(line)
+    if d["coordinators"]:
+        lines += ["", "Coordinators:"]
+        lines += [
+            f"  {c['id']}  host {c['host']}  pid {c['pid']}  heartbeat {_ago(c['heartbeat_at'], now)} ago"
+            for c in d["coordinators"]
+        ]
+    return "\n".join(lines)
+
+
+def tasks_text(d: dict[str, Any]) -> str:
+    if not d["tasks"]:
+        return "No tasks."
+    lines = [f"{'id':>6}  {'state':<11} {'priority':<9} {'retries':>7} {'tries':>5}  title"]
+    for t in d["tasks"]:
+        extra = (
+            f"  [{t['wait_reason']}]"
+            if t["wait_reason"]
+            else (f"  [{t['last_error']}]" if t["state"] == "failed" else "")
+        )
+        url = f"  {t['url']}" if t["url"] else ""
+        lines.append(
+            f"{t['id']:>6}  {t['state']:<11} {t['priority']:<9} {t['retry_count']:>7} {t['attempt_count']:>5}  "
+            f"{t['title']}{url}{extra}"
+        )
+    return "\n".join(lines)
+
+
+def task_text(d: dict[str, Any]) -> str:
+    t = d["task"]
+    lines = [
+        f"Task {t['id']}: {t['title']}",
+        f"  state {t['state']}, priority {t['priority']}, labels {t['labels']}, "
+        f"retries {t['retry_count']}, attempts {t['attempt_count']}",
+        f"  source {t['source']}:{t['external_id']}",
+    ]
+    if t["url"]:
+        lines.append(f"  {t['url']}")
+    if t["wait_reason"]:
+        lines.append(f"  waiting: {t['wait_reason']}" + (f" (not before {t['not_before']})" if t["not_before"] else ""))
+    if t["last_error"]:
+        lines.append(f"  last error: {t['last_error']}")
+    for a in d["attempts"]:
+        routing = a["routing"] or {}
+        lines += [
+            "",
+            f"  Attempt {a['number']}: {a['provider']}/{a['model']}  rule {a['rule'] or 'defaults'}"
+            + (f"  (failover from {a['failover_from']})" if a["failover_from"] else ""),
+        ]
+        if routing.get("skipped"):
+            lines.append("    skipped: " + "; ".join(f"{s['target']} ({s['reason']})" for s in routing["skipped"]))
+        if routing.get("fallbacks"):
+            lines.append("    fallbacks: " + ", ".join(routing["fallbacks"]))
+        outcome = a["outcome"] or "running"
+        err = f": {a['error_message']}" if a["error_message"] else ""
+        lines.append(f"    outcome {outcome}{err}")
+        lines.append(
+            f"    tokens in {a['input_tokens']:,} out {a['output_tokens']:,} cache r/w {a['cache_read_tokens']:,}/"
+            f"{a['cache_write_tokens']:,}  cost {_money(a['cost_usd'])} ({a['cost_source'] or '-'})"
+        )
+        lines.append(f"    started {a['started_at']}  ended {a['ended_at'] or '-'}  pid {a['pid']}  {a['owner']}")
+    if d["events"]:
+        lines += ["", "  Events (newest first):"]
+        lines += [f"    {e['ts']}  {e['kind']}: {e['message']}" for e in d["events"][:30]]
+    return "\n".join(lines)
+
+
+def usage_text(d: dict[str, Any]) -> str:
+    rows = d["rows"]
+    if not rows:
+        return "No attempts yet."
+    head = f"{d['by']:<36} {'attempts':>8} {'in':>10} {'out':>10} {'cache r':>10} {'cache w':>10} {'cost':>10}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['key']!s:<36} {r['attempts']:>8} {r['input_tokens']:>10,} {r['output_tokens']:>10,} "
+            f"{r['cache_read_tokens']:>10,} {r['cache_write_tokens']:>10,} {_money(r['cost_usd']):>10}"
+        )
+    total = sum(r["cost_usd"] or 0 for r in rows)
+    lines.append(f"{'total':<36} {sum(r['attempts'] for r in rows):>8} {'':>43} {_money(total):>10}")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Signals to a real ``adw run``: SIGTERM drains (a second one skips the grace), SIGHUP reloads config."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+from adw_modules.sources import enqueue_local
+from adw_modules.store import Store
+from adw_modules.tasks import TaskState
+from tests.coordinator.harness import Coord, Setup, process_gone, wait_for
+
+
+def _running_worker(setup: Setup, store: Store, task_id: int) -> int:
+    """Wait until the task's worker runs and the store knows its pid; returns the pid."""
+
+    def live() -> int | None:
+        atts = [a for a in store.running_attempts() if a.task_id == task_id and a.pid is not None]
+        return atts[0].pid if atts and setup.log.started()[task_id] else None
+
+    return wait_for(live, 20, f"the worker of task {task_id} to start")
+
+
+def _assert_requeued_after_shutdown(store: Store, task_id: int, worker: int) -> None:
+    assert process_gone(worker), f"worker {worker} survived the shutdown"
+    t = store.get_task(task_id)
+    assert t is not None and t.state is TaskState.QUEUED and t.owner is None, t
+    assert t.retry_count == 0  # a shutdown is not the task's failure
+    (a,) = store.attempts_for(task_id)
+    assert (a.state, a.outcome, a.error_kind) == ("finished", "cancelled", "cancelled"), a
+    assert a.error_message is not None and "shut down" in a.error_message
+    assert store.running_attempts() == []
+
+
+def test_idle_coordinator_exits_promptly_on_sigterm(
+    sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
+) -> None:
+    store = open_store(sqlite_setup.store_url)
+    c = Coord(sqlite_setup.config("idle", drain_grace_s=60))
+    coords.append(c)
+    c.wait_event("service.started")
+    assert [(r["id"], r["pid"]) for r in store.coordinators()] == [(c.find("service.started")[0]["owner"], c.pid)]
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    assert c.wait(10) == 0
+    assert time.monotonic() - t0 < 10, "an idle coordinator must not wait out its 60 s grace"
+    assert not c.find("service.draining")
+    assert c.find("service.stopped")
+    assert store.coordinators() == []  # it unregistered on the way out
+
+
+def test_sigterm_lets_a_running_attempt_finish_within_the_grace(
+    sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
+) -> None:
+    sqlite_setup.mode = "sleep:1"
+    store = open_store(sqlite_setup.store_url)
+    task = enqueue_local(store, "one second of work")
+    c = Coord(sqlite_setup.config("drain", drain_grace_s=10))
+    coords.append(c)
+    worker = _running_worker(sqlite_setup, store, task.id)
+    c.signal(signal.SIGTERM)
+    assert c.wait(20) == 0, c.output()[-3000:]
+    assert c.find("service.draining")
+    assert process_gone(worker)
+    assert sqlite_setup.log.done()[task.id] == 1
+    t = store.get_task(task.id)
+    assert t is not None and t.state is TaskState.SUCCEEDED, t
+    (a,) = store.attempts_for(task.id)
+    assert (a.outcome, a.pid) == ("success", worker)
+
+
+def test_sigterm_past_the_grace_kills_the_worker_and_requeues(
+    sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
+) -> None:
+    sqlite_setup.mode = "hang"
+    store = open_store(sqlite_setup.store_url)
+    task = enqueue_local(store, "never finishes")
+    c = Coord(sqlite_setup.config("drain", drain_grace_s=1, kill_grace_s=2))
+    coords.append(c)
+    worker = _running_worker(sqlite_setup, store, task.id)
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    assert c.wait(20) == 0, c.output()[-3000:]
+    assert time.monotonic() - t0 >= 1  # it did wait out the grace first
+    _assert_requeued_after_shutdown(store, task.id, worker)
+    assert sqlite_setup.log.done()[task.id] == 0
+
+
+def test_second_sigterm_skips_the_grace(
+    sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
+) -> None:
+    sqlite_setup.mode = "hang"
+    store = open_store(sqlite_setup.store_url)
+    task = enqueue_local(store, "never finishes")
+    c = Coord(sqlite_setup.config("drain", drain_grace_s=60, kill_grace_s=2))
+    coords.append(c)
+    worker = _running_worker(sqlite_setup, store, task.id)
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    c.wait_event("service.draining")
+    assert c.proc.poll() is None and not process_gone(worker), "the first SIGTERM alone must keep draining"
+    c.signal(signal.SIGTERM)
+    assert c.wait(20) == 0, c.output()[-3000:]
+    assert time.monotonic() - t0 < 20, "the second signal should have cut the 60 s grace short"
+    _assert_requeued_after_shutdown(store, task.id, worker)
+
+
+def test_sighup_rejects_a_bad_config_and_applies_a_good_one(
+    sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
+) -> None:
+    store = open_store(sqlite_setup.store_url)
+    cfg = sqlite_setup.config("hup")
+    good = cfg.read_text()
+    c = Coord(cfg)
+    coords.append(c)
+    c.wait_event("service.started")
+
+    # A TOML syntax error, then a valid TOML file naming a provider that does not exist.
+    cfg.write_text(good + "\n[coordinator\n")
+    c.signal(signal.SIGHUP)
+    (syntax,) = c.wait_event("config.rejected")
+    assert syntax["level"] == "error" and str(cfg) in syntax["issue"] and "TOML syntax error" in syntax["issue"]
+    cfg.write_text(good.replace('default_provider = "w"', 'default_provider = "nope"'))
+    c.signal(signal.SIGHUP)
+    rejected = c.wait_event("config.rejected", count=2)
+    assert str(cfg) in rejected[1]["issue"] and '"nope"' in rejected[1]["issue"], rejected[1]
+    assert not c.find("config.reloaded")
+
+    # The old config is still in force: a task runs on provider w.
+    first = enqueue_local(store, "after the bad edits")
+    wait_for(lambda: (t := store.get_task(first.id)) and t.state is TaskState.SUCCEEDED, 20, "the first task")
+    assert [a.provider for a in store.attempts_for(first.id)] == ["w"]
+
+    # A good edit: a second provider becomes the default.  The log says what changed, and it applies.
+    cfg.write_text(
+        good.replace('default_provider = "w"', 'default_provider = "w2"').replace(
+            "[routing]", sqlite_setup.provider_toml("w2") + "\n[routing]"
+        )
+    )
+    c.signal(signal.SIGHUP)
+    (reloaded,) = c.wait_event("config.reloaded")
+    assert set(reloaded["changes"]) == {"provider w2 added", "routing defaults changed"}, reloaded
+    assert "provider w2 added" in reloaded["msg"]
+    second = enqueue_local(store, "after the good edit")
+    wait_for(lambda: (t := store.get_task(second.id)) and t.state is TaskState.SUCCEEDED, 20, "the second task")
+    assert [a.provider for a in store.attempts_for(second.id)] == ["w2"]
+
+    c.signal(signal.SIGTERM)
+    assert c.wait(10) == 0

@@ -1,0 +1,175 @@
+"""Install the real Claude Code CLI from npm, pinned, into the git-ignored ``<repo>/.cache/node``.
+
+``ensure_claude_cli()`` returns the path of a runnable ``claude`` executable; CI runs
+``python tests/node_tools.py`` once before pytest so the tests never wait for the download.
+
+Version choice: **@anthropic-ai/claude-code 2.1.330** (the newest release when this was written).
+
+- Since the 2.1.1xx/2.1.2xx line the package is a thin wrapper: ``bin/claude.exe`` is a shell
+  stub, and the real program is a native (Bun-compiled) binary shipped in a per-platform npm
+  package listed under ``optionalDependencies`` (``@anthropic-ai/claude-code-linux-x64`` here,
+  about 380 MB unpacked).  The ``postinstall`` script ``install.cjs`` only copies/hard-links
+  that binary over the stub; it fetches nothing, so everything comes from the npm registry
+  and the install works where only registry.npmjs.org is reachable.
+- ``engines`` says ``node >= 22``; npm 11 only warns (EBADENGINE) because the native binary
+  does not run on the machine's Node at all; Node 20 is needed solely to run ``install.cjs``,
+  which uses nothing newer.  Older releases that still ship a pure-JS ``cli.js`` (2.1.100 and
+  before, ``node >= 18``) would also install offline, but the newest release is preferred so the
+  recorded transcripts match what production machines run.
+- If a future npm refuses to run install scripts (npm 11 already warns "install scripts not yet
+  covered by allowScripts"), the stub is left in place; ``ensure_claude_cli`` then returns the
+  platform package's binary directly, which is exactly what ``install.cjs`` would have linked.
+
+Concurrency: an exclusive ``fcntl`` lock on ``.cache/node/.install.lock`` serialises parallel
+callers (pytest-xdist workers, CI steps); the version check is repeated under the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
+CLAUDE_CODE_VERSION = "2.1.330"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NODE_PREFIX = REPO_ROOT / ".cache" / "node"
+_STUB_MAX_BYTES = 64 * 1024  # the placeholder bin/claude.exe is a ~500 byte shell script
+
+
+class CliInstallError(RuntimeError):
+    """The pinned CLI could not be installed (npm missing or registry unreachable)."""
+
+
+def _package_dir(prefix: Path, name: str) -> Path:
+    return prefix / "node_modules" / name
+
+
+def _installed_version(prefix: Path, name: str) -> str | None:
+    try:
+        meta = json.loads((_package_dir(prefix, name) / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    version = meta.get("version")
+    return version if isinstance(version, str) else None
+
+
+def _platform_package() -> str:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    system = sys.platform
+    if system.startswith("linux"):
+        libc, _ = platform.libc_ver()
+        suffix = "" if libc == "glibc" else "-musl"
+        return f"{CLAUDE_CODE_PACKAGE}-linux-{arch}{suffix}"
+    if system == "darwin":
+        return f"{CLAUDE_CODE_PACKAGE}-darwin-{arch}"
+    raise CliInstallError(f"no Claude Code native package for platform {system}/{machine}")
+
+
+def _runnable(prefix: Path) -> Path | None:
+    """The CLI executable if the pinned version is completely installed under ``prefix``."""
+    if _installed_version(prefix, CLAUDE_CODE_PACKAGE) != CLAUDE_CODE_VERSION:
+        return None
+    wrapper_bin = _package_dir(prefix, CLAUDE_CODE_PACKAGE) / "bin" / "claude.exe"
+    try:
+        if wrapper_bin.stat().st_size > _STUB_MAX_BYTES:
+            return wrapper_bin
+    except OSError:
+        pass
+    native_pkg = _platform_package()
+    if _installed_version(prefix, native_pkg) != CLAUDE_CODE_VERSION:
+        return None
+    native = _package_dir(prefix, native_pkg) / "claude"
+    return native if native.is_file() else None
+
+
+def ensure_claude_cli(prefix: Path = NODE_PREFIX) -> Path:
+    """Install the pinned Claude Code CLI if needed and return its executable path.
+
+    Raises ``CliInstallError`` with npm's output when the install fails, so a test session
+    fails loudly instead of skipping.
+    """
+    found = _runnable(prefix)
+    if found is None:
+        _locked_npm_install(
+            prefix, f"{CLAUDE_CODE_PACKAGE}@{CLAUDE_CODE_VERSION}", lambda: _runnable(prefix) is not None
+        )
+        found = _runnable(prefix)
+    assert found is not None
+    return found
+
+
+def ensure_npm_package(name: str, version: str, prefix: Path) -> Path:
+    """Install the npm package ``name@version`` (exact) under ``prefix`` and return its directory.
+
+    For data-only packages (no executables), e.g. GitHub's OpenAPI description.  Each package
+    gets its own ``prefix`` (a subdirectory of ``NODE_PREFIX``) so npm never re-resolves another
+    package's tree while installing this one.  Same locking and "fail loudly" contract as
+    ``ensure_claude_cli``: raises ``CliInstallError`` with npm's output when the install fails.
+    """
+    package_dir = _package_dir(prefix, name)
+    if _installed_version(prefix, name) != version:
+        _locked_npm_install(
+            prefix, f"{name}@{version}", lambda: _installed_version(prefix, name) == version, ("--ignore-scripts",)
+        )
+    return package_dir
+
+
+def _locked_npm_install(prefix: Path, spec: str, installed: Callable[[], bool], extra: tuple[str, ...] = ()) -> None:
+    """``npm install spec`` into ``prefix`` under a file lock, unless ``installed()`` turns true
+    while waiting for it; ``CliInstallError`` with npm's output if it does not end installed."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    with open(prefix / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if installed():
+                return
+            npm = shutil.which("npm")
+            if npm is None:
+                raise CliInstallError(f"npm is not on PATH; install Node.js 20+ with npm to get {spec}")
+            argv = [
+                npm,
+                "install",
+                "--prefix",
+                str(prefix),
+                "--no-audit",
+                "--no-fund",
+                "--update-notifier=false",
+                "--save-exact",
+                *extra,
+                spec,
+            ]
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise CliInstallError(f"`{' '.join(argv)}` timed out after {exc.timeout}s") from exc
+            if proc.returncode != 0 or not installed():
+                raise CliInstallError(
+                    f"could not install {spec} into {prefix} "
+                    f"(npm exit {proc.returncode}); is the npm registry reachable?\n"
+                    f"--- npm stderr (tail) ---\n{proc.stderr[-4000:]}"
+                )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def main() -> int:
+    try:
+        path = ensure_claude_cli()
+    except CliInstallError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    version = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    print(f"{path}\n{version.stdout.strip() or version.stderr.strip()}")
+    return 0 if version.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
