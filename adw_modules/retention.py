@@ -1,8 +1,10 @@
 """Keep the store and the state directory small: prune what finished long enough ago.
 
 Transcripts (the attempt directories) go first, after ``transcripts_days``; finished tasks
-(with their attempts, events and source state) after ``finished_tasks_days``; other events
-after ``events_days``.  Running, queued and waiting work is never touched.
+(with their attempts and events) after ``finished_tasks_days``; other events after
+``events_days``.  Running, queued and waiting work is never touched.  A pruned task's source
+state is kept in ``retired_sources`` (the store does that), so a GitHub issue that still
+carries the label that ran it is not taken for a new request.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from adw_modules.store_schema import (
     events,
     leader_leases,
     provider_state,
+    retired_sources,
     source_state,
     tasks,
 )
@@ -403,6 +404,8 @@ class Store:
             )
             created = conn.execute(ins).mappings().first()
             if created is not None:
+                retired = (retired_sources.c.source == new.source) & (retired_sources.c.external_id == new.external_id)
+                conn.execute(sa.delete(retired_sources).where(retired))
                 return _task(created), True
             row = conn.execute(sa.select(tasks).where(key).with_for_update()).mappings().one()
             if all(row[k] == v for k, v in described.items()):
@@ -947,6 +950,7 @@ class Store:
         with self._write() as conn:
             if finished_before is not None:
                 doomed = sa.select(tasks.c.id).where(tasks.c.state.in_(terminal), tasks.c.updated_at < finished_before)
+                self._retire_sources(conn, doomed)
                 # SQLite enforces ON DELETE CASCADE only with foreign keys on (set per connection); do
                 # the children explicitly so the result does not depend on that.
                 conn.execute(sa.delete(events).where(events.c.task_id.in_(doomed)))
@@ -956,6 +960,29 @@ class Store:
             if events_before is not None:
                 out["events"] += conn.execute(sa.delete(events).where(events.c.at < events_before)).rowcount
         return out
+
+    def _retire_sources(self, conn: Connection, doomed: Any) -> None:
+        """Keep what the sources remembered about the doomed tasks (source, external id, end state,
+        source state), so deleting a task never makes its source's old trigger look new."""
+        rows = conn.execute(
+            sa.select(tasks.c.source, tasks.c.external_id, tasks.c.state, source_state.c.data)
+            .select_from(tasks.outerjoin(source_state, source_state.c.task_id == tasks.c.id))
+            .where(tasks.c.id.in_(doomed))
+        ).all()
+        now = _utcnow()
+        for source, external_id, state, data in rows:
+            values = {"state": state, "data": dict(data or {}), "retired_at": now}
+            ins = self._insert(retired_sources).values(source=source, external_id=external_id, **values)
+            conn.execute(ins.on_conflict_do_update(index_elements=["source", "external_id"], set_=values))
+
+    def retired_source(self, source: str, external_id: str) -> dict[str, Any] | None:
+        """For a key whose task retention deleted: {"state", "data" (its source state), "retired_at"}."""
+        key = (retired_sources.c.source == source) & (retired_sources.c.external_id == external_id)
+        with self._read() as conn:
+            row = conn.execute(sa.select(retired_sources).where(key)).mappings().first()
+        if row is None:
+            return None
+        return {"state": row["state"], "data": dict(row["data"]), "retired_at": row["retired_at"]}
 
     def finished_attempt_logs(self, ended_before: dt.datetime, host: str) -> list[tuple[int, str]]:
         """(attempt id, log path) of this host's attempts that ended before the cutoff and still name a log."""

@@ -252,3 +252,16 @@ source_state = sa.Table(
     sa.Column("data", JSONType, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# What a source remembered about a task that retention deleted, so the source still knows
+# what it already did (a GitHub issue keeps its trigger label after the task ends; without
+# this, pruning the task would make that old label look like a new request).
+retired_sources = sa.Table(
+    "retired_sources",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("external_id", sa.String(255), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Column("retired_at", UTCDateTime(), nullable=False),
+)

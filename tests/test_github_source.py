@@ -155,14 +155,11 @@ def test_label_removal_and_close_cancel_and_relabel_requeues(fake: FakeGitHub, s
     assert again is not None and again.state is TaskState.QUEUED
 
 
-def test_finished_task_is_not_rerun_after_restart_but_is_on_new_label(fake: FakeGitHub, store: Store) -> None:
-    n = labelled_issue(fake, "maintainer")
-    assert make_source(fake, store).poll()
-    task = store.find_task("github", f"{REPO}#{n}")
-    assert task is not None
+def run_to_success(store: Store, task_id: int) -> None:
     now = dt.datetime.now(dt.UTC)
-    assert store.claim_task("c/1", now + dt.timedelta(minutes=1), now) is not None
-    att = store.start_attempt(task.id, "c/1", AttemptStart("p", "m", "r", {}, "f", "h"), now)
+    claimed = store.claim_task("c/1", now + dt.timedelta(minutes=1), now)
+    assert claimed is not None and claimed.id == task_id
+    att = store.start_attempt(task_id, "c/1", AttemptStart("p", "m", "r", {}, "f", "h"), now)
     assert att is not None
     store.finish_attempt(
         att.id,
@@ -171,6 +168,14 @@ def test_finished_task_is_not_rerun_after_restart_but_is_on_new_label(fake: Fake
         Transition(TaskState.SUCCEEDED),
         now,
     )
+
+
+def test_finished_task_is_not_rerun_after_restart_but_is_on_new_label(fake: FakeGitHub, store: Store) -> None:
+    n = labelled_issue(fake, "maintainer")
+    assert make_source(fake, store).poll()
+    task = store.find_task("github", f"{REPO}#{n}")
+    assert task is not None
+    run_to_success(store, task.id)
     fresh = make_source(fake, store)  # a restart: everything looks newly listed
     assert fresh.poll()
     done = store.get_task(task.id)
@@ -186,6 +191,31 @@ def test_finished_task_is_not_rerun_after_restart_but_is_on_new_label(fake: Fake
     assert fresh.poll()
     requeued = store.get_task(task.id)
     assert requeued is not None and requeued.state is TaskState.QUEUED and requeued.retry_count == 0
+
+
+def test_a_pruned_task_is_not_rerun_for_its_old_label_but_is_on_a_new_one(fake: FakeGitHub, store: Store) -> None:
+    n = labelled_issue(fake, "maintainer")
+    assert make_source(fake, store).poll()
+    task = store.find_task("github", f"{REPO}#{n}")
+    assert task is not None
+    run_to_success(store, task.id)
+    assert store.prune(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1), None)["tasks"] == 1
+    assert store.get_task(task.id) is None  # retention deleted it; the issue still carries "adw"
+
+    fresh = make_source(fake, store)  # a restart after the prune: everything looks newly listed
+    assert fresh.poll()
+    assert store.find_task("github", f"{REPO}#{n}") is None
+    fake.add_comment(REPO, n, "still broken?", user="someone")  # the listing changes; the label does not
+    assert fresh.poll() and make_source(fake, store).poll()
+    assert store.find_task("github", f"{REPO}#{n}") is None
+
+    fake.unlabel_issue(REPO, n, "adw", actor="maintainer")
+    assert fresh.poll()
+    fake.label_issue(REPO, n, "adw", actor="maintainer")  # a new request
+    assert fresh.poll()
+    again = store.find_task("github", f"{REPO}#{n}")
+    assert again is not None and again.state is TaskState.QUEUED
+    assert store.retired_source("github", f"{REPO}#{n}") is None  # the new task supersedes the record
 
 
 def test_progress_comment_is_edited_in_place(fake: FakeGitHub, store: Store) -> None:

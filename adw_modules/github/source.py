@@ -83,7 +83,9 @@ class GitHubSource:
         self.backoff_reason: str | None = None
         self._listed: dict[str, set[int]] = {}  # repo -> issue numbers seen labelled last poll
         self._refused: set[int] = set()  # label event ids already answered
-        self._refused_seen: dict[tuple[str, int], Any] = {}  # issue -> its digest when last refused
+        # issue -> its digest when we last decided not to run it (refused, or the label is the
+        # one that ran its since-pruned task)
+        self._passed_over: dict[tuple[str, int], Any] = {}
         self._sync_watermark: dt.datetime | None = None
 
     # ------------------------------------------------------------ guarded entry points
@@ -141,22 +143,26 @@ class GitHubSource:
         state = self.store.source_state(task.id) if task else {}
         if task is not None and not newly_listed and state.get("issue_digest") == issue_digest(issue):
             return  # nothing about this issue changed
-        if task is None and self._refused_seen.get((repo, number)) == issue_digest(issue):
-            return  # refused before, and nobody has touched it since
+        if task is None and not newly_listed and self._passed_over.get((repo, number)) == issue_digest(issue):
+            return  # passed over before, still listed, and nobody has touched it since
         if task is not None and not newly_listed and state.get("trigger_event_id"):
             # An edit or a comment.  The task keeps the text as it was when a writer applied the
             # label: anyone may edit an issue, and approval was for that text (re-label to refresh).
             self._commands(repo, number, task, state, own)
             self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
             return
+        retired = self.store.retired_source(SOURCE, external_id(repo, number)) if task is None else None
         event = self.client.latest_label_event(repo, number, self.cfg.trigger_label)
         if task is not None and event is not None and state.get("trigger_event_id") == event.event_id:
             self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
             return  # same trigger as before (e.g. after a restart): never re-run a finished task for it
+        if retired is not None and event is not None and retired["data"].get("trigger_event_id") == event.event_id:
+            self._passed_over[(repo, number)] = issue_digest(issue)
+            return  # the label that ran the pruned task: re-label to run it again
         decision = triggers.decide(self.cfg, event, own, lambda login: self.client.permission(repo, login))
         if not decision.allowed:
             self._refuse(repo, number, decision)
-            self._refused_seen[(repo, number)] = issue_digest(issue)
+            self._passed_over[(repo, number)] = issue_digest(issue)
             return
         task, created = self._upsert(repo, number, issue)
         requeued = False
