@@ -9,6 +9,7 @@ the provider's own ``env`` and, only if this provider needs one, its API key.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from adw_modules import classify, runner, streams
 from adw_modules.config import Config, Target
-from adw_modules.outcomes import ErrorKind, Outcome, StreamEvent, StreamSummary
+from adw_modules.outcomes import ErrorKind, Outcome, StreamEvent, StreamSummary, Usage
 from adw_modules.pricing import Price, estimate_cost, library_price
 from adw_modules.providers import ProviderRegistry, SecretError, TemplateError
 from adw_modules.routing import resolve_params
@@ -244,6 +245,8 @@ class RunningAttempt:
         self.request = request
         self.aborted_on: StreamEvent | None = None
         self.worker: runner.Worker | None = None
+        # The reader thread feeds the parser while a heartbeat may ask for the tokens so far.
+        self._parsing = threading.Lock()
         self._early_failure: AttemptResult | None = None
         try:
             spec, fmt = owner.prepare(request)
@@ -262,7 +265,8 @@ class RunningAttempt:
         def on_line(line: str) -> str | None:
             transcript.write(redact(line) + "\n")
             transcript.flush()
-            event = self.parser.feed(line)
+            with self._parsing:
+                event = self.parser.feed(line)
             if event is None:
                 return None
             if on_event is not None:
@@ -277,6 +281,11 @@ class RunningAttempt:
     @property
     def identity(self) -> runner.ProcessIdentity | None:
         return None if self.worker is None else self.worker.identity
+
+    def usage_so_far(self) -> Usage:
+        """Tokens the CLI has reported so far (safe from any thread)."""
+        with self._parsing:
+            return self.parser.usage_so_far()
 
     def cancel(self, reason: str = "cancelled") -> None:
         if self.worker is not None:

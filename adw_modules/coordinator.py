@@ -98,6 +98,7 @@ class Slot:
     trial: bool = False
     worktree: Worktree | None = None
     health_recorded: bool = False
+    reported_tokens: int = 0  # tokens so far, as last stored by the heartbeat
 
 
 class Coordinator:
@@ -605,6 +606,21 @@ class Coordinator:
             self._stop(tid, "lease lost")
         for tid in cancels:
             self._stop(tid, "cancelled")
+        self._record_progress()
+
+    def _record_progress(self) -> None:
+        """Store each running attempt's tokens so far, so `adw status`/`adw top` show live counts."""
+        with self.lock:
+            slots = [s for s in self.slots.values() if s.stop_reason is None]
+        changed = {s.attempt_id: (s, s.running.usage_so_far()) for s in slots}
+        changed = {a: (s, u) for a, (s, u) in changed.items() if u.total_tokens != s.reported_tokens}
+        try:
+            self.store.record_usage(self.owner, {a: u for a, (_, u) in changed.items()})
+        except Exception:  # progress is cosmetic: the final counts are written when the attempt ends
+            log.exception("recording attempt progress failed")
+            return
+        for slot, usage in changed.values():
+            slot.reported_tokens = usage.total_tokens
 
     def reap(self) -> int:
         """Requeue tasks whose owner stopped heartbeating; kill their workers if they run here."""

@@ -13,7 +13,7 @@ priority, outcome, circuit state): never a message, URL or secret.
     adw_attempts_total{provider,model,outcome}     finished attempts
     adw_attempts_running{provider,model}           running attempts
     adw_attempt_duration_seconds{provider}         histogram of finished attempts' wall time
-    adw_tokens_total{provider,model,kind}          kind: input | output | cache_read | cache_write
+    adw_tokens_total{provider,model,kind}          finished attempts; kind: input | output | cache_read | cache_write
     adw_cost_usd_total{provider,model}             known cost (unknown costs count 0)
     adw_failovers_total{from_provider,provider}    attempts started because another target failed
     adw_lease_recoveries_total                     tasks requeued after a lost lease or an orphan

@@ -41,6 +41,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from adw_modules.outcomes import Usage
 from adw_modules.store_schema import (
     attempts,
     coordinators,
@@ -609,6 +610,24 @@ class Store:
         with self._write() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    def record_usage(self, owner: str, progress: Mapping[int, Usage]) -> None:
+        """Store running attempts' tokens so far ({attempt id: usage}), fenced like every write
+        about a running attempt; finish_attempt later overwrites them with the final counts."""
+        if not progress:
+            return
+        with self._write() as conn:
+            for attempt_id, usage in sorted(progress.items()):
+                conn.execute(
+                    sa.update(attempts)
+                    .where(self._attempt_fence(attempt_id, owner))
+                    .values(
+                        input_tokens=usage.input_tokens,
+                        output_tokens=usage.output_tokens,
+                        cache_read_tokens=usage.cache_read_tokens,
+                        cache_write_tokens=usage.cache_write_tokens,
+                    )
+                )
+
     def renew_leases(
         self,
         owner: str,
@@ -913,7 +932,12 @@ class Store:
             attempts.c.model,
             outcome.label("outcome"),
             sa.func.count().label("n"),
-            *(sa.func.coalesce(sa.func.sum(attempts.c[f"{k}_tokens"]), 0).label(k) for k in kinds),
+            # Running attempts' tokens are progress that the final count may revise: a counter must
+            # not go down, so only finished attempts count.
+            *(
+                sa.func.coalesce(sa.func.sum(sa.case((finished, attempts.c[f"{k}_tokens"]), else_=0)), 0).label(k)
+                for k in kinds
+            ),
             sa.func.coalesce(sa.func.sum(attempts.c.cost_usd), 0.0).label("cost"),
         ).group_by(attempts.c.provider, attempts.c.model, outcome)
         d = self._duration_s()

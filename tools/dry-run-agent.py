@@ -7,7 +7,8 @@ demonstrated and tested offline.  Standard library only, so it starts fast; it n
 keys.
 
 Failure injection: ``--fail KIND`` or ``ADW_DRY_RUN_FAIL=KIND``, KIND one of
-rate_limit, overloaded, auth, quota, max_turns, budget, hang, crash, slow, fork.
+rate_limit, overloaded, auth, quota, max_turns, budget, hang, stall, crash, slow, fork
+(``stall`` answers one assistant message with its usage, then goes silent like ``hang``).
 ``KIND@N`` fails only the first N calls, counted in the file named by ``ADW_DRY_RUN_STATE``.
 
 Exit codes follow the real CLI: 0 success, 1 a result with is_error true or a usage error,
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 VERSION = "2.1.200"
-KINDS = ("rate_limit", "overloaded", "auth", "quota", "max_turns", "budget", "hang", "crash", "slow", "fork")
+KINDS = ("rate_limit", "overloaded", "auth", "quota", "max_turns", "budget", "hang", "stall", "crash", "slow", "fork")
 TOOLS = ["Task", "Bash", "Glob", "Grep", "Read", "Edit", "Write", "WebFetch", "TodoWrite", "WebSearch"]
 RATE_LIMIT_TEXT = (
     "API Error: Request rejected (429) · This request would exceed your account's rate limit. Please try again later."
@@ -443,6 +444,9 @@ def run_mode(s: Session, kind: str | None) -> int:
             )
         )
     if kind == "hang":
+        _hang()
+    if kind == "stall":
+        s.assistant("Working on it.", _usage(_tokens(s.prompt), 4))
         _hang()
     if kind == "crash":
         sys.stderr.write(

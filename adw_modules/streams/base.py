@@ -15,6 +15,7 @@ with them as supporting evidence.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -80,6 +81,13 @@ class StreamParser(ABC):
     @abstractmethod
     def handle(self, obj: dict[str, Any]) -> StreamEvent | None:
         """Fold one decoded JSON object into the summary."""
+
+    def usage_so_far(self) -> Usage:
+        """The tokens the transcript has reported up to now (a copy), for live progress.
+
+        Formats that only learn their totals at the end (or hold usage back) override this.
+        """
+        return dataclasses.replace(self.summary.usage)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most formats need nothing
         """Fold any state held back until the end (e.g. buffered usage) into the summary."""

@@ -11,6 +11,7 @@ repeats a message's usage on every content block it streams as its own line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from typing import Any
@@ -232,6 +233,14 @@ class ClaudeStreamParser(StreamParser):
         self._assistant_total.add(usage)
         if model and model != _SYNTHETIC_MODEL:
             self._assistant_per_model.setdefault(model, Usage()).add(usage)
+
+    def usage_so_far(self) -> Usage:
+        if self._result_usage:
+            return super().usage_so_far()
+        total = dataclasses.replace(self._assistant_total)
+        for _, usage in self._open.values():
+            total.add(usage)
+        return total
 
     def close(self) -> None:
         while self._open:

@@ -1,4 +1,5 @@
-"""``adw top`` in a real terminal (tmux), watching a real ``adw run`` whose worker hangs.
+"""``adw top`` in a real terminal (tmux), watching a real ``adw run`` whose worker stalls
+(it reports some work, then goes silent).
 
 The pane is read with ``tmux capture-pane``; every wait polls it against a deadline.  After
 ``top`` exits, the same pane runs ``stty -a`` so the test sees whether the terminal mode was
@@ -75,7 +76,7 @@ def hanging_run(tmp_path: Path, write_config: Callable[..., Path]) -> Iterator[t
     """A real ``adw run`` with one attempt that stays running; (config, that attempt)."""
     url = f"sqlite:///{tmp_path / 'adw.db'}"
     config = write_config(
-        provider_toml("a", env='ADW_DRY_RUN_FAIL = "hang"', extra="max_concurrency = 1"),  # the 2nd task waits
+        provider_toml("a", env='ADW_DRY_RUN_FAIL = "stall"', extra="max_concurrency = 1"),  # the 2nd task waits
         '[routing]\ndefault_provider = "a"\ndefault_model = "m1"\n',
         url,
     )
@@ -145,8 +146,17 @@ def test_top_shows_the_running_attempt_refreshes_and_quits_on_q(tmux: Tmux, hang
     tmux.start("top", top_command(config, "--interval", "0.5"))
 
     first = wait_for(lambda: row_of(tmux.screen("top"), TITLE), 20, "top to show the running attempt")
-    task, title, target, _elapsed, pid, tokens = cells(first)
-    assert (task, title, target, pid, tokens) == (f"{att.task_id} #1", TITLE, "a/m1", str(att.pid), "-")
+    task, title, target, _elapsed, pid, _tokens = cells(first)
+    assert (task, title, target, pid) == (f"{att.task_id} #1", TITLE, "a/m1", str(att.pid))
+    # The tokens the worker reported so far, stored by the next heartbeat (none before it).
+    tokens = wait_for(
+        lambda: (row := row_of(tmux.screen("top"), TITLE)) is not None and cells(row)[5] != "-" and cells(row)[5],
+        10,
+        "top to show the running attempt's tokens so far",
+    )
+    with Store.open(f"sqlite:///{config.parent / 'adw.db'}") as store:
+        (live,) = store.running_attempts()
+    assert live.output_tokens == 4 and tokens == f"{live.input_tokens + live.output_tokens:,}"
     screen = tmux.screen("top")
     assert re.search(r"running\s.*\s1\s", screen) and re.search(r"queued\s.*\s1\s", screen), screen
     assert re.search(r"\ba\s.*\bclosed\b", screen), screen  # the provider table

@@ -262,6 +262,14 @@ def test_hang_prints_init_then_goes_silent() -> None:
     assert kinds(events(lines)) == ["system/init"]
 
 
+def test_stall_reports_work_then_goes_silent() -> None:
+    result, lines = agent("-p", "hi", *STREAM, "--fail", "stall", idle_timeout_s=0.8)
+    assert result.ended_by == "idle_timeout" and result.exit_code == 143
+    evs = events(lines)
+    assert kinds(evs) == ["system/init", "assistant"]
+    assert evs[1]["message"]["usage"]["output_tokens"] == 4
+
+
 def test_crash_exits_2_with_a_stack_trace_and_no_result() -> None:
     result, lines = agent("-p", "hi", *STREAM, "--fail", "crash")
     assert result.exit_code == 2

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
+from adw_modules.outcomes import Usage
 from adw_modules.store import Store
 from adw_modules.store_schema import attempts as attempts_t
 from adw_modules.store_schema import tasks as tasks_t
@@ -292,6 +293,20 @@ def test_set_attempt_process_is_fenced(store: Store) -> None:
     assert store.set_attempt_process(attempt.id, "o", 4242, 4240, 1234.5)
     (live,) = store.running_attempts()
     assert (live.pid, live.pgid, live.create_time) == (4242, 4240, 1234.5)
+
+
+def test_record_usage_is_fenced_and_the_final_count_wins(store: Store) -> None:
+    task, attempt = claimed_with_attempt(store, "o")
+    store.record_usage("other", {attempt.id: Usage(input_tokens=99)})
+    store.record_usage("o", {attempt.id: Usage(input_tokens=7, output_tokens=2, cache_read_tokens=5)})
+    (live,) = store.running_attempts()
+    assert (live.input_tokens, live.output_tokens, live.cache_read_tokens, live.cache_write_tokens) == (7, 2, 5, 0)
+    assert store.usage("provider")[0]["input_tokens"] == 7  # reports include work so far
+    assert store.attempt_aggregates([1.0], "none")["by_target"][0]["input"] == 0  # counters only finished work
+    store.finish_attempt(attempt.id, "o", AttemptEnd("success", input_tokens=6), Transition(TaskState.SUCCEEDED), T0)
+    store.record_usage("o", {attempt.id: Usage(input_tokens=1000)})  # too late: the attempt has ended
+    (done,) = store.attempts_for(task.id)
+    assert (done.input_tokens, done.output_tokens) == (6, 0)
 
 
 def test_renew_leases_extends_ours_and_reports_lost(store: Store) -> None:

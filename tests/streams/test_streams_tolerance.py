@@ -249,3 +249,16 @@ def test_streamed_text_is_bounded() -> None:
         p.feed(piece)
     text = p.finish().result_text
     assert text is not None and len(text) == 64 * 1024
+
+
+def test_usage_so_far_counts_each_message_once_while_streaming() -> None:
+    p = parser_for("claude-stream-json")
+    assert p.usage_so_far().total_tokens == 0
+    for i in range(100):
+        p.feed(_assistant_line(i))
+        p.feed(_assistant_line(i))  # the CLI repeats a message's usage on each content block
+        so_far = p.usage_so_far()
+        assert (so_far.input_tokens, so_far.output_tokens) == (3 * (i + 1), 11 * (i + 1))
+    p.feed('{"type":"result","subtype":"success","is_error":false,"usage":{"input_tokens":500,"output_tokens":9}}')
+    assert (p.usage_so_far().input_tokens, p.usage_so_far().output_tokens) == (500, 9)  # the total wins
+    assert p.finish().usage.input_tokens == 500
