@@ -316,6 +316,10 @@ class GitHubClient:
 
         return self._call(create)
 
+    def edit_pull_body(self, repo: str, number: int, body: str) -> None:
+        path = f"/repos/{repo}/pulls/{number}"
+        self._call(lambda: self.gh.requester.requestJsonAndCheck("PATCH", path, input={"body": body}))
+
     def create_label(self, repo: str, name: str, color: str, description: str) -> None:
         self._call(lambda: self.gh.get_repo(repo).create_label(name, color, description))
 

@@ -355,9 +355,20 @@ class GitHubSource:
             and work.get("pushed")
             and not state.get("pr_number")
         ):
-            pr = self._open_pull(task, number, str(work["branch"]))
+            pr, pr_body_digest = self._open_pull(task, number, str(work["branch"]))
             changes.update(pr_number=pr["number"], pr_url=pr["html_url"], last_pr_comment_id=0)
+            changes.update(pr_body_digest=pr_body_digest)
             self.client.add_label(repo, number, self.cfg.labels["pr_open"])
+        pr_number = changes.get("pr_number", state.get("pr_number"))
+        if task.state is TaskState.SUCCEEDED and pr_number:
+            # A later run (a /adw follow-up, a re-label) pushed to the same branch: say what it did.
+            pr_body = self.redact(progress.pull_body(task, self.store.attempts_for(task.id), number))
+            if progress.digest(pr_body) != changes.get("pr_body_digest", state.get("pr_body_digest")):
+                try:
+                    self.client.edit_pull_body(repo, int(pr_number), pr_body)
+                except github.UnknownObjectException:
+                    log.warning(f"github {repo}#{number}: pull request #{pr_number} is gone; not updating it")
+                changes["pr_body_digest"] = progress.digest(pr_body)
         work.update(
             pr_number=changes.get("pr_number", state.get("pr_number")),
             pr_url=changes.get("pr_url", state.get("pr_url")),
@@ -377,18 +388,19 @@ class GitHubSource:
         if changes:
             self.store.update_source_state(task.id, changes, self.clock())
 
-    def _open_pull(self, task: Task, number: int, branch: str) -> dict[str, Any]:
-        """The task's draft PR: an open one for the branch is reused (idempotent after a crash)."""
+    def _open_pull(self, task: Task, number: int, branch: str) -> tuple[dict[str, Any], str | None]:
+        """The task's draft PR and the digest of the description it was opened with (None for an
+        open one reused for the branch, e.g. after a crash: its description is not known)."""
         repo = task.repo or ""
         existing = self.client.open_pull_for(repo, branch)
         if existing is not None:
-            return existing
+            return existing, None
         body = self.redact(progress.pull_body(task, self.store.attempts_for(task.id), number))
         pr = self.client.create_pull(repo, task.title, branch, self.client.default_branch(repo), body)
         self.store.add_event(
             "github.pr", f"draft pull request #{pr['number']} opened", task_id=task.id, now=self.clock()
         )
-        return pr
+        return pr, progress.digest(body)
 
     def _find_progress_comment(self, repo: str, number: int, task_id: int) -> int | None:
         marker = progress.MARKER.format(task_id=task_id)

@@ -40,9 +40,9 @@ field where maintain -> write and triage -> read, ``role_name`` the real role), 
 (``title head base body draft maintainer_can_modify``; ``head`` and ``base`` must be branches of
 the repository — ``fake.add_branch(repo, name, sha=None)`` after pushing to a bare repository; the
 default branch always exists — and 422 "A pull request already exists for owner:head." while one
-is open for that head), ``GET .../pulls`` (filters ``state head base sort direction``, paginated)
-and ``GET .../pulls/{n}``.  A pull request takes the next issue number and appears in the issues
-list with its ``pull_request`` object; ``fake.pulls(repo)`` / ``fake.pull(repo, n)`` show them
+is open for that head), ``GET .../pulls`` (filters ``state head base sort direction``, paginated),
+``GET .../pulls/{n}`` and ``PATCH .../pulls/{n}`` (title, body, state, base).  A pull request
+takes the next issue number and appears in the issues list with its ``pull_request`` object; ``fake.pulls(repo)`` / ``fake.pull(repo, n)`` show them
 (``FakePull``: head, base, and the ``FakeIssue`` holding title, body, state, draft).  Anything else
 answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404, not 405, to an
 unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30, max 100, a
@@ -1381,6 +1381,11 @@ class FakeGitHub:
             if found is None or not found.pull_request:
                 raise _not_found("https://docs.github.com/rest/pulls/pulls#get-a-pull-request")
             return _Answer(200, self._pull_doc(repo, self._pull(repo, found), full=True))
+        if len(rest) == 2 and rest[0] == "pulls" and rest[1].isdigit() and method == "PATCH":
+            found = repo.issues.get(int(rest[1]))
+            if found is None or not found.pull_request:
+                raise _not_found("https://docs.github.com/rest/pulls/pulls#update-a-pull-request")
+            return self._edit_pull(req, repo, self._pull(repo, found), login)
         raise _not_found()
 
     def _issue_route(self, req: _Request, repo: FakeRepo, issue: FakeIssue, rest: list[str], login: str) -> _Answer:
@@ -1754,6 +1759,38 @@ class FakeGitHub:
         repo.pulls[number] = pull
         doc = self._pull_doc(repo, pull, full=True)
         return _Answer(201, doc, {"Location": doc["url"]})
+
+    def _edit_pull(self, req: _Request, repo: FakeRepo, pull: FakePull, login: str) -> _Answer:
+        """title, body, state and base, as GitHub's update-a-pull-request takes them."""
+        payload = req.json_object()
+        docs_url = "https://docs.github.com/rest/pulls/pulls#update-a-pull-request"
+
+        def invalid(field_name: str) -> _ApiError:
+            return _ApiError(
+                422,
+                "Validation Failed",
+                docs_url,
+                [{"resource": "PullRequest", "field": field_name, "code": "invalid"}],
+            )
+
+        if "state" in payload and payload["state"] not in ("open", "closed"):
+            raise invalid("state")
+        if "base" in payload and (
+            not isinstance(payload["base"], str) or self._branch_sha(repo, payload["base"]) is None
+        ):
+            raise invalid("base")
+        issue, now = pull.issue, self.now()
+        if isinstance(payload.get("title"), str):
+            issue.title = payload["title"]
+            issue.updated_at = now
+        if "body" in payload:
+            issue.body = payload["body"] if isinstance(payload["body"], str) else None
+            issue.updated_at = now
+        if "base" in payload:
+            pull.base = payload["base"]
+        if "state" in payload:
+            self._set_state(repo, issue, payload["state"], None, login, now)
+        return _Answer(200, self._pull_doc(repo, pull, full=True))
 
     def _page(self, req: _Request, repo: FakeRepo, tail: str, items: list[Any]) -> _Answer:
         """One page of ``items`` and GitHub's ``Link`` header (URLs in the ``/repositories/{id}`` form)."""

@@ -123,3 +123,21 @@ def test_pull_requests_appear_in_the_issues_list(fake_github: FakeGitHub, gh: Gi
     legacy = fake_github.add_issue(REPO, "Older PR", pull_request=True)
     assert repo.get_pull(legacy).head.ref == f"pr-{legacy}"
     fake_github.assert_valid()
+
+
+def test_edit_a_pull_request(fake_github: FakeGitHub, gh: Github) -> None:
+    fake_github.add_branch(REPO, "adw/3-edit")
+    repo = gh.get_repo(REPO)
+    pr = repo.create_pull(title="Old", body="old body", head="adw/3-edit", base="main", draft=True)
+    pr.edit(body="new body", title="New")
+    again = repo.get_pull(pr.number)
+    assert (again.title, again.body, again.draft, again.state) == ("New", "new body", True, "open")
+    with pytest.raises(GithubException) as bad:
+        pr.edit(base="no-such-branch")
+    assert bad.value.status == 422
+    pr.edit(state="closed")
+    assert fake_github.pull(REPO, pr.number).state == "closed"
+    plain = fake_github.add_issue(REPO, "Not a pull request", user="alice")
+    with pytest.raises(UnknownObjectException):
+        gh.requester.requestJsonAndCheck("PATCH", f"/repos/{REPO}/pulls/{plain}", input={"body": "x"})
+    fake_github.assert_valid()

@@ -3,6 +3,7 @@ fake GitHub; no-change answers, failed attempts, failover on the same branch, /a
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from adw_modules.config import load_config
@@ -17,6 +19,7 @@ from adw_modules.coordinator import Coordinator
 from adw_modules.github.client import GitHubClient
 from adw_modules.github.source import GitHubSource
 from adw_modules.store import Store
+from adw_modules.store_schema import tasks as tasks_t
 from adw_modules.tasks import TaskState
 from adws.cli import cli
 from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
@@ -232,8 +235,12 @@ def test_workspace_gc_removes_finished_worktrees(tmp_path: Path, fake: FakeGitHu
     rig.run()
     worktree = tmp_path / "state" / "workspaces" / "worktrees" / f"task-{rig.task(n).id}"
     assert worktree.exists()
+    # Finished an hour ago, kept for about 15 minutes: old enough however slow this run is.
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with rig.store.engine.begin() as conn:
+        conn.execute(sa.update(tasks_t).where(tasks_t.c.id == rig.task(n).id).values(updated_at=an_hour_ago))
     path = rig.config.path
-    path.write_text(path.read_text().replace("[workspace]\n", "[workspace]\nkeep_days = 0.000001\n"))
+    path.write_text(path.read_text().replace("[workspace]\n", "[workspace]\nkeep_days = 0.01\n"))
     r = CliRunner().invoke(cli, ["workspace", "gc", "--config", str(path), "--json"])
     assert r.exit_code == 0, r.output
     assert not worktree.exists() and f'"task_id": {rig.task(n).id}' in r.output
@@ -244,6 +251,8 @@ def test_adw_command_on_the_pull_request_requeues_the_task(tmp_path: Path, fake:
     n = rig.issue("Add a feature")
     rig.run()
     (pr,) = fake.pulls(REPO)
+    assert pr.body is not None and "1 attempt(s)" in pr.body
+    assert fake.requests_to("PATCH", "/pulls/") == []  # opened with its description: nothing to edit
     assert rig.source.poll()  # the first look at the PR's conversation
     fake.clear_log()
     assert rig.source.poll()
@@ -258,3 +267,8 @@ def test_adw_command_on_the_pull_request_requeues_the_task(tmp_path: Path, fake:
     attempts = rig.store.attempts_for(task.id)
     assert len(attempts) == 2 and rig.task(n).state is TaskState.SUCCEEDED
     assert len(fake.pulls(REPO)) == 1  # the same branch and the same pull request carry on
+    assert pr.body is not None and "2 attempt(s)" in pr.body  # its description follows the new run
+    (edit,) = fake.requests_to("PATCH", f"/pulls/{pr.number}$")
+    assert edit.status == 200
+    assert rig.source.sync()
+    assert len(fake.requests_to("PATCH", "/pulls/")) == 1  # unchanged since: not edited again
