@@ -270,8 +270,9 @@ class Coordinator:
         self, task: Task, state: TaskState, now: dt.datetime, reason: str, not_before: dt.datetime | None
     ) -> None:
         if self.store.release_task(task.id, self.owner, state, not_before, reason):
-            self.store.add_event("task.waiting", reason, task_id=task.id, now=now)
-            _event(log, "task.waiting", task=task.id, state=str(state), reason=reason)
+            kind = "task.failed" if state is TaskState.FAILED else "task.waiting"
+            self.store.add_event(kind, reason, task_id=task.id, now=now)
+            _event(log, kind, task=task.id, state=str(state), reason=reason)
 
     def _start(
         self,
@@ -305,7 +306,7 @@ class Coordinator:
             self._release(task, TaskState.QUEUED, now, f"waiting for {target.provider}: {busy}", None)
             return False
         history = functools.cache(lambda: self.store.attempts_for(task.id))  # read once, only if needed
-        budget = self._remaining_budget(history)
+        budget = self._remaining_budget(task, history)
         if budget is not None and budget <= 0:
             self._release(task, TaskState.FAILED, now, "task budget spent", None)
             return False
@@ -432,11 +433,13 @@ class Coordinator:
             log, "workspace.kept", task=task.id, branch=wt.branch, commits=changes.commits_ahead, pushed=changes.pushed
         )
 
-    def _remaining_budget(self, history: Callable[[], list[Attempt]]) -> float | None:
+    def _remaining_budget(self, task: Task, history: Callable[[], list[Attempt]]) -> float | None:
+        """What this round may still spend: a follow-up request starts with the whole budget."""
         cap = self.svc.task_budget_usd
         if cap is None:
             return None
-        return cap - sum(a.cost_usd or 0.0 for a in history())
+        since = task.round_started_at
+        return cap - sum(a.cost_usd or 0.0 for a in history() if since is None or a.started_at >= since)
 
     def _failover_source(self, task: Task, history: Callable[[], list[Attempt]]) -> str | None:
         if task.attempt_count <= 1 or task.last_error_kind is None:

@@ -198,6 +198,7 @@ def _task(row: RowMapping) -> Task:
         state=TaskState(row["state"]),
         retry_count=row["retry_count"],
         attempt_count=row["attempt_count"],
+        round_started_at=row["round_started_at"],
         not_before=row["not_before"],
         wait_reason=row["wait_reason"],
         last_error=row["last_error"],
@@ -504,12 +505,16 @@ class Store:
         """Give back a claimed task that never started an attempt (e.g. no usable target).
 
         Fenced on owner, state running and no running attempt.  The task takes ``state``
-        (anything but running), ``not_before`` and ``wait_reason``; owner and lease are
-        cleared and attempt_count goes back down (nothing ran).  False if fenced out.
+        (anything but running), ``not_before`` and ``wait_reason`` (for a task released as
+        failed, the reason is its ``last_error``); owner and lease are cleared and
+        attempt_count goes back down (nothing ran).  False if fenced out.
         """
         state = TaskState(state)
         if state is TaskState.RUNNING:
             raise ValueError("release_task: a released task cannot stay running")
+        why: dict[str, Any] = {"wait_reason": wait_reason}
+        if state is TaskState.FAILED:
+            why = {"wait_reason": None, "last_error": wait_reason}
         running_attempt = sa.exists().where(attempts.c.task_id == tasks.c.id, attempts.c.state == "running")
         stmt = (
             sa.update(tasks)
@@ -523,8 +528,8 @@ class Store:
             .values(
                 state=state.value,
                 not_before=not_before,
-                wait_reason=wait_reason,
                 attempt_count=tasks.c.attempt_count - 1,
+                **why,
                 updated_at=_utcnow(),
                 **_UNOWNED,
             )
@@ -887,6 +892,7 @@ class Store:
         if reset_retries:
             values["retry_count"] = 0
             values["attempt_count"] = 0
+            values["round_started_at"] = now
         stmt = sa.update(tasks).where(tasks.c.id == task_id, tasks.c.state.in_(_REQUEUEABLE)).values(**values)
         with self._write() as conn:
             return conn.execute(stmt).rowcount == 1

@@ -100,6 +100,9 @@ tasks = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # When the current round began (`adw retry --reset`, a /adw follow-up, a re-label); None:
+    # at creation.  The per-task budget counts the spend of this round only.
+    sa.Column("round_started_at", UTCDateTime()),
     # One task per issue however many coordinators poll GitHub at once.
     sa.UniqueConstraint("source", "external_id"),
     sa.CheckConstraint(f"state IN ({STATES_SQL})", name="state"),

@@ -79,11 +79,12 @@ class Task:
     cancel_requested: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+    round_started_at: dt.datetime | None = None  # the current round's start; None: since creation
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["state"] = str(self.state)
-        for key in ("not_before", "lease_expires_at", "created_at", "updated_at"):
+        for key in ("not_before", "lease_expires_at", "created_at", "updated_at", "round_started_at"):
             d[key] = None if d[key] is None else d[key].isoformat()
         return d
 

@@ -317,3 +317,27 @@ def test_startup_warns_about_rules_with_no_usable_target(tmp_path: Path) -> None
     assert coord.dead_rules() == [
         'rule "ghostly": every target is unavailable (ghost: adw-missing-cli not found on PATH)'
     ]
+
+
+def test_task_budget_stops_a_round_and_a_fresh_round_gets_it_again(tmp_path: Path) -> None:
+    coord, store, clock = make(
+        tmp_path,
+        provider("a", args=', "--report-cost", "0.5"'),
+        '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n',
+        coordinator="task_budget_usd = 0.4",
+    )
+    task = enqueue_local(store, "costly")
+    run_all(coord)  # the budget is checked before an attempt: this one may overspend it
+    assert [a.cost_usd for a in store.attempts_for(task.id)] == [0.5]
+    clock.advance(1)
+    assert store.requeue_task(task.id, clock())  # `adw retry`: the same round
+    run_all(coord)
+    t = store.get_task(task.id)
+    assert t is not None and t.state is TaskState.FAILED and t.last_error == "task budget spent"
+    assert len(store.attempts_for(task.id)) == 1
+    clock.advance(1)
+    assert store.requeue_task(task.id, clock(), reset_retries=True)  # a follow-up: a fresh round
+    run_all(coord)
+    t = store.get_task(task.id)
+    assert t is not None and t.state is TaskState.SUCCEEDED and t.round_started_at == T0 + dt.timedelta(seconds=2)
+    assert len(store.attempts_for(task.id)) == 2

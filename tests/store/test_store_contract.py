@@ -227,6 +227,29 @@ def test_release_gives_back_a_claim_without_attempt(store: Store) -> None:
     assert store.attempts_for(task.id)[0].state == "running"
 
 
+def test_a_task_released_as_failed_keeps_the_reason_as_its_error(store: Store) -> None:
+    task = add(store, 1)
+    assert store.claim_task("o", T0 + LEASE, T0) is not None
+    assert store.release_task(task.id, "o", TaskState.FAILED, None, "task budget spent")
+    failed = store.get_task(task.id)
+    assert failed is not None and (failed.state, failed.last_error, failed.wait_reason) == (
+        TaskState.FAILED,
+        "task budget spent",
+        None,
+    )
+
+
+def test_a_fresh_round_records_when_it_began(store: Store) -> None:
+    task = add(store, 1)
+    assert store.get_task(task.id).round_started_at is None  # type: ignore[union-attr]
+    store.request_cancel(task.id, T0)
+    assert store.requeue_task(task.id, T0 + LEASE)  # the same round
+    assert store.get_task(task.id).round_started_at is None  # type: ignore[union-attr]
+    store.request_cancel(task.id, T0)
+    assert store.requeue_task(task.id, T0 + 2 * LEASE, reset_retries=True)
+    assert store.get_task(task.id).round_started_at == T0 + 2 * LEASE  # type: ignore[union-attr]
+
+
 # ----------------------------------------------------------------------------- attempts
 def test_start_attempt_numbers_and_points_the_task_at_it(store: Store) -> None:
     task, first = claimed_with_attempt(store, "o")
