@@ -35,7 +35,7 @@ from adw_modules.outcomes import ErrorKind, Outcome, Policy, StreamEvent
 from adw_modules.providers import ProviderRegistry
 from adw_modules.redact import secrets_of
 from adw_modules.routing import ModelRouter, TaskAttrs, estimate_tokens
-from adw_modules.store import Store
+from adw_modules.store import RECOVERED_EVENT, Store
 from adw_modules.tasks import (
     Attempt,
     AttemptEnd,
@@ -188,7 +188,7 @@ class Coordinator:
             if self.store.abandon_attempt(att.id, att.owner, now, "coordinator restarted: orphan worker killed"):
                 recovered += 1
                 self.store.add_event(
-                    "task.recovered",
+                    RECOVERED_EVENT,
                     f"attempt {att.number} of a previous run ({att.owner}) ended; task requeued",
                     task_id=att.task_id,
                     attempt_id=att.id,
@@ -632,8 +632,8 @@ class Coordinator:
         for task, att in reaped:
             if att is not None:
                 self._kill_local_worker(att)
-            self.store.add_event("task.recovered", "lease expired; task requeued", task_id=task.id, now=now)
-            _event(log, "task.recovered", task=task.id, previous_owner=None if att is None else att.owner)
+            self.store.add_event(RECOVERED_EVENT, "lease expired; task requeued", task_id=task.id, now=now)
+            _event(log, RECOVERED_EVENT, task=task.id, previous_owner=None if att is None else att.owner)
         return len(reaped)
 
     def _release_trial(self, provider: str, task_id: int) -> None:

@@ -3,7 +3,8 @@
 Nothing is counted in process memory: every scrape asks the store, so several coordinators
 on one PostgreSQL store all report the same numbers, and those numbers are the store's own
 totals (``adw usage``, ``adw status``).  Counters are sums over the attempts and events
-tables; when retention deletes old rows a counter drops, which Prometheus reads as a reset.
+tables plus what retention folded into ``retired_counts`` before deleting rows, so a counter
+never goes down (a drop would read as a reset and a false spike in ``rate()``).
 
 Labels are only names from the config and the store's vocabularies (provider, model, state,
 priority, outcome, circuit state): never a message, URL or secret.
@@ -38,15 +39,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.exc import SQLAlchemyError
 
-from adw_modules.store import Store
+from adw_modules.store import DURATION_BUCKETS_S, TOKEN_KINDS, Store
 from adw_modules.tasks import PRIORITY_RANK, CircuitState, TaskState
 
 log = logging.getLogger("adw.metrics")
-
-# Agent runs last from under a second (an early abort) to hours.
-DURATION_BUCKETS_S = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
-TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
-RECOVERED_EVENT = "task.recovered"
 
 
 @dataclass
@@ -68,21 +64,21 @@ class Snapshot:
 
 def read_snapshot(store: Store) -> Snapshot:
     """The aggregates behind every metric.  Raises SQLAlchemyError if the store is unreachable."""
-    agg = store.attempt_aggregates(DURATION_BUCKETS_S, RECOVERED_EVENT)
+    agg = store.attempt_aggregates()
     snap = Snapshot(queue=store.counts_by_state_priority(), coordinators=len(store.coordinators()))
     for r in agg["by_target"]:
         key = (r["provider"], r["model"])
-        snap.attempts[(*key, r["outcome"])] = int(r["n"])
+        snap.attempts[(*key, r["outcome"])] = int(r.get("n") or 0)
         toks = snap.tokens.setdefault(key, [0, 0, 0, 0])
         for i, k in enumerate(TOKEN_KINDS):
-            toks[i] += int(r[k])
-        snap.cost[key] = snap.cost.get(key, 0.0) + float(r["cost"])
+            toks[i] += int(r.get(k) or 0)
+        snap.cost[key] = snap.cost.get(key, 0.0) + float(r.get("cost") or 0.0)
     for r in agg["by_duration"]:
-        buckets = [int(r[f"le{i}"] or 0) for i in range(len(DURATION_BUCKETS_S))]
-        snap.durations[r["provider"]] = (buckets, int(r["n"]), max(0.0, float(r["total"])))
+        buckets = [int(r.get(f"le{i}") or 0) for i in range(len(DURATION_BUCKETS_S))]
+        snap.durations[r["provider"]] = (buckets, int(r.get("n") or 0), max(0.0, float(r.get("total") or 0.0)))
     failovers: dict[tuple[str, str], int] = defaultdict(int)
     for r in agg["by_failover"]:
-        failovers[(str(r["failover_from"]).split(":", 1)[0], r["provider"])] += int(r["n"])
+        failovers[(str(r["failover_from"]).split(":", 1)[0], r["provider"])] += int(r.get("n") or 0)
     snap.failovers = dict(failovers)
     snap.recoveries = int(agg["recoveries"])
     return snap

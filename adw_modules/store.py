@@ -26,6 +26,7 @@ owner and a reaper cannot deadlock.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ from adw_modules.store_schema import (
     events,
     leader_leases,
     provider_state,
+    retired_counts,
     retired_sources,
     source_state,
     tasks,
@@ -66,6 +68,16 @@ from adw_modules.tasks import (
 )
 
 UTC = dt.UTC
+# What the metrics aggregate (kept here: retention folds pruned rows into the same shape).
+# Agent runs last from under a second (an early abort) to hours.
+DURATION_BUCKETS_S = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
+RECOVERED_EVENT = "task.recovered"
+_GROUP_KEYS = {
+    "by_target": ("provider", "model", "outcome"),
+    "by_duration": ("provider",),
+    "by_failover": ("provider", "failover_from"),
+}
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Any fixed 64-bit number: the advisory lock that serialises migrations across processes.
@@ -184,6 +196,27 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 # --------------------------------------------------------------------------- row mapping
+def _merge_retired(out: dict[str, Any], retired: Sequence[Any]) -> None:
+    """Add retired_counts rows ("group.field", JSON label values, value) to live aggregates."""
+    rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {
+        group: {tuple(r[k] for k in keys): r for r in out[group]} for group, keys in _GROUP_KEYS.items()
+    }
+    for metric, labels, value in retired:
+        if metric == "recoveries":
+            out["recoveries"] += int(value)
+            continue
+        group, _, name = metric.partition(".")
+        if group not in rows:
+            continue
+        key = tuple(json.loads(labels))
+        row = rows[group].get(key)
+        if row is None:
+            row = rows[group][key] = dict(zip(_GROUP_KEYS[group], key, strict=True))
+            out[group].append(row)
+        as_int = name not in ("cost", "total")
+        row[name] = (row.get(name) or 0) + (int(value) if as_int else value)
+
+
 def _task(row: RowMapping) -> Task:
     return Task(
         id=row["id"],
@@ -925,27 +958,28 @@ class Store:
             return seconds(attempts.c.ended_at) - seconds(attempts.c.started_at)
         return sa.extract("epoch", attempts.c.ended_at - attempts.c.started_at)
 
-    def attempt_aggregates(self, duration_buckets: Sequence[float], recovered_kind: str) -> dict[str, Any]:
-        """Attempts grouped for metrics, in one read transaction (one snapshot on SQLite's WAL):
-        ``by_target`` (provider, model, outcome — "running" for live ones — count, token sums, cost),
-        ``by_duration`` (per provider: count, total seconds, ``le{i}`` cumulative bucket counts),
-        ``by_failover`` (provider, failover_from, count) and ``recoveries`` (events of that kind)."""
+    def _aggregate_queries(self, duration_buckets: Sequence[float], where: Any = None) -> dict[str, Any]:
+        """The metrics' GROUP BY queries over the attempts matching ``where`` (all if None)."""
+        where = sa.true() if where is None else where
         finished = attempts.c.state == "finished"
         outcome = sa.case((finished, sa.func.coalesce(attempts.c.outcome, "unknown")), else_="running")
-        kinds = ("input", "output", "cache_read", "cache_write")
-        by_target = sa.select(
-            attempts.c.provider,
-            attempts.c.model,
-            outcome.label("outcome"),
-            sa.func.count().label("n"),
-            # Running attempts' tokens are progress that the final count may revise: a counter must
-            # not go down, so only finished attempts count.
-            *(
-                sa.func.coalesce(sa.func.sum(sa.case((finished, attempts.c[f"{k}_tokens"]), else_=0)), 0).label(k)
-                for k in kinds
-            ),
-            sa.func.coalesce(sa.func.sum(attempts.c.cost_usd), 0.0).label("cost"),
-        ).group_by(attempts.c.provider, attempts.c.model, outcome)
+        by_target = (
+            sa.select(
+                attempts.c.provider,
+                attempts.c.model,
+                outcome.label("outcome"),
+                sa.func.count().label("n"),
+                # Running attempts' tokens are progress that the final count may revise: a counter
+                # must not go down, so only finished attempts count.
+                *(
+                    sa.func.coalesce(sa.func.sum(sa.case((finished, attempts.c[f"{k}_tokens"]), else_=0)), 0).label(k)
+                    for k in TOKEN_KINDS
+                ),
+                sa.func.coalesce(sa.func.sum(attempts.c.cost_usd), 0.0).label("cost"),
+            )
+            .where(where)
+            .group_by(attempts.c.provider, attempts.c.model, outcome)
+        )
         d = self._duration_s()
         by_duration = (
             sa.select(
@@ -954,22 +988,60 @@ class Store:
                 sa.func.coalesce(sa.func.sum(d), 0.0).label("total"),
                 *(sa.func.sum(sa.case((d <= b, 1), else_=0)).label(f"le{i}") for i, b in enumerate(duration_buckets)),
             )
-            .where(finished)
+            .where(finished, where)
             .group_by(attempts.c.provider)
         )
         by_failover = (
             sa.select(attempts.c.provider, attempts.c.failover_from, sa.func.count().label("n"))
-            .where(attempts.c.failover_from.is_not(None))
+            .where(attempts.c.failover_from.is_not(None), where)
             .group_by(attempts.c.provider, attempts.c.failover_from)
         )
+        return {"by_target": by_target, "by_duration": by_duration, "by_failover": by_failover}
+
+    def attempt_aggregates(
+        self, duration_buckets: Sequence[float] = DURATION_BUCKETS_S, recovered_kind: str = RECOVERED_EVENT
+    ) -> dict[str, Any]:
+        """Attempts grouped for metrics, in one read transaction (one snapshot on SQLite's WAL):
+        ``by_target`` (provider, model, outcome — "running" for live ones — count, token sums, cost),
+        ``by_duration`` (per provider: count, total seconds, ``le{i}`` cumulative bucket counts),
+        ``by_failover`` (provider, failover_from, count) and ``recoveries`` (events of that kind).
+
+        Totals include what retention pruned (``retired_counts``), so they never go down."""
         recovered = sa.select(sa.func.count()).select_from(events).where(events.c.kind == recovered_kind)
         with self._read() as conn:
-            return {
-                "by_target": [dict(r) for r in conn.execute(by_target).mappings()],
-                "by_duration": [dict(r) for r in conn.execute(by_duration).mappings()],
-                "by_failover": [dict(r) for r in conn.execute(by_failover).mappings()],
-                "recoveries": int(conn.execute(recovered).scalar_one()),
+            out: dict[str, Any] = {
+                group: [dict(r) for r in conn.execute(q).mappings()]
+                for group, q in self._aggregate_queries(duration_buckets).items()
             }
+            out["recoveries"] = int(conn.execute(recovered).scalar_one())
+            retired = conn.execute(sa.select(retired_counts)).all()
+        if duration_buckets == DURATION_BUCKETS_S and recovered_kind == RECOVERED_EVENT:
+            _merge_retired(out, retired)
+        return out
+
+    def _retire_counts(self, conn: Connection, attempts_where: Any, events_where: Any) -> None:
+        """Fold the aggregates of attempts and events about to be deleted into retired_counts."""
+        totals: dict[tuple[str, str], float] = {}
+        if attempts_where is not None:
+            for group, q in self._aggregate_queries(DURATION_BUCKETS_S, attempts_where).items():
+                keys = _GROUP_KEYS[group]
+                for row in conn.execute(q).mappings():
+                    labels = json.dumps([row[k] for k in keys])
+                    for name, value in row.items():
+                        if name not in keys and value:
+                            totals[(f"{group}.{name}", labels)] = totals.get((f"{group}.{name}", labels), 0) + value
+        if events_where is not None:
+            recovered = sa.select(sa.func.count()).where(events_where, events.c.kind == RECOVERED_EVENT)
+            n = conn.execute(recovered.select_from(events)).scalar_one()
+            if n:
+                totals[("recoveries", "[]")] = n
+        for (metric, labels), value in sorted(totals.items()):
+            ins = self._insert(retired_counts).values(metric=metric, labels=labels, value=float(value))
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["metric", "labels"], set_={"value": retired_counts.c.value + float(value)}
+                )
+            )
 
     # ------------------------------------------------------------------ retention
     def prune(self, finished_before: dt.datetime | None, events_before: dt.datetime | None) -> dict[str, int]:
@@ -981,6 +1053,7 @@ class Store:
             if finished_before is not None:
                 doomed = sa.select(tasks.c.id).where(tasks.c.state.in_(terminal), tasks.c.updated_at < finished_before)
                 self._retire_sources(conn, doomed)
+                self._retire_counts(conn, attempts.c.task_id.in_(doomed), events.c.task_id.in_(doomed))
                 # SQLite enforces ON DELETE CASCADE only with foreign keys on (set per connection); do
                 # the children explicitly so the result does not depend on that.
                 conn.execute(sa.delete(events).where(events.c.task_id.in_(doomed)))
@@ -988,6 +1061,7 @@ class Store:
                 conn.execute(sa.delete(attempts).where(attempts.c.task_id.in_(doomed)))
                 out["tasks"] = conn.execute(sa.delete(tasks).where(tasks.c.id.in_(doomed))).rowcount
             if events_before is not None:
+                self._retire_counts(conn, None, events.c.at < events_before)
                 out["events"] += conn.execute(sa.delete(events).where(events.c.at < events_before)).rowcount
         return out
 

@@ -268,3 +268,14 @@ retired_sources = sa.Table(
     sa.Column("data", JSONType, nullable=False),
     sa.Column("retired_at", UTCDateTime(), nullable=False),
 )
+
+# Metric totals of rows retention deleted, so the Prometheus counters (sums over attempts and
+# events) never go down: metric is "<group>.<field>" (e.g. "by_target.n") or "recoveries",
+# labels the group's label values as a JSON array.
+retired_counts = sa.Table(
+    "retired_counts",
+    metadata,
+    sa.Column("metric", sa.String(64), primary_key=True),
+    sa.Column("labels", sa.String(1024), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
