@@ -244,6 +244,14 @@ class GitHubClient:
     def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return self._call(lambda: self._get_all(f"/repos/{repo}/issues/{number}/comments"))
 
+    def pull_reviews(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """A pull request's reviews (approve / request changes / comment, with their summary text)."""
+        return self._call(lambda: self._get_all(f"/repos/{repo}/pulls/{number}/reviews"))
+
+    def pull_review_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """A pull request's inline review comments (path, line, body)."""
+        return self._call(lambda: self._get_all(f"/repos/{repo}/pulls/{number}/comments"))
+
     def labels(self, repo: str) -> list[str]:
         return self._call(lambda: [lb["name"] for lb in self._get_all(f"/repos/{repo}/labels")])
 

@@ -410,19 +410,47 @@ class GitHubSource:
         return None
 
     # ------------------------------------------------------------ prompts
+    @staticmethod
+    def _thread(items: list[dict[str, Any]], own: str, when: str = "created_at") -> list[tuple[str, str, str]]:
+        """(time, login, sanitised body) of the comments people wrote: not ours, not empty."""
+        out = []
+        for c in items:
+            login = str((c.get("user") or {}).get("login", ""))
+            body = c.get("body") or ""
+            if login == own or "<!-- adw:" in body or not body.strip():
+                continue
+            out.append((str(c.get(when) or ""), login, triggers.sanitize(body)))
+        return out
+
+    def _pull_thread(self, repo: str, number: int, own: str) -> list[str]:
+        """The review of the task's pull request, oldest first: review verdicts with their
+        summaries, inline comments with the file and line they are about, and the conversation
+        (on a tie, in that order: a command usually answers a review)."""
+        items: list[tuple[str, str]] = []
+        for r in self.client.pull_reviews(repo, number):
+            verdict = str(r.get("state") or "commented").lower().replace("_", " ")
+            items += [
+                (t, f"Review by @{who} ({verdict}):\n{text}") for t, who, text in self._thread([r], own, "submitted_at")
+            ]
+        for c in self.client.pull_review_comments(repo, number):
+            where = f"{c.get('path')}:{c.get('line') or c.get('original_line') or '?'}"
+            items += [(t, f"Review comment by @{who} on {where}:\n{text}") for t, who, text in self._thread([c], own)]
+        conversation = self._thread(self.client.comments(repo, number), own)
+        items += [(t, f"Comment on the pull request by @{who}:\n{text}") for t, who, text in conversation]
+        return [text for _, text in sorted(items, key=lambda item: item[0])]
+
     def prompt(self, task: Task) -> str:
         """The prompt for a GitHub task: the configured template, issue text fenced as untrusted."""
         comments = ""
         state = self.store.source_state(task.id)
         if (self.cfg.include_comments or state.get("include_thread")) and task.repo:
             own = self.client.me()
-            parts = []
-            for c in self.client.comments(task.repo, issue_number(task)):
-                login = (c.get("user") or {}).get("login", "")
-                body = c.get("body") or ""
-                if login == own or "<!-- adw:" in body:
-                    continue
-                parts.append(f"Comment by @{login}:\n{triggers.sanitize(body)}")
+            parts = [
+                f"Comment by @{login}:\n{text}"
+                for _, login, text in self._thread(self.client.comments(task.repo, issue_number(task)), own)
+            ]
+            if state.get("pr_number"):
+                parts += self._pull_thread(task.repo, int(state["pr_number"]), own)
             if state.get("instruction"):
                 parts.append(
                     f"Follow-up request from @{state.get('instruction_by')}:\n"

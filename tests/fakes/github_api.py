@@ -25,9 +25,9 @@ that does not match is still served, and the error is recorded in ``fake.validat
 with numeric ids), labels, issues and pull requests (one number sequence per repository; PRs
 appear in the issues list with a ``pull_request`` object, as on GitHub), issue events in time
 order (``labeled``/``unlabeled`` with ``actor`` and ``label``, ``closed``/``reopened``), issue
-comments and per-repository collaborator permissions (``admin maintain write triage read none``;
-the owner is admin).  Changes made through the API are attributed to the token's user; test
-helpers take an explicit ``actor``/``user``.
+comments, pull-request reviews and review comments, and per-repository collaborator permissions
+(``admin maintain write triage read none``; the owner is admin).  Changes made through the API
+are attributed to the token's user; test helpers take an explicit ``actor``/``user``.
 
 **Endpoints** (what PyGithub calls for them): ``GET /user``, ``GET /users/{u}``,
 ``GET /rate_limit``, ``GET /repos/{o}/{r}``, ``GET|POST /repos/{o}/{r}/issues`` (filters
@@ -43,10 +43,26 @@ default branch always exists — and 422 "A pull request already exists for owne
 is open for that head), ``GET .../pulls`` (filters ``state head base sort direction``, paginated),
 ``GET .../pulls/{n}`` and ``PATCH .../pulls/{n}`` (title, body, state, base).  A pull request
 takes the next issue number and appears in the issues list with its ``pull_request`` object; ``fake.pulls(repo)`` / ``fake.pull(repo, n)`` show them
-(``FakePull``: head, base, and the ``FakeIssue`` holding title, body, state, draft).  Anything else
-answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404, not 405, to an
-unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30, max 100, a
-``Link`` header with ``prev next last first`` whose URLs use GitHub's
+(``FakePull``: head, base, and the ``FakeIssue`` holding title, body, state, draft).
+
+**Reviews**: ``GET .../pulls/{n}/comments`` (review comments, i.e. inline comments on the diff,
+oldest first; ``sort direction since``, paginated), ``GET .../pulls/comments/{id}``,
+``GET .../pulls/{n}/reviews`` (oldest first, paginated) and ``GET .../pulls/{n}/reviews/{id}``;
+all 404 for a number that is not a pull request.  Written by helpers only:
+``fake.add_review(repo, n, body, user=..., state="COMMENTED")`` (``APPROVED CHANGES_REQUESTED
+COMMENTED DISMISSED PENDING``; ``ValueError`` for approving or requesting changes on one's own pull
+request, or a second pending review) and ``fake.add_review_comment(repo, n, body, user=...,
+path="README.md", line=1)`` (one line on the new side of the diff), both returning the new id.  As on
+GitHub, a single review comment comes wrapped in its own ``COMMENTED`` review with an empty body (the
+comment's ``pull_request_review_id``, listed among the reviews); a ``PENDING`` review is listed only
+to its author, without ``submitted_at``; reviews and comments record the head sha as
+``commit_id``; a submitted review or a comment bumps the pull request's ``updated_at``, and the pull
+request's ``review_comments`` counts the comments.  ``fake.reviews(repo, n)`` /
+``fake.review_comments(repo, n)`` show them (``FakeReview``, ``FakeReviewComment``).
+
+Anything else answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404,
+not 405, to an unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30,
+max 100, a ``Link`` header with ``prev next last first`` whose URLs use GitHub's
 ``/repositories/{id}/...`` form (the fake serves those paths too).
 
 **Headers like GitHub's**: ``Content-Type: application/json; charset=utf-8``, a weak ``ETag``
@@ -83,9 +99,12 @@ PyGithub keeps only the path and query of URLs in bodies and ``Link`` headers, s
 ``http://127.0.0.1:PORT`` URLs the fake puts there are followed correctly.
 
 Not modelled: assignees, milestones, reactions (always zero), locking, redirects for renamed
-repositories, GraphQL, write-permission checks on the token's own writes, and the
-unauthenticated view of public repositories (every fake repository is private, so a tokenless
-request gets 404, or 401 for ``/user``, like GitHub answers for private data).
+repositories, GraphQL, writing reviews or review comments through the API (and replies, threads,
+multi-line or file-level comments, outdated positions, dismissals, review requests, ``reviewed``
+items in the timeline, the ``body_html``/``body_text`` media types), write-permission checks on
+the token's own writes, and the unauthenticated view of public repositories (every fake
+repository is private, so a tokenless request gets 404, or 401 for ``/user``, like GitHub answers
+for private data).
 """
 
 from __future__ import annotations
@@ -123,6 +142,8 @@ AVATARS = "https://avatars.githubusercontent.com"
 
 Permission = Literal["admin", "maintain", "write", "triage", "read", "none"]
 PERMISSIONS: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")  # ascending
+ReviewState = Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"]
+REVIEW_STATES: tuple[str, ...] = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
 LEGACY_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}
 
 _UNICORN_HTML = """<!DOCTYPE html>
@@ -214,6 +235,8 @@ class FakePull:
     head: str  # branch name in this repository
     base: str
     maintainer_can_modify: bool = False
+    review_ids: list[int] = field(default_factory=list)  # FakeRepo.reviews keys, oldest first
+    review_comment_ids: list[int] = field(default_factory=list)  # FakeRepo.review_comments keys, oldest first
 
     @property
     def number(self) -> int:
@@ -237,6 +260,33 @@ class FakePull:
 
 
 @dataclass
+class FakeReview:
+    id: int
+    pull_number: int
+    user: str
+    body: str
+    state: str  # one of REVIEW_STATES
+    commit_id: str  # the pull request's head when the review was made
+    submitted_at: float | None  # None while PENDING
+
+
+@dataclass
+class FakeReviewComment:
+    """An inline comment on the new (``RIGHT``) side of the diff, at ``line`` of ``path``."""
+
+    id: int
+    pull_number: int
+    review_id: int
+    body: str
+    user: str
+    path: str
+    line: int
+    commit_id: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass
 class FakeRepo:
     id: int
     owner: str
@@ -252,6 +302,8 @@ class FakeRepo:
     next_number: int = 1
     branches: dict[str, str] = field(default_factory=dict)  # name -> head sha (besides the default branch)
     pulls: dict[int, FakePull] = field(default_factory=dict)  # key: number
+    reviews: dict[int, FakeReview] = field(default_factory=dict)  # key: review id
+    review_comments: dict[int, FakeReviewComment] = field(default_factory=dict)  # key: comment id
 
     @property
     def full_name(self) -> str:
@@ -570,6 +622,52 @@ class FakeGitHub:
             self.add_user(user)
             return self._create_comment(r, self._issue(r, number), body, user).id
 
+    def add_review_comment(
+        self, repo: str, number: int, body: str, *, user: str, path: str = "README.md", line: int = 1
+    ) -> int:
+        """``user`` comments on ``line`` of ``path`` (new side of the diff) of pull request ``number``.
+
+        As for a single comment on GitHub, the comment comes wrapped in a ``COMMENTED`` review with
+        an empty body (its ``pull_request_review_id``), which the reviews list shows too.  Returns
+        the comment's id."""
+        if line < 1:
+            raise ValueError(f"line must be >= 1, got {line}")
+        with self._lock:
+            r = self._repo(repo)
+            pull = self.pull(repo, number)
+            self.add_user(user)
+            at = self.now()
+            review = self._create_review(r, pull, "", user, "COMMENTED", at)
+            comment = FakeReviewComment(
+                self._next_id(), number, review.id, body, user, path, line, review.commit_id, at, at
+            )
+            r.review_comments[comment.id] = comment
+            pull.review_comment_ids.append(comment.id)
+            return comment.id
+
+    def add_review(self, repo: str, number: int, body: str, *, user: str, state: ReviewState = "COMMENTED") -> int:
+        """``user`` submits a review of pull request ``number``; returns its id.
+
+        GitHub's rules: nobody approves or requests changes on their own pull request, and a user
+        has at most one ``PENDING`` review per pull request (shown only to them, never submitted)."""
+        if state not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {state!r}; one of {REVIEW_STATES}")
+        with self._lock:
+            r = self._repo(repo)
+            pull = self.pull(repo, number)
+            self.add_user(user)
+            own = user.lower() == pull.issue.user.lower()
+            if own and state == "APPROVED":
+                raise ValueError("Review Can not approve your own pull request")
+            if own and state == "CHANGES_REQUESTED":
+                raise ValueError("Review Can not request changes on your own pull request")
+            if state == "PENDING" and any(
+                r.reviews[rid].state == "PENDING" and r.reviews[rid].user.lower() == user.lower()
+                for rid in pull.review_ids
+            ):
+                raise ValueError("User can only have one pending review per pull request")
+            return self._create_review(r, pull, body, user, state, self.now()).id
+
     def add_branch(self, repo: str, name: str, sha: str | None = None) -> str:
         """Create or move branch ``name`` (as a push would); returns its sha (made up if not given)."""
         with self._lock:
@@ -597,6 +695,17 @@ class FakeGitHub:
             if not issue.pull_request:
                 raise KeyError(f"{repo}#{number} is an issue, not a pull request")
             return self._pull(r, issue)
+
+    def reviews(self, repo: str, number: int) -> list[FakeReview]:
+        """The pull request's reviews, oldest first (pending ones and single-comment wrappers included)."""
+        with self._lock:
+            r = self._repo(repo)
+            return [r.reviews[rid] for rid in self.pull(repo, number).review_ids]
+
+    def review_comments(self, repo: str, number: int) -> list[FakeReviewComment]:
+        with self._lock:
+            r = self._repo(repo)
+            return [r.review_comments[cid] for cid in self.pull(repo, number).review_comment_ids]
 
     def repo(self, full_name: str) -> FakeRepo:
         with self._lock:
@@ -807,6 +916,18 @@ class FakeGitHub:
             issue.closed_at = None
             issue.events.append(FakeEvent(self._next_id(), "reopened", actor, at))
         issue.updated_at = max(issue.updated_at, at)
+
+    def _create_review(self, repo: FakeRepo, pull: FakePull, body: str, user: str, state: str, at: float) -> FakeReview:
+        """A review at the pull request's current head; submitting one (not PENDING) bumps its ``updated_at``."""
+        pending = state == "PENDING"
+        review = FakeReview(
+            self._next_id(), pull.number, user, body, state, self._head_sha(repo, pull), None if pending else at
+        )
+        repo.reviews[review.id] = review
+        pull.review_ids.append(review.id)
+        if not pending:
+            pull.issue.updated_at = max(pull.issue.updated_at, at)
+        return review
 
     def _create_comment(self, repo: FakeRepo, issue: FakeIssue, body: str, user: str) -> FakeComment:
         at = self.now()
@@ -1386,6 +1507,13 @@ class FakeGitHub:
             if found is None or not found.pull_request:
                 raise _not_found("https://docs.github.com/rest/pulls/pulls#update-a-pull-request")
             return self._edit_pull(req, repo, self._pull(repo, found), login)
+        if len(rest) == 3 and rest[:2] == ["pulls", "comments"] and rest[2].isdigit() and method == "GET":
+            review_comment = repo.review_comments.get(int(rest[2]))
+            if review_comment is None:
+                raise _not_found("https://docs.github.com/rest/pulls/comments#get-a-review-comment-for-a-pull-request")
+            return _Answer(200, self._review_comment_doc(repo, review_comment))
+        if len(rest) >= 3 and rest[0] == "pulls" and rest[1].isdigit() and method == "GET":
+            return self._pull_reviews_route(req, repo, int(rest[1]), rest[2:], login)
         raise _not_found()
 
     def _issue_route(self, req: _Request, repo: FakeRepo, issue: FakeIssue, rest: list[str], login: str) -> _Answer:
@@ -1589,13 +1717,16 @@ class FakeGitHub:
             return _fake_sha(f"{repo.full_name}:{name}")
         return None
 
+    def _head_sha(self, repo: FakeRepo, pull: FakePull) -> str:
+        return self._branch_sha(repo, pull.head) or _fake_sha(f"{repo.full_name}:{pull.head}")
+
     def _pull_doc(self, repo: FakeRepo, pull: FakePull, *, full: bool) -> dict[str, Any]:
         issue = pull.issue
         api = self._repo_api(repo)
         url = f"{api}/pulls/{issue.number}"
         issue_url = f"{api}/issues/{issue.number}"
         html = f"{HTML_BASE}/{repo.full_name}/pull/{issue.number}"
-        head_sha = self._branch_sha(repo, pull.head) or _fake_sha(f"{repo.full_name}:{pull.head}")
+        head_sha = self._head_sha(repo, pull)
         statuses = f"{api}/statuses/{head_sha}"
 
         def side(ref: str, sha: str) -> dict[str, Any]:
@@ -1663,7 +1794,7 @@ class FakeGitHub:
                     "mergeable_state": "unknown",
                     "merged_by": None,
                     "comments": len(issue.comment_ids),
-                    "review_comments": 0,
+                    "review_comments": len(pull.review_comment_ids),
                     "maintainer_can_modify": pull.maintainer_can_modify,
                     "commits": 1,
                     "additions": 0,
@@ -1791,6 +1922,122 @@ class FakeGitHub:
         if "state" in payload:
             self._set_state(repo, issue, payload["state"], None, login, now)
         return _Answer(200, self._pull_doc(repo, pull, full=True))
+
+    # -- reviews and review comments (lock held) -----------------------------------------------
+    def _pull_reviews_route(self, req: _Request, repo: FakeRepo, number: int, rest: list[str], login: str) -> _Answer:
+        """``GET pulls/{n}/comments``, ``pulls/{n}/reviews`` and ``pulls/{n}/reviews/{id}``."""
+        pulls_docs = "https://docs.github.com/rest/pulls"
+        if rest == ["comments"]:
+            docs_url = f"{pulls_docs}/comments#list-review-comments-on-a-pull-request"
+        elif rest == ["reviews"]:
+            docs_url = f"{pulls_docs}/reviews#list-reviews-for-a-pull-request"
+        elif len(rest) == 2 and rest[0] == "reviews" and rest[1].isdigit():
+            docs_url = f"{pulls_docs}/reviews#get-a-review-for-a-pull-request"
+        else:
+            raise _not_found()
+        found = repo.issues.get(number)
+        if found is None or not found.pull_request:
+            raise _not_found(docs_url)
+        pull = self._pull(repo, found)
+        if rest == ["comments"]:
+            return self._list_review_comments(req, repo, pull)
+        # A pending review is its author's draft: nobody else sees it.
+        visible = [
+            repo.reviews[rid]
+            for rid in pull.review_ids
+            if repo.reviews[rid].state != "PENDING" or repo.reviews[rid].user.lower() == login.lower()
+        ]
+        if rest == ["reviews"]:
+            return self._page(req, repo, f"pulls/{number}/reviews", [self._review_doc(repo, r) for r in visible])
+        for review in visible:
+            if review.id == int(rest[1]):
+                return _Answer(200, self._review_doc(repo, review))
+        raise _not_found(docs_url)
+
+    def _list_review_comments(self, req: _Request, repo: FakeRepo, pull: FakePull) -> _Answer:
+        """Oldest (lowest id) first; ``sort`` ``created``/``updated`` with ``direction`` (asc unless
+        given; ignored without ``sort``, as documented) and ``since`` (updated at or after)."""
+        params = req.params()
+        docs_url = "https://docs.github.com/rest/pulls/comments#list-review-comments-on-a-pull-request"
+        sort = params.get("sort")
+        direction = params.get("direction", "asc")
+        for name, value, allowed in (
+            ("sort", sort or "created", ("created", "updated")),
+            ("direction", direction, ("asc", "desc")),
+        ):
+            if value not in allowed:
+                raise _ApiError(
+                    422,
+                    "Validation Failed",
+                    docs_url,
+                    [{"resource": "PullRequestReviewComment", "field": name, "code": "invalid", "value": value}],
+                )
+        comments = [repo.review_comments[cid] for cid in pull.review_comment_ids]
+        if "since" in params:
+            cutoff = int(_parse_since(params["since"]))
+            comments = [c for c in comments if int(c.updated_at) >= cutoff]
+        if sort is not None:
+
+            def key(c: FakeReviewComment) -> tuple[int, int]:
+                return (int(c.created_at if sort == "created" else c.updated_at), c.id)
+
+            comments.sort(key=key, reverse=direction == "desc")
+        docs = [self._review_comment_doc(repo, c) for c in comments]
+        return self._page(req, repo, f"pulls/{pull.number}/comments", docs)
+
+    def _review_comment_doc(self, repo: FakeRepo, comment: FakeReviewComment) -> dict[str, Any]:
+        api = self._repo_api(repo)
+        url = f"{api}/pulls/comments/{comment.id}"
+        pull_url = f"{api}/pulls/{comment.pull_number}"
+        html = f"{HTML_BASE}/{repo.full_name}/pull/{comment.pull_number}#discussion_r{comment.id}"
+        return {
+            "url": url,
+            "pull_request_review_id": comment.review_id,
+            "id": comment.id,
+            "node_id": _node_id("PRRC", comment.id),
+            # The hunk ends at the commented line, which is its only (added) line: position 1.
+            "diff_hunk": f"@@ -{comment.line - 1},0 +{comment.line} @@\n+",
+            "path": comment.path,
+            "position": 1,
+            "original_position": 1,
+            "commit_id": comment.commit_id,
+            "original_commit_id": comment.commit_id,
+            "user": self._user_doc(comment.user),
+            "body": comment.body,
+            "created_at": _iso(comment.created_at),
+            "updated_at": _iso(comment.updated_at),
+            "html_url": html,
+            "pull_request_url": pull_url,
+            "author_association": self._association(repo, comment.user),
+            "_links": {"self": {"href": url}, "html": {"href": html}, "pull_request": {"href": pull_url}},
+            "reactions": self._reactions(url),
+            "start_line": None,
+            "original_start_line": None,
+            "start_side": None,
+            "line": comment.line,
+            "original_line": comment.line,
+            "side": "RIGHT",
+            "subject_type": "line",
+        }
+
+    def _review_doc(self, repo: FakeRepo, review: FakeReview) -> dict[str, Any]:
+        pull_url = f"{self._repo_api(repo)}/pulls/{review.pull_number}"
+        html = f"{HTML_BASE}/{repo.full_name}/pull/{review.pull_number}#pullrequestreview-{review.id}"
+        doc: dict[str, Any] = {
+            "id": review.id,
+            "node_id": _node_id("PRR", review.id),
+            "user": self._user_doc(review.user),
+            "body": review.body,
+            "state": review.state,
+            "html_url": html,
+            "pull_request_url": pull_url,
+            "author_association": self._association(repo, review.user),
+            "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
+        }
+        if review.submitted_at is not None:  # GitHub leaves the key out while the review is pending
+            doc["submitted_at"] = _iso(review.submitted_at)
+        doc["commit_id"] = review.commit_id
+        return doc
 
     def _page(self, req: _Request, repo: FakeRepo, tail: str, items: list[Any]) -> _Answer:
         """One page of ``items`` and GitHub's ``Link`` header (URLs in the ``/repositories/{id}`` form)."""

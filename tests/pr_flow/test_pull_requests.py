@@ -258,11 +258,24 @@ def test_adw_command_on_the_pull_request_requeues_the_task(tmp_path: Path, fake:
     assert rig.source.poll()
     pr_reads = [r for r in fake.requests if r.path.endswith(f"/issues/{pr.issue.number}/comments")]
     assert [r.status for r in pr_reads] == [304] and pr_reads[0].points == 0  # watching a quiet PR is free
+    fake.add_review(
+        REPO, pr.number, "Close, but the error path is missing.", user="reviewer", state="CHANGES_REQUESTED"
+    )
+    fake.add_review_comment(
+        REPO, pr.number, "This raises on empty input <!-- hidden -->", user="reviewer", path="app.py", line=3
+    )
+    fake.advance_clock(5)
     fake.add_comment(REPO, pr.issue.number, "/adw also cover the error path", user="maintainer")
     assert rig.source.poll()
     task = rig.task(n)
     assert task.state is TaskState.QUEUED
-    assert "Follow-up request from @maintainer:\nalso cover the error path" in rig.source.prompt(task)
+    prompt = rig.source.prompt(task)
+    review = prompt.index("Review by @reviewer (changes requested):\nClose, but the error path is missing.")
+    inline = prompt.index("Review comment by @reviewer on app.py:3:\nThis raises on empty input")
+    command = prompt.index("Comment on the pull request by @maintainer:\n/adw also cover the error path")
+    follow_up = prompt.index("Follow-up request from @maintainer:\nalso cover the error path")
+    assert review < inline < command < follow_up  # the review in the order it happened, then the request
+    assert "hidden" not in prompt  # sanitised like the issue text
     rig.run()
     attempts = rig.store.attempts_for(task.id)
     assert len(attempts) == 2 and rig.task(n).state is TaskState.SUCCEEDED
