@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import stat
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# A busy CI machine or a garbage collection can take one example past hypothesis's 200 ms
+# deadline; what the property tests check is behaviour, not speed (bench/ measures that).
+settings.register_profile("adw", deadline=None)
+settings.load_profile("adw")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,3 +71,27 @@ def _no_stray_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.endswith("_API_KEY") or key == "BETA_KEY":
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound but not listening, and
+    held, so no other process can take it between the pick and the use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI and the service configure the "adw" loggers process-wide; give every test the
+    configuration it started with, so one test's log stream never swallows another's records."""
+    saved = [
+        (lg, lg.handlers[:], lg.filters[:], lg.level, lg.propagate)
+        for lg in (logging.getLogger("adw"), logging.getLogger("apscheduler"))
+    ]
+    yield
+    for lg, handlers, filters, level, propagate in saved:
+        lg.handlers[:], lg.filters[:] = handlers, filters
+        lg.setLevel(level)
+        lg.propagate = propagate

@@ -409,10 +409,8 @@ def test_silent_server_times_out(run_cli, server, tmp_path):
     assert run.streamed_text == "still thinking"
 
 
-def test_unreachable_server(run_cli, tmp_path):
-    with FakeOpenAIServer() as fake:
-        url = fake.base_url
-    run = run_cli(url, in_process=True)  # the port is closed now
+def test_unreachable_server(run_cli, refused_port):
+    run = run_cli(f"http://127.0.0.1:{refused_port}/api/v1", in_process=True)  # nothing listens there
     assert_api_error(run, None, "connection_error", "Connection error")
 
 

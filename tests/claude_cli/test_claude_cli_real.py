@@ -173,7 +173,7 @@ def test_rate_limit_can_be_aborted_on_the_first_api_retry_line(
     _assert_retry_line(retry_line, attempt=1, max_retries=3, status=429, error="rate_limit")
     # Waiting would have cost 30 s or more; killing on the line costs almost nothing.
     assert retry_line["retry_delay_ms"] >= 30_000
-    assert exit_delay < 2.0
+    assert exit_delay < 5.0
     assert returncode in (143, -signal.SIGTERM)  # it handles SIGTERM itself and exits 143
     assert len(fake_api.message_requests()) == 1
 

@@ -104,7 +104,7 @@ def test_rate_limit_is_aborted_on_the_first_retry_line(supervise, fake_api: Fake
     # The CLI announced a >= 30 s wait (retry-after plus jitter); the outcome carries it.
     assert run.outcome.retry_after_s is not None and run.outcome.retry_after_s >= 30
     assert run.aborted_at is not None
-    assert run.result.ended_at - run.aborted_at < 2.0, "the CLI was not stopped promptly"
+    assert run.result.ended_at - run.aborted_at < 5.0, "the CLI was not stopped promptly"
     assert run.result.duration_s < 15
     assert len(fake_api.message_requests()) == 1
 
@@ -114,7 +114,7 @@ def test_overload_is_aborted_and_classified_overloaded(supervise, fake_api: Fake
 
     assert run.result.ended_by == "aborted"
     assert run.outcome.error_kind == ErrorKind.OVERLOADED
-    assert run.aborted_at is not None and run.result.ended_at - run.aborted_at < 2.0
+    assert run.aborted_at is not None and run.result.ended_at - run.aborted_at < 5.0
     assert len(fake_api.message_requests()) == 1
 
 

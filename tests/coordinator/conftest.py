@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
 from adw_modules.store import Store
-from tests.coordinator.harness import PG_ADMIN_URL, Coord, Setup, coordinators, kill_pid, scratch_pg_database
+from tests.coordinator.harness import PG_ADMIN_URL, WORKER, Coord, Setup, coordinators, kill_pid, scratch_pg_database
 
 
 @pytest.fixture
@@ -25,10 +26,16 @@ def coords() -> Iterator[list[Coord]]:
 
 
 def _kill_leftover_workers(setup: Setup) -> None:
-    for pid in setup.log.all_pids():
-        kill_pid(pid)
-    for f in setup.log.state.glob("*.pid"):
-        kill_pid(int(f.read_text()))
+    pids = setup.log.all_pids() | {int(f.read_text()) for f in setup.log.state.glob("*.pid")}
+    for pid in pids:
+        # Hundreds of pids were logged: one may have been reused by now (by a database backend,
+        # say).  Only a process still running our worker script is ours to kill.
+        try:
+            ours = any(arg.endswith(WORKER.name) for arg in psutil.Process(pid).cmdline())
+        except psutil.Error:
+            continue
+        if ours:
+            kill_pid(pid)
 
 
 @pytest.fixture

@@ -53,9 +53,9 @@ def test_idle_coordinator_exits_promptly_on_sigterm(
 def test_sigterm_lets_a_running_attempt_finish_within_the_grace(
     sqlite_setup: Setup, coords: list[Coord], open_store: Callable[[str], Store]
 ) -> None:
-    sqlite_setup.mode = "sleep:1"
+    sqlite_setup.mode = "sleep:3"  # still running when SIGTERM comes, however slow this machine is
     store = open_store(sqlite_setup.store_url)
-    task = enqueue_local(store, "one second of work")
+    task = enqueue_local(store, "three seconds of work")
     c = Coord(sqlite_setup.config("drain", drain_grace_s=10))
     coords.append(c)
     worker = _running_worker(sqlite_setup, store, task.id)

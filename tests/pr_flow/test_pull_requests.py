@@ -32,7 +32,10 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@x",
     "PATH": "/usr/bin:/bin",
-    "HOME": "/tmp",
+    "HOME": "/nonexistent",
+    # The test's git reads no configuration of this machine or its users.
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
 }
 
 

@@ -201,7 +201,7 @@ def test_rate_limit_can_be_aborted_at_the_first_retry_line() -> None:
     result, lines = agent("-p", "hi", *STREAM, "--fail", "rate_limit", "--retry-delay-ms", "3000", on_line=on_line)
     assert result.ended_by == "aborted" and result.abort_reason == "rate limited"
     assert result.exit_code == 143  # like claude: SIGTERM ends print mode with 143
-    assert result.duration_s < 2.5  # three retries would take 9 s
+    assert result.duration_s < 6.0  # three retries would take 9 s
     assert kinds(events(lines)) == ["system/init", "system/api_retry"]
 
 
@@ -257,13 +257,13 @@ def test_max_turns_and_budget_results_have_no_result_key() -> None:
 
 
 def test_hang_prints_init_then_goes_silent() -> None:
-    result, lines = agent("-p", "hi", *STREAM, "--fail", "hang", idle_timeout_s=0.8)
+    result, lines = agent("-p", "hi", *STREAM, "--fail", "hang", idle_timeout_s=3.0)
     assert result.ended_by == "idle_timeout" and result.exit_code == 143
     assert kinds(events(lines)) == ["system/init"]
 
 
 def test_stall_reports_work_then_goes_silent() -> None:
-    result, lines = agent("-p", "hi", *STREAM, "--fail", "stall", idle_timeout_s=0.8)
+    result, lines = agent("-p", "hi", *STREAM, "--fail", "stall", idle_timeout_s=3.0)
     assert result.ended_by == "idle_timeout" and result.exit_code == 143
     evs = events(lines)
     assert kinds(evs) == ["system/init", "assistant"]
@@ -289,7 +289,7 @@ def test_slow_emits_spaced_lines_then_succeeds() -> None:
         "0.15",
         "--slow-lines",
         "4",
-        idle_timeout_s=1.0,
+        idle_timeout_s=3.0,
         on_line=lambda _line: stamps.append(time.monotonic()),
     )
     evs = events(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -66,14 +67,14 @@ def test_exact_exit_codes(args: tuple[str, ...], code: int) -> None:
 
 def test_timeout_kills_child_and_grandchild(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
-    result = runner.run(spec("fork_hang", str(pid_file), timeout_s=1.5, kill_grace_s=0.5))
+    result = runner.run(spec("fork_hang", str(pid_file), timeout_s=2.5, kill_grace_s=0.5))
     assert result.ended_by == "timeout"
     assert result.stdout_lines == 1  # "ready": the grandchild existed before the timeout fired
     assert result.exit_code == -15
     assert result.identity is not None
     assert gone(result.identity.pid)
     assert gone(read_pid(pid_file))
-    assert 1.5 <= result.duration_s < 3.0
+    assert 2.5 <= result.duration_s < 6.0
 
 
 def test_setsid_grandchild_outside_the_group_is_still_killed(tmp_path: Path) -> None:
@@ -93,14 +94,14 @@ def test_leftover_group_member_is_torn_down_after_a_normal_exit(tmp_path: Path) 
 
 
 def test_silent_worker_is_killed_by_idle_timeout_but_a_chatty_one_is_not() -> None:
-    silent = runner.run(spec("silent", idle_timeout_s=0.5, kill_grace_s=0.5))
+    silent = runner.run(spec("silent", idle_timeout_s=1.0, kill_grace_s=0.5))
     assert silent.ended_by == "idle_timeout"
     assert silent.exit_code == -15
-    assert 0.5 <= silent.duration_s < 2.0
-    chatty = runner.run(spec("chatty", "0.1", "12", idle_timeout_s=0.5, kill_grace_s=0.5))
+    assert 1.0 <= silent.duration_s < 5.0
+    chatty = runner.run(spec("chatty", "0.2", "12", idle_timeout_s=1.0, kill_grace_s=0.5))
     assert chatty.ended_by == "exit" and chatty.exit_code == 0
     assert chatty.stdout_lines == 12
-    assert chatty.duration_s > 1.0  # outlived the idle timeout twice over by talking
+    assert chatty.duration_s > 2.0  # outlived the idle timeout twice over by talking
 
 
 def test_cancel_from_another_thread() -> None:
@@ -320,6 +321,7 @@ def test_no_fd_or_thread_leak_over_50_runs(tmp_path: Path) -> None:
         return len(os.listdir("/proc/self/fd"))
 
     runner.run(spec("exit", "0"))  # warm up lazily created module state
+    gc.collect()  # earlier tests' garbage (sockets, connections) must not close during the loop
     before_fds, before_threads = fds(), threading.active_count()
     for i in range(50):
         if i % 2:
@@ -328,8 +330,9 @@ def test_no_fd_or_thread_leak_over_50_runs(tmp_path: Path) -> None:
             result = runner.run(spec("exit", "0"))
         assert result.exit_code == 0
     runner.run(RunSpec(argv=["adw-no-such-agent-cli"], cwd=Path.cwd(), env=ENV))
-    assert fds() == before_fds
-    assert threading.active_count() == before_threads
+    gc.collect()
+    assert fds() <= before_fds  # a leak of 51 runs would show as dozens more
+    assert threading.active_count() <= before_threads
 
 
 def test_fallback_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,9 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=5)
 
 
-def finish(store: Store, key: str, when: dt.datetime, runs: list[tuple[str, AttemptEnd, float]], final: TaskState) -> int:
+def finish(
+    store: Store, key: str, when: dt.datetime, runs: list[tuple[str, AttemptEnd, float]], final: TaskState
+) -> int:
     """A task whose attempts ran on (provider, end, seconds) in turn, the last one moving it to ``final``."""
     task, _ = store.upsert_task(NewTask("github", key, key))
     previous = None
