@@ -1,9 +1,9 @@
 """config.toml: load it with tomlkit, validate all of it, and freeze it into dataclasses.
 
-Validation reports every problem at once, each with the file and either the line and
-column (TOML syntax) or the table path and what is wrong (semantics), e.g.::
+Validation reports every problem at once, each with the file and the line and column
+(TOML syntax), or the file, the line and the table path and what is wrong (semantics), e.g.::
 
-    config.toml: routing.rules[3] "docs-haiku": provider "claud-cli" is not defined
+    config.toml:48: routing.rules[3] "docs-haiku": provider "claud-cli" is not defined
     (defined: claude-cli, openrouter)
 
 Unknown keys and unknown condition names are errors, so a typo never silently turns
@@ -27,6 +27,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
+from adw_modules.config_lines import LineIndex
 from adw_modules.config_service import ServiceConfig, validate_service
 from adw_modules.github.settings import GitHubConfig, validate_github
 from adw_modules.pricing import Price
@@ -254,7 +255,7 @@ def read_document(text: str, path: Path) -> tomlkit.TOMLDocument:
 def parse_config(text: str, path: Path) -> Config:
     doc = read_document(text, path)
     data = doc.unwrap()
-    return _Validator(data, path).build()
+    return _Validator(data, path, LineIndex(text)).build()
 
 
 # ---------------------------------------------------------------- validation
@@ -357,14 +358,17 @@ def _type_name(value: object) -> str:
 
 
 class _Validator:
-    def __init__(self, data: dict[str, Any], path: Path) -> None:
+    def __init__(self, data: dict[str, Any], path: Path, lines: LineIndex | None = None) -> None:
         self.data = data
         self.path = path
         self.base = path.resolve().parent
+        self.lines = lines
         self.issues: list[str] = []
 
     def err(self, where: str, message: str) -> None:
-        self.issues.append(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+        line = self.lines.line_of(where, message) if self.lines is not None and where else None
+        at = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        self.issues.append(f"{at}: {where}: {message}" if where else f"{at}: {message}")
 
     # -- typed getters: report and return the default on a wrong type
     def unknown_keys(self, table: Mapping[str, Any], allowed: Iterable[str], where: str, what: str) -> None:
