@@ -1,14 +1,17 @@
-"""``adw`` commands for the queue and the service: run, enqueue, status, tasks, task, retry, cancel, usage."""
+"""``adw`` commands for the queue and the service: run, enqueue, status, tasks, task (show, log), retry,
+cancel, usage."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sys
 from pathlib import Path
 
 import click
 
+from adw_modules import transcripts
 from adw_modules.config import Config, ConfigError
 from adw_modules.logs import setup_logging
 from adw_modules.sources import enqueue_local
@@ -135,6 +138,41 @@ def task_show(task_id: int, config_path: str | None, as_json: bool) -> None:
     finally:
         store.close()
     emit(as_json, data, queue_views.task_text)
+
+
+@task_group.command("log")
+@click.argument("task_id", type=int)
+@click.option("--attempt", "number", type=int, default=None, help="Attempt number (default: the latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the attempt ends.")
+@click.option("--raw", is_flag=True, help="The stored lines as they are (secrets already masked).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_path: str | None) -> None:
+    """An attempt's transcript: what the agent said and did, its tool calls, the result."""
+    store, config = _store(config_path)
+    try:
+        attempts = store.attempts_for(task_id)
+        if not attempts:
+            raise click.BadParameter(f"task {task_id} has no attempts (or does not exist)", param_hint="TASK_ID")
+        chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+        if chosen is None:
+            raise click.BadParameter(f"task {task_id} has no attempt {number}", param_hint="--attempt")
+        path = transcripts.transcript_path(config.service.coordinator.state_dir, chosen)
+        if chosen.host != socket.gethostname():
+            raise click.ClickException(f"attempt {chosen.number} ran on {chosen.host}: its transcript is {path} there")
+        if chosen.state == "finished" and not path.exists():
+            raise click.ClickException(f"attempt {chosen.number}'s transcript is gone ({path}): pruned by retention?")
+        provider = config.providers.get(chosen.provider)
+        fmt = provider.output_format if provider is not None else "claude-stream-json"
+        attempt_id = chosen.id
+
+        def still_running() -> bool:
+            return follow and any(a.id == attempt_id for a in store.running_attempts())
+
+        for line in transcripts.follow(path, still_running):
+            for shown in [line.rstrip("\n")] if raw else transcripts.render(line, fmt):
+                click.echo(shown)
+    finally:
+        store.close()
 
 
 @cli.command("retry")
