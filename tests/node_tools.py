@@ -1,7 +1,8 @@
-"""Install the real Claude Code CLI from npm, pinned, into the git-ignored ``<repo>/.cache/node``.
+"""Install the real agent CLIs from npm, pinned, into the git-ignored ``<repo>/.cache/node``.
 
-``ensure_claude_cli()`` returns the path of a runnable ``claude`` executable; CI runs
-``python tests/node_tools.py`` once before pytest so the tests never wait for the download.
+``ensure_claude_cli()`` and ``ensure_codex_cli()`` return the path of a runnable ``claude`` /
+``codex`` executable; CI runs ``python tests/node_tools.py`` once before pytest (it installs both)
+so the tests never wait for the download.
 
 Version choice: **@anthropic-ai/claude-code 2.1.330** (the newest release when this was written).
 
@@ -20,7 +21,24 @@ Version choice: **@anthropic-ai/claude-code 2.1.330** (the newest release when t
   covered by allowScripts"), the stub is left in place; ``ensure_claude_cli`` then returns the
   platform package's binary directly, which is exactly what ``install.cjs`` would have linked.
 
-Concurrency: an exclusive ``fcntl`` lock on ``.cache/node/.install.lock`` serialises parallel
+**@openai/codex 0.169.0** (the newest release when it was added; ``ensure_codex_cli()``):
+
+- ``@openai/codex`` itself is a ~28 KB Node launcher (``bin/codex.js``).  The program is a
+  static (musl) Rust binary shipped in a per-platform package listed under
+  ``optionalDependencies`` as an npm *alias* of the same package name with a platform
+  prerelease version, e.g. ``"@openai/codex-linux-x64": "npm:@openai/codex@0.169.0-linux-x64"``
+  (``os``/``cpu`` fields let npm pick the one for this machine; about 404 MB unpacked: the 294 MB
+  ``codex`` binary, ``codex-code-mode-host``, a bundled ``rg`` and ``bwrap``).  There are no
+  install scripts, so ``--ignore-scripts`` changes nothing and everything comes from the npm
+  registry.  ``--include=optional`` guards against an ``omit=optional`` npm config, which would
+  silently leave the binary out.
+- ``ensure_codex_cli`` returns the native binary (``vendor/<target>/bin/codex``), not the Node
+  launcher: the launcher only re-executes it (``execve`` on Node >= 22, a child process on older
+  Node) with ``CODEX_MANAGED_BY_NPM=1`` set; the binary finds its ``rg``/``bwrap`` next to itself.
+- It lives in its own prefix (``.cache/node/codex-cli``) so installing it never re-resolves
+  Claude Code's tree and vice versa.
+
+Concurrency: an exclusive ``fcntl`` lock on ``<prefix>/.install.lock`` serialises parallel
 callers (pytest-xdist workers, CI steps); the version check is repeated under the lock.
 """
 
@@ -28,18 +46,24 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 CLAUDE_CODE_VERSION = "2.1.330"
 
+CODEX_PACKAGE = "@openai/codex"
+CODEX_VERSION = "0.169.0"
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_PREFIX = REPO_ROOT / ".cache" / "node"
+CODEX_PREFIX = NODE_PREFIX / "codex-cli"
 _STUB_MAX_BYTES = 64 * 1024  # the placeholder bin/claude.exe is a ~500 byte shell script
 
 
@@ -106,6 +130,55 @@ def ensure_claude_cli(prefix: Path = NODE_PREFIX) -> Path:
     return found
 
 
+# (system, npm arch) -> (npm alias suffix, Rust target triple), as @openai/codex's bin/codex.js maps them.
+_CODEX_TARGETS: dict[tuple[str, str], tuple[str, str]] = {
+    ("linux", "x64"): ("linux-x64", "x86_64-unknown-linux-musl"),
+    ("linux", "arm64"): ("linux-arm64", "aarch64-unknown-linux-musl"),
+    ("darwin", "x64"): ("darwin-x64", "x86_64-apple-darwin"),
+    ("darwin", "arm64"): ("darwin-arm64", "aarch64-apple-darwin"),
+}
+
+
+def _codex_target() -> tuple[str, str]:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    system = "linux" if sys.platform.startswith("linux") else sys.platform
+    try:
+        return _CODEX_TARGETS[(system, arch)]
+    except KeyError:
+        raise CliInstallError(f"no Codex native package for platform {sys.platform}/{machine}") from None
+
+
+def _codex_runnable(prefix: Path) -> Path | None:
+    """The native ``codex`` binary if the pinned version is completely installed under ``prefix``."""
+    if _installed_version(prefix, CODEX_PACKAGE) != CODEX_VERSION:
+        return None
+    suffix, triple = _codex_target()
+    native_pkg = f"{CODEX_PACKAGE}-{suffix}"  # the alias' directory; its package.json says @openai/codex
+    if _installed_version(prefix, native_pkg) != f"{CODEX_VERSION}-{suffix}":
+        return None
+    native = _package_dir(prefix, native_pkg) / "vendor" / triple / "bin" / "codex"
+    return native if native.is_file() and os.access(native, os.X_OK) else None
+
+
+def ensure_codex_cli(prefix: Path = CODEX_PREFIX) -> Path:
+    """Install the pinned OpenAI Codex CLI if needed and return its native executable's path.
+
+    Same locking and "fail loudly" contract as ``ensure_claude_cli``.
+    """
+    found = _codex_runnable(prefix)
+    if found is None:
+        _locked_npm_install(
+            prefix,
+            f"{CODEX_PACKAGE}@{CODEX_VERSION}",
+            lambda: _codex_runnable(prefix) is not None,
+            ("--ignore-scripts", "--include=optional"),
+        )
+        found = _codex_runnable(prefix)
+    assert found is not None
+    return found
+
+
 def ensure_npm_package(name: str, version: str, prefix: Path) -> Path:
     """Install the npm package ``name@version`` (exact) under ``prefix`` and return its directory.
 
@@ -160,15 +233,26 @@ def _locked_npm_install(prefix: Path, spec: str, installed: Callable[[], bool], 
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _run_version(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(path), "--version"], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def main() -> int:
+    """Install both CLIs.  stdout: Claude Code's path and version (two lines, as before);
+    Codex's path and version go to stderr so existing consumers of stdout keep working."""
     try:
         path = ensure_claude_cli()
+        codex = ensure_codex_cli()
     except CliInstallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    version = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    version = _run_version(path)
+    # Any codex invocation, even --version, writes helper links under $CODEX_HOME (~/.codex).
+    with tempfile.TemporaryDirectory(prefix="codex-home-") as codex_home:
+        codex_version = _run_version(codex, {**os.environ, "CODEX_HOME": codex_home})
     print(f"{path}\n{version.stdout.strip() or version.stderr.strip()}")
-    return 0 if version.returncode == 0 else 1
+    print(f"{codex}\n{codex_version.stdout.strip() or codex_version.stderr.strip()}", file=sys.stderr)
+    return 0 if version.returncode == 0 and codex_version.returncode == 0 else 1
 
 
 if __name__ == "__main__":

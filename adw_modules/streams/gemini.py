@@ -9,25 +9,48 @@ severity ``error`` (e.g. "Maximum session turns exceeded"): the CLI said it
 failed, so the run is a failure.  Warnings do not count.
 
 Stats: ``input_tokens`` includes ``cached``; ``input`` is the uncached part.
+
+API failures (observed with the real CLI 0.61 against a fake API, ``tests/gemini_cli/``) end with
+``result.error.type == "unknown"`` and a message ``[API Error: …]`` that has lost the HTTP
+status of the errors the CLI classified itself (429, 503, 404).  Two things in that text are the
+CLI's own verdict and decide over the generic keyword rules: ``Suggested retry after Ns.``, which
+it appends to quota errors it retries (Google words even a per-minute limit "You exceeded your
+current quota … billing", which alone reads as an exhausted quota), and the hint it appends to
+every 429 ("Please wait and try again later. To increase your limits …").  A bad API key is a
+400 ``INVALID_ARGUMENT`` whose only auth evidence is ``API_KEY_INVALID``/"API key not valid".
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from adw_modules.outcomes import StreamEvent, Usage
+from adw_modules.outcomes import ErrorKind, StreamEvent, Usage
 from adw_modules.streams import signals
 from adw_modules.streams.base import StreamParser, as_dict, as_float, as_str, count
 
 _AUTO_MODEL = "auto"  # init.model when the CLI routes itself; the real names are in stats
 
+# packages/core/src/utils/errorParsing.ts: appended to every HTTP 429 the CLI reports (API key
+# and Vertex wording; the Google-login wording announces a model switch instead).
+_CLI_429_HINT = "Please wait and try again later. To increase your limits, request a quota increase through"
+# googleQuotaErrors.ts: RetryableQuotaError text (TerminalQuotaError above 300 s).
+_CLI_SUGGESTED_RETRY = re.compile(r"Suggested retry after (\d+(?:\.\d+)?)s\b")
+_CLI_MAX_RETRYABLE_S = 300.0
+_GOOGLE_BAD_KEY = re.compile(r"API_KEY_INVALID|API key not valid|API key expired", re.IGNORECASE)
+
 
 def _stats_usage(raw: dict[str, Any]) -> Usage:
     cached = count(raw.get("cached"))
     uncached = raw.get("input")
+    prompt = count(raw.get("input_tokens")) if raw.get("input_tokens") is not None else count(uncached) + cached
+    output = count(raw.get("output_tokens"))
+    # output_tokens is the candidates' count only; thinking tokens, billed as output, show up
+    # only in the total.
+    thoughts = max(count(raw.get("total_tokens")) - prompt - output, 0) if raw.get("total_tokens") is not None else 0
     return Usage(
-        input_tokens=count(uncached) if uncached is not None else max(count(raw.get("input_tokens")) - cached, 0),
-        output_tokens=count(raw.get("output_tokens")),
+        input_tokens=count(uncached) if uncached is not None else max(prompt - cached, 0),
+        output_tokens=output + thoughts,
         cache_read_tokens=cached,
     )
 
@@ -98,6 +121,27 @@ class GeminiParser(StreamParser):
         error = as_dict(obj.get("error"))
         error_type = as_str(error.get("type"))
         message = as_str(error.get("message")) or self._failed_message or error_type or "error"
-        own = signals.GEMINI_ERROR_TYPES.get(error_type or "")
-        self.note_terminal_error(status=signals.status_in_text(message), own_kind=own, message=message)
+        api_status = signals.status_in_text(message)
+        if api_status is None and _CLI_429_HINT in message:
+            api_status = 429
+        verdict = _cli_verdict(message)
+        if verdict is not None:
+            # The CLI's own verdict outranks what the status plus Google's wording would suggest.
+            self.note_terminal_error(status=None, own_kind=verdict, message=message)
+            if api_status is not None:
+                s.api_status = api_status
+        else:
+            own = signals.GEMINI_ERROR_TYPES.get(error_type or "")
+            self.note_terminal_error(status=api_status, own_kind=own, message=message)
         return StreamEvent(type="result", subtype=status, terminal=True, message=signals.short(message))
+
+
+def _cli_verdict(message: str) -> ErrorKind | None:
+    """What the Gemini CLI's wording of a failure settles on its own (see the module docstring)."""
+    if _GOOGLE_BAD_KEY.search(message):
+        return ErrorKind.AUTH_FAILED
+    match = _CLI_SUGGESTED_RETRY.search(message)
+    if match:
+        retryable = float(match.group(1)) <= _CLI_MAX_RETRYABLE_S
+        return ErrorKind.RATE_LIMITED if retryable else ErrorKind.QUOTA_EXHAUSTED
+    return None

@@ -162,7 +162,7 @@ CASES = [
         "gemini-stream-json/success.jsonl",
         0,
         "success",
-        usage=(14800, 74, 8115, 0),
+        usage=(14800, 717, 8115, 0),  # 74 candidates + 643 thinking (the rest of the total)
         session="d1f03c4d-470b-4894-a540-3fd31e12be65",
         models=["gemini-3.1-flash-lite", "gemini-3.5-flash"],
         result_text="amux-fixture",
@@ -174,7 +174,7 @@ CASES = [
         usage=(0, 0, 0, 0),
         models=["does-not-exist-model"],
     ),
-    Expect("gemini-stream-json/turn_limit.jsonl", 53, "max_turns", usage=(7862, 90, 0, 0)),
+    Expect("gemini-stream-json/turn_limit.jsonl", 53, "max_turns", usage=(7862, 393, 0, 0)),
     Expect("gemini-stream-json/max_turns_error_event.jsonl", 0, "max_turns"),
     # The official snapshot keeps a <DURATION> placeholder: its result line is not JSON.
     Expect(
@@ -277,8 +277,8 @@ def test_claude_per_model_falls_back_to_assistant_messages() -> None:
 
 def test_gemini_per_model_stats() -> None:
     s = parse_file(FIXTURES / "gemini-stream-json/success.jsonl", "gemini-stream-json")
-    assert s.per_model["gemini-3.5-flash"] == Usage(13837, 46, 8115, 0)
-    assert s.per_model["gemini-3.1-flash-lite"] == Usage(963, 28, 0, 0)
+    assert s.per_model["gemini-3.5-flash"] == Usage(13837, 614, 8115, 0)
+    assert s.per_model["gemini-3.1-flash-lite"] == Usage(963, 103, 0, 0)
     assert s.duration_s == pytest.approx(7.175)
     assert s.cost_usd is None and s.cost_source is None
 
