@@ -69,16 +69,15 @@ import string
 import struct
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.loopback import ScriptedServer
 
 FAKE_API_KEY = "sk-ant-api03-fake-test-key-0000000000000000000000000000000000000000-AAAAAA"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -236,8 +235,10 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeAnthropicAPI:
+class FakeAnthropicAPI(ScriptedServer[RecordedRequest, Behaviour]):
     """See the module docstring."""
+
+    default: Behaviour
 
     def __init__(
         self,
@@ -246,115 +247,21 @@ class FakeAnthropicAPI:
         strict_queue: bool = False,
         log_file: Any = None,
     ) -> None:
-        # strict_queue: an empty queue answers 500 instead of using the default, so a test that
-        # triggers more requests than it scripted sees it.
-        self.default: Behaviour = default if default is not None else Reply()
-        self.strict_queue = strict_queue
+        super().__init__(_Handler, default if default is not None else Reply(), strict_queue=strict_queue)
         self._log_file = log_file
-        self._queue: deque[Behaviour] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._handler_threads: set[threading.Thread] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.org_id = "00000000-0000-4000-8000-000000000000"
-
-    # lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> FakeAnthropicAPI:
-        fake = self
-
-        class Handler(_Handler):
-            api = fake
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            # Only one test process binds this port; reuse avoids TIME_WAIT surprises in reruns.
-            allow_reuse_address = True
-
-            def process_request(self, request: Any, client_address: Any) -> None:
-                with fake._cond:
-                    fake._conns.add(request)
-                super().process_request(request, client_address)
-
-            def shutdown_request(self, request: Any) -> None:
-                with fake._cond:
-                    fake._conns.discard(request)
-                super().shutdown_request(request)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        # Idle keep-alive connections would otherwise park their handler threads in readline().
-        with self._cond:
-            conns = list(self._conns)
-            threads = list(self._handler_threads)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in threads:
-            t.join(timeout=5)
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeAnthropicAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url()
 
     # scripting and inspection -------------------------------------------------------------------
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        with self._cond:
-            self._queue.extend(behaviours)
-
-    script = enqueue
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._cond:
-            return list(self._requests)
 
     def message_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/messages"]
 
     def wait_for_message_requests(self, n: int, timeout: float = 10.0) -> list[RecordedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                got = [r for r in self._requests if r.method == "POST" and r.path == "/v1/messages"]
-                left = deadline - time.monotonic()
-                if len(got) >= n or left <= 0:
-                    return got
-                self._cond.wait(left)
+        return self._wait_for(lambda r: r.method == "POST" and r.path == "/v1/messages", n, timeout)
 
     def dump(self) -> str:
         return "\n".join(repr(r) for r in self.requests)
@@ -391,9 +298,7 @@ class FakeAnthropicAPI:
     # internals used by the handler ------------------------------------------------------------
 
     def _record(self, req: RecordedRequest) -> None:
-        with self._cond:
-            self._requests.append(req)
-            self._cond.notify_all()
+        super()._record(req)
         if self._log_file is not None:
             print(
                 f"[fake-anthropic] {req.method} {req.path} {req.masked_headers()!r}",
@@ -401,37 +306,18 @@ class FakeAnthropicAPI:
                 flush=True,
             )
 
-    def _next_behaviour(self) -> Behaviour | None:
-        with self._cond:
-            if self._queue:
-                return self._queue.popleft()
-        return None if self.strict_queue else self.default
-
-    def _track_thread(self, add: bool) -> None:
-        with self._cond:
-            t = threading.current_thread()
-            if add:
-                self._handler_threads.add(t)
-            else:
-                self._handler_threads.discard(t)
-
 
 class _Handler(BaseHTTPRequestHandler):
-    api: FakeAnthropicAPI
+    fake: FakeAnthropicAPI
     protocol_version = "HTTP/1.1"
     server_version = "fake-anthropic"
     sys_version = ""
-
-    def setup(self) -> None:
-        self.api._track_thread(True)
-        super().setup()
 
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass
-        self.api._track_thread(False)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -471,13 +357,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
         # Recorded before answering so a test can await a request whose answer hangs; the
         # behaviour and status fields are filled in before any response byte is sent.
-        self.api._record(rec)
+        self.fake._record(rec)
         self._route(rec)
 
     def _route(self, rec: RecordedRequest) -> None:
         path, method = rec.path, rec.method
         if method == "POST" and path == "/v1/messages":
-            behaviour = self.api._next_behaviour()
+            behaviour = self.fake._next_behaviour()
             if behaviour is None:
                 rec.behaviour = "queue-empty"
                 self._error(rec, ApiError(500, "api_error", "fake: the behaviour queue ran dry"))
@@ -509,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
         reset = _iso(now + timedelta(seconds=1))
         headers = [
             ("request-id", f"req_011C{_rand(20)}"),
-            ("anthropic-organization-id", self.api.org_id),
+            ("anthropic-organization-id", self.fake.org_id),
             ("anthropic-ratelimit-requests-limit", "4000"),
             ("anthropic-ratelimit-requests-remaining", "3999"),
             ("anthropic-ratelimit-requests-reset", reset),
@@ -603,7 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(behaviour, Hang):
             if behaviour.text:
                 self._delta(behaviour.text)
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
             return
         assert isinstance(behaviour, Reply)
@@ -632,7 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(behaviour, Hang):
             rec.status = 0
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
             return
         reply = behaviour if isinstance(behaviour, Reply) else Reply(getattr(behaviour, "text", ""))

@@ -81,15 +81,14 @@ import string
 import struct
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.loopback import ScriptedServer
 
 # Shaped like a real key (AIza + 35 characters) so secret scrubbers treat it as one.
 FAKE_API_KEY = "AIzaSyFAKE-test-key-0000000000000000000"
@@ -409,8 +408,10 @@ def _response_id() -> str:
     return "".join(random.choices(_B64, k=22))
 
 
-class FakeGeminiAPI:
+class FakeGeminiAPI(ScriptedServer[RecordedRequest, Behaviour]):
     """See the module docstring."""
+
+    default: Behaviour
 
     def __init__(
         self,
@@ -420,94 +421,15 @@ class FakeGeminiAPI:
         api_key: str | None = FAKE_API_KEY,
         log_file: Any = None,
     ) -> None:
-        self.default: Behaviour = default if default is not None else Reply()
-        self.strict_queue = strict_queue
+        super().__init__(_Handler, default if default is not None else Reply(), strict_queue=strict_queue)
         self.api_key = api_key
         self._log_file = log_file
-        self._queue: deque[Behaviour] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._handler_threads: set[threading.Thread] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> FakeGeminiAPI:
-        fake = self
-
-        class Handler(_Handler):
-            api = fake
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-            def process_request(self, request: Any, client_address: Any) -> None:
-                with fake._cond:
-                    fake._conns.add(request)
-                super().process_request(request, client_address)
-
-            def shutdown_request(self, request: Any) -> None:
-                with fake._cond:
-                    fake._conns.discard(request)
-                super().shutdown_request(request)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        # Idle keep-alive connections would otherwise park their handler threads in readline().
-        with self._cond:
-            conns = list(self._conns)
-            threads = list(self._handler_threads)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in threads:
-            t.join(timeout=5)
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeGeminiAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url()
 
     # scripting and inspection -------------------------------------------------------------------
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        with self._cond:
-            self._queue.extend(behaviours)
-
-    script = enqueue
 
     @property
     def queued(self) -> int:
@@ -527,14 +449,7 @@ class FakeGeminiAPI:
         return [r for r in self.requests if r.proxied]
 
     def wait_for_generation_requests(self, n: int, timeout: float = 10.0) -> list[RecordedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                got = [r for r in self._requests if r.is_generation]
-                left = deadline - time.monotonic()
-                if len(got) >= n or left <= 0:
-                    return got
-                self._cond.wait(left)
+        return self._wait_for(lambda r: r.is_generation, n, timeout)
 
     def dump(self) -> str:
         return "\n".join(repr(r) for r in self.requests)
@@ -616,44 +531,23 @@ class FakeGeminiAPI:
     # internals used by the handler ------------------------------------------------------------
 
     def _record(self, req: RecordedRequest) -> None:
-        with self._cond:
-            self._requests.append(req)
-            self._cond.notify_all()
+        super()._record(req)
         if self._log_file is not None:
             print(f"[fake-gemini] {req!r}", file=self._log_file, flush=True)
 
-    def _next_behaviour(self) -> Behaviour | None:
-        with self._cond:
-            if self._queue:
-                return self._queue.popleft()
-        return None if self.strict_queue else self.default
-
-    def _track_thread(self, add: bool) -> None:
-        with self._cond:
-            t = threading.current_thread()
-            if add:
-                self._handler_threads.add(t)
-            else:
-                self._handler_threads.discard(t)
-
 
 class _Handler(BaseHTTPRequestHandler):
-    api: FakeGeminiAPI
+    fake: FakeGeminiAPI
     protocol_version = "HTTP/1.1"
     server_version = "scaffolding on HTTPServer2"
     sys_version = ""
     _response_id = ""  # set per generation response; every chunk of one stream repeats it
-
-    def setup(self) -> None:
-        self.api._track_thread(True)
-        super().setup()
 
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass
-        self.api._track_thread(False)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -690,7 +584,7 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour="proxy-refused",
             status=403,
         )
-        self.api._record(rec)
+        self.fake._record(rec)
         self.close_connection = True
         self._send_head(403, [("content-length", "0"), ("connection", "close")])
         self.wfile.flush()
@@ -720,14 +614,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if proxied:
             rec.behaviour, rec.status = "proxy-refused", 403
-            self.api._record(rec)
+            self.fake._record(rec)
             self.close_connection = True
             self._send_head(403, [("content-length", "0"), ("connection", "close")])
             self.wfile.flush()
             return
         # Recorded before answering so a test can await a request whose answer hangs; behaviour
         # and status are filled in before any response byte is sent.
-        self.api._record(rec)
+        self.fake._record(rec)
         self._route(rec)
 
     def _route(self, rec: RecordedRequest) -> None:
@@ -764,7 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
             rec.behaviour = "unknown-path"
             self._error(rec, ApiError(404, "NOT_FOUND", f"Method not found: {method}"))
             return
-        behaviour = self.api._next_behaviour()
+        behaviour = self.fake._next_behaviour()
         if behaviour is None:
             rec.behaviour = "queue-empty"
             self._error(rec, ApiError(500, "INTERNAL", "fake: the behaviour queue ran dry"))
@@ -778,7 +672,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._non_streaming(rec, behaviour, model)
 
     def _auth_failed(self, rec: RecordedRequest) -> bool:
-        expected = self.api.api_key
+        expected = self.fake.api_key
         if expected is None:
             return False
         sent = rec.headers.get("x-goog-api-key") or dict(parse_qsl(rec.query)).get("key")
@@ -867,7 +761,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b'data: {"candidates":[{"content":{"parts":[{"te')
             self._end_chunks()
         elif isinstance(behaviour, Hang):
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
 
     def _non_streaming(self, rec: RecordedRequest, behaviour: Behaviour, model: str) -> None:
@@ -876,7 +770,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(rec, behaviour.error)
             return
         if isinstance(behaviour, Hang):
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
             return
         reply = behaviour if isinstance(behaviour, Reply) else Reply(getattr(behaviour, "text", ""))

@@ -122,12 +122,12 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from github import Auth, Github
 
+from tests.fakes.loopback import LoopbackServer
 from tests.github_openapi import OpenAPIValidationError, ResponseValidator, default_validator
 
 FAKE_TOKEN = "ghp_FakeAdwToken0000000000000000000000000"  # shaped like a classic PAT; not a real token
@@ -396,8 +396,14 @@ def _node_id(kind: str, number: int) -> str:
 
 
 # -- the fake ----------------------------------------------------------------------------------
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """GitHub's REST API for PyGithub on an ephemeral loopback port (a context manager)."""
+
+    # Every response closes its connection; close() waits for the requests in flight to finish.
+    drain_on_close = True
+    # A short poll interval makes close() (shutdown) take milliseconds instead of half a second.
+    poll_interval = 0.02
+    thread_name = "fake-github-api"
 
     def __init__(
         self,
@@ -409,6 +415,7 @@ class FakeGitHub:
         rate_limit: int = 5000,
         validator: ResponseValidator | Literal["default"] | None = "default",
     ) -> None:
+        super().__init__(_Handler)
         self.validator: ResponseValidator | None = default_validator() if validator == "default" else validator
         self.rate_limit = rate_limit
         self._lock = threading.RLock()
@@ -422,53 +429,15 @@ class FakeGitHub:
         self._faults: list[_Fault] = []
         self._log: list[LoggedRequest] = []
         self._validation_errors: list[str] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.add_token(token, login, scopes=scopes, user_type=user_type)
         self.token = token
         self.login = login
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> FakeGitHub:
-        handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = False  # close() joins handler threads: no request outlives the fake
-        httpd.block_on_close = True
-        self._httpd = httpd
-        # A short poll interval makes close() (shutdown) take milliseconds instead of half a second.
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-github-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FakeGitHub is not running")
-        return int(self._httpd.server_address[1])
-
+    # -- addresses and clients ---------------------------------------------------------------
     @property
     def base_url(self) -> str:
         """``Github(base_url=...)``; API URLs in bodies point here (as GHES's do to its own host)."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.url()
 
     def client(self, token: str | None = None, **options: Any) -> Github:
         """A PyGithub client for this fake (close it after use).

@@ -52,13 +52,12 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import ScriptedServer
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})
 
@@ -191,95 +190,38 @@ def stall(text_before: str = "") -> Stall:
     return Stall(text_before)
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ScriptedServer[RecordedRequest, Behaviour]):
     """Scriptable OpenAI-compatible server on an ephemeral loopback port (a context manager)."""
 
+    # Every response closes its connection; close() waits for the requests in flight to finish.
+    drain_on_close = True
+    poll_interval = 0.5
+    thread_name = "fake-openai-api"
+
     def __init__(self, *, api_key: str | None = None, default: Behaviour | None = None) -> None:
+        super().__init__(_Handler, default)
         self.api_key = api_key
-        self.default = default
-        self._lock = threading.Lock()
-        self._script: deque[Behaviour] = deque()
-        self._requests: list[RecordedRequest] = []
         self._generations = 0
-        self._closing = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> FakeOpenAIServer:
-        handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        # Non-daemon handler threads so close() joins them: no request outlives the fake.
-        httpd.daemon_threads = False
-        httpd.block_on_close = True
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-openai-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._closing.set()  # releases stalled handlers
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- addresses ---------------------------------------------------------------------------
     @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not running")
-        return int(self._httpd.server_address[1])
-
-    @property
     def base_url(self) -> str:
         """OpenRouter-style base URL (``.../api/v1``)."""
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        return self.url("/api/v1")
 
     @property
     def v1_url(self) -> str:
         """OpenAI-style base URL (``.../v1``), as LM Studio, Ollama and NIM use."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.url("/v1")
 
     # -- scripting and inspection ------------------------------------------------------------
-    def script(self, *behaviours: Behaviour) -> None:
-        with self._lock:
-            self._script.extend(behaviours)
-
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._script)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next(self) -> Behaviour | None:
-        with self._lock:
-            return self._script.popleft() if self._script else self.default
+        with self._cond:
+            return len(self._queue)
 
     def _generation_id(self) -> str:
-        with self._lock:
+        with self._cond:
             self._generations += 1
             return f"gen-fake-{self._generations:06d}"
 
@@ -331,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"code": 400, "message": f"Invalid request: {err}"}})
             return
 
-        behaviour = self.fake._next()
+        behaviour = self.fake._next_behaviour()
         if behaviour is None:
             self._send_json(500, {"error": {"code": 500, "message": "fake server: script ran dry"}})
             return
@@ -376,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._start_sse(gen)
             if behaviour.text_before:
                 self._event(_chunk(gen, model, "FakeProvider", {"content": behaviour.text_before}))
-            self.fake._closing.wait()
+            self.fake._stopping.wait()
             self._reset_connection()
 
     # -- success -----------------------------------------------------------------------------

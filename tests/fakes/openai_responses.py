@@ -87,14 +87,14 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.loopback import ScriptedServer
 
 FAKE_API_KEY = "sk-proj-fake-test-key-0000000000000000000000000000000000000000000000AAAA"
 FAKE_KEY_ENV = "ADW_FAKE_OPENAI_API_KEY"  # the variable Codex's provider ``env_key`` names
@@ -309,8 +309,10 @@ def _hex(n: int) -> str:
     return secrets.token_hex(n // 2 + 1)[:n]
 
 
-class FakeResponsesAPI:
+class FakeResponsesAPI(ScriptedServer[RecordedRequest, Behaviour]):
     """See the module docstring."""
+
+    default: Behaviour
 
     def __init__(
         self,
@@ -320,113 +322,28 @@ class FakeResponsesAPI:
         strict_queue: bool = False,
         log_file: Any = None,
     ) -> None:
-        # strict_queue: an empty queue answers 500 instead of using the default, so a test that
-        # triggers more requests than it scripted sees it.  api_key None accepts any key.
-        self.default: Behaviour = default if default is not None else Reply()
+        # api_key None accepts any key.
+        super().__init__(_Handler, default if default is not None else Reply(), strict_queue=strict_queue)
         self.api_key = api_key
-        self.strict_queue = strict_queue
         self._log_file = log_file
-        self._queue: deque[Behaviour] = deque()
-        self._requests: list[RecordedRequest] = []
         self._proxy_requests: list[RecordedRequest] = []
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._handler_threads: set[threading.Thread] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.org_id = "org-fake0000000000000000000000"
-
-    # lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> FakeResponsesAPI:
-        fake = self
-
-        class Handler(_Handler):
-            api = fake
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-            def process_request(self, request: Any, client_address: Any) -> None:
-                with fake._cond:
-                    fake._conns.add(request)
-                super().process_request(request, client_address)
-
-            def shutdown_request(self, request: Any) -> None:
-                with fake._cond:
-                    fake._conns.discard(request)
-                super().shutdown_request(request)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        # Idle keep-alive connections would otherwise park their handler threads in readline().
-        with self._cond:
-            conns = list(self._conns)
-            threads = list(self._handler_threads)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in threads:
-            t.join(timeout=5)
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeResponsesAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return int(self._server.server_address[1])
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url()
 
     @property
     def base_url(self) -> str:
         """The OpenAI-style base URL (clients append ``/responses``)."""
-        return f"{self.origin}/v1"
+        return self.url("/v1")
 
     # scripting and inspection -------------------------------------------------------------------
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        with self._cond:
-            self._queue.extend(behaviours)
-
-    script = enqueue
 
     @property
     def pending(self) -> int:
         with self._cond:
             return len(self._queue)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._cond:
-            return list(self._requests)
 
     @property
     def proxy_requests(self) -> list[RecordedRequest]:
@@ -438,14 +355,7 @@ class FakeResponsesAPI:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/responses"]
 
     def wait_for_response_requests(self, n: int, timeout: float = 10.0) -> list[RecordedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                got = [r for r in self._requests if r.method == "POST" and r.path == "/v1/responses"]
-                left = deadline - time.monotonic()
-                if len(got) >= n or left <= 0:
-                    return got
-                self._cond.wait(left)
+        return self._wait_for(lambda r: r.method == "POST" and r.path == "/v1/responses", n, timeout)
 
     def dump(self) -> str:
         return "\n".join(repr(r) for r in [*self.requests, *self.proxy_requests])
@@ -521,9 +431,12 @@ class FakeResponsesAPI:
     # internals used by the handler ------------------------------------------------------------
 
     def _record(self, req: RecordedRequest, *, proxy: bool = False) -> None:
-        with self._cond:
-            (self._proxy_requests if proxy else self._requests).append(req)
-            self._cond.notify_all()
+        if proxy:
+            with self._cond:
+                self._proxy_requests.append(req)
+                self._cond.notify_all()
+        else:
+            super()._record(req)
         if self._log_file is not None:
             kind = "PROXY " if proxy else ""
             print(
@@ -532,38 +445,19 @@ class FakeResponsesAPI:
                 flush=True,
             )
 
-    def _next_behaviour(self) -> Behaviour | None:
-        with self._cond:
-            if self._queue:
-                return self._queue.popleft()
-        return None if self.strict_queue else self.default
-
-    def _track_thread(self, add: bool) -> None:
-        with self._cond:
-            t = threading.current_thread()
-            if add:
-                self._handler_threads.add(t)
-            else:
-                self._handler_threads.discard(t)
-
 
 class _Handler(BaseHTTPRequestHandler):
-    api: FakeResponsesAPI
+    fake: FakeResponsesAPI
     protocol_version = "HTTP/1.1"
     server_version = "fake-openai"
     sys_version = ""
     timeout = 30  # a client that never sends its request cannot pin a thread forever
-
-    def setup(self) -> None:
-        self.api._track_thread(True)
-        super().setup()
 
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass
-        self.api._track_thread(False)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -621,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         # Recorded before answering so a test can await a request whose answer hangs; the
         # behaviour and status fields are filled in before any response byte is sent.
-        self.api._record(rec, proxy=proxy)
+        self.fake._record(rec, proxy=proxy)
         if proxy:
             rec.behaviour = "proxy-refused"
             self.close_connection = True
@@ -634,7 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/v1/responses":
             if not self._authorized(rec):
                 return
-            behaviour = self.api._next_behaviour()
+            behaviour = self.fake._next_behaviour()
             if behaviour is None:
                 rec.behaviour = "queue-empty"
                 self._error(rec, ApiError(500, "fake: the behaviour queue ran dry", "server_error"))
@@ -656,7 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(rec, ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error"))
 
     def _authorized(self, rec: RecordedRequest) -> bool:
-        expected = self.api.api_key
+        expected = self.fake.api_key
         if expected is None:
             return True
         auth = rec.headers.get("authorization", "")
@@ -687,7 +581,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec.request_id = f"req_{_hex(32)}"
         return [
             ("x-request-id", rec.request_id),
-            ("openai-organization", self.api.org_id),
+            ("openai-organization", self.fake.org_id),
             ("openai-processing-ms", "42"),
             ("openai-version", "2020-10-01"),
             ("x-ratelimit-limit-requests", "10000"),
@@ -763,7 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
             if behaviour.text:
                 stream.message_begin()
                 stream.text_delta(behaviour.text)
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
         elif isinstance(behaviour, ToolCall):
             stream.function_call(behaviour.name, json.dumps(dict(behaviour.arguments)))
@@ -784,7 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(rec, ApiError(status, behaviour.message, "server_error", behaviour.code))
             return
         if isinstance(behaviour, Hang):
-            self.api._stopping.wait()
+            self.fake._stopping.wait()
             self.close_connection = True
             return
         resp = _response_obj(body, model)
