@@ -9,13 +9,18 @@ OpenCode is known to hang after one, so the runner's watchdog decides the end.
 
 Tokens: ``tokens.input`` excludes the cache; ``tokens.output`` excludes
 reasoning, which is billed as output and so added to ``output_tokens``.
+
+An API error line carries the HTTP answer (``error.data``: ``statusCode``,
+``responseHeaders``, ``responseBody``; seen with opencode-ai 1.18.33 against a
+fake API, tests/opencode_cli).  Its ``retry-after-ms`` / ``retry-after``
+header is the server's own wait, used when the message names none.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adw_modules.outcomes import StreamEvent, Usage
+from adw_modules.outcomes import ErrorKind, StreamEvent, Usage
 from adw_modules.streams import signals
 from adw_modules.streams.base import StreamParser, as_dict, as_float, as_int, as_str, count
 
@@ -77,6 +82,8 @@ class OpenCodeParser(StreamParser):
             signals.kind_from_status(status, message) or signals.kind_from_text(message) or signals.kind_from_text(name)
         )
         retry_after = signals.retry_after_in_text(message)
+        if retry_after is None and kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+            retry_after = _retry_after_header(as_dict(data.get("responseHeaders")))
         self.note_error(kind, message, status=status, retry_after_s=retry_after)
         return StreamEvent(
             type="error",
@@ -85,3 +92,18 @@ class OpenCodeParser(StreamParser):
             retry_after_s=retry_after,
             message=signals.short(message),
         )
+
+
+def _retry_after_header(headers: dict[str, Any]) -> float | None:
+    """Seconds from ``retry-after-ms`` or a numeric ``retry-after`` (names as the CLI lower-cases them)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = as_str(headers.get(name))
+        if raw is None:
+            continue
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            continue
+        if 0 <= value < 1e7:  # rejects nan/inf and nonsense
+            return round(value, 3)
+    return None
