@@ -103,25 +103,23 @@ class ReportsMixin(StoreBase):
         )
         return {"by_target": by_target, "by_duration": by_duration, "by_failover": by_failover}
 
-    def attempt_aggregates(
-        self, duration_buckets: Sequence[float] = DURATION_BUCKETS_S, recovered_kind: str = RECOVERED_EVENT
-    ) -> dict[str, Any]:
+    def attempt_aggregates(self) -> dict[str, Any]:
         """Attempts grouped for metrics, in one read transaction (one snapshot on SQLite's WAL):
         ``by_target`` (provider, model, outcome — "running" for live ones — count, token sums, cost),
-        ``by_duration`` (per provider: count, total seconds, ``le{i}`` cumulative bucket counts),
-        ``by_failover`` (provider, failover_from, count) and ``recoveries`` (events of that kind).
+        ``by_duration`` (per provider: count, total seconds, ``le{i}`` cumulative counts in
+        DURATION_BUCKETS_S), ``by_failover`` (provider, failover_from, count) and ``recoveries``
+        (RECOVERED_EVENT events).
 
         Totals include what retention pruned (``retired_counts``), so they never go down."""
-        recovered = sa.select(sa.func.count()).select_from(events).where(events.c.kind == recovered_kind)
+        recovered = sa.select(sa.func.count()).select_from(events).where(events.c.kind == RECOVERED_EVENT)
         with self._read() as conn:
             out: dict[str, Any] = {
                 group: [dict(r) for r in conn.execute(q).mappings()]
-                for group, q in self._aggregate_queries(duration_buckets).items()
+                for group, q in self._aggregate_queries(DURATION_BUCKETS_S).items()
             }
             out["recoveries"] = int(conn.execute(recovered).scalar_one())
             retired = conn.execute(sa.select(retired_counts)).all()
-        if duration_buckets == DURATION_BUCKETS_S and recovered_kind == RECOVERED_EVENT:
-            _merge_retired(out, retired)
+        _merge_retired(out, retired)
         return out
 
     # ------------------------------------------------------------------ load and spend

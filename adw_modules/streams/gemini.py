@@ -47,7 +47,8 @@ def _stats_usage(raw: dict[str, Any]) -> Usage:
     output = count(raw.get("output_tokens"))
     # output_tokens is the candidates' count only; thinking tokens, billed as output, show up
     # only in the total.
-    thoughts = max(count(raw.get("total_tokens")) - prompt - output, 0) if raw.get("total_tokens") is not None else 0
+    total = raw.get("total_tokens")
+    thoughts = max(count(total) - prompt - output, 0) if total is not None else 0
     return Usage(
         input_tokens=count(uncached) if uncached is not None else max(prompt - cached, 0),
         output_tokens=output + thoughts,

@@ -325,7 +325,7 @@ def test_record_usage_is_fenced_and_the_final_count_wins(store: Store) -> None:
     (live,) = store.running_attempts()
     assert (live.input_tokens, live.output_tokens, live.cache_read_tokens, live.cache_write_tokens) == (7, 2, 5, 0)
     assert store.usage("provider")[0]["input_tokens"] == 7  # reports include work so far
-    assert store.attempt_aggregates([1.0], "none")["by_target"][0]["input"] == 0  # counters only finished work
+    assert store.attempt_aggregates()["by_target"][0]["input"] == 0  # counters only finished work
     store.finish_attempt(attempt.id, "o", AttemptEnd("success", input_tokens=6), Transition(TaskState.SUCCEEDED), T0)
     store.record_usage("o", {attempt.id: Usage(input_tokens=1000)})  # too late: the attempt has ended
     (done,) = store.attempts_for(task.id)
