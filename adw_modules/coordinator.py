@@ -615,14 +615,17 @@ class Coordinator:
         """Store each running attempt's tokens so far, so `adw status`/`adw top` show live counts."""
         with self.lock:
             slots = [s for s in self.slots.values() if s.stop_reason is None]
-        changed = {s.attempt_id: (s, s.running.usage_so_far()) for s in slots}
-        changed = {a: (s, u) for a, (s, u) in changed.items() if u.total_tokens != s.reported_tokens}
+        changed = [
+            (slot, usage)
+            for slot in slots
+            if (usage := slot.running.usage_so_far()).total_tokens != slot.reported_tokens
+        ]
         try:
-            self.store.record_usage(self.owner, {a: u for a, (_, u) in changed.items()})
+            self.store.record_usage(self.owner, {slot.attempt_id: usage for slot, usage in changed})
         except Exception:  # progress is cosmetic: the final counts are written when the attempt ends
             log.exception("recording attempt progress failed")
             return
-        for slot, usage in changed.values():
+        for slot, usage in changed:
             slot.reported_tokens = usage.total_tokens
 
     def reap(self) -> int:

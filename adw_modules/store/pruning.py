@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from adw_modules.store.base import _utcnow
-from adw_modules.store.reports import _GROUP_KEYS, DURATION_BUCKETS_S, RECOVERED_EVENT, ReportsMixin
+from adw_modules.store.reports import _GROUP_KEYS, RECOVERED_EVENT, ReportsMixin
 from adw_modules.store_schema import attempts, events, retired_counts, retired_sources, source_state, tasks
 from adw_modules.tasks import TaskState
 
@@ -24,13 +24,11 @@ class PruningMixin(ReportsMixin):
         """Fold the aggregates of attempts and events about to be deleted into retired_counts."""
         totals: dict[tuple[str, str], float] = {}
         if attempts_where is not None:
-            for group, q in self._aggregate_queries(DURATION_BUCKETS_S, attempts_where).items():
+            for group, q in self._aggregate_queries(attempts_where).items():
                 keys = _GROUP_KEYS[group]
-                for row in conn.execute(q).mappings():
+                for row in conn.execute(q).mappings():  # one row per label set: GROUP BY those keys
                     labels = json.dumps([row[k] for k in keys])
-                    for name, value in row.items():
-                        if name not in keys and value:
-                            totals[(f"{group}.{name}", labels)] = totals.get((f"{group}.{name}", labels), 0) + value
+                    totals.update({(f"{group}.{name}", labels): v for name, v in row.items() if name not in keys and v})
         if events_where is not None:
             recovered = sa.select(sa.func.count()).where(events_where, events.c.kind == RECOVERED_EVENT)
             n = conn.execute(recovered.select_from(events)).scalar_one()
@@ -46,8 +44,9 @@ class PruningMixin(ReportsMixin):
 
     # ------------------------------------------------------------------ retention
     def prune(self, finished_before: dt.datetime | None, events_before: dt.datetime | None) -> dict[str, int]:
-        """Delete terminal tasks last changed before ``finished_before`` (their attempts, events and
-        source state go with them: ON DELETE CASCADE) and events older than ``events_before``."""
+        """Delete terminal tasks last changed before ``finished_before`` (with their attempts, events
+        and source state) and events older than ``events_before``; what the metrics counted and what
+        the sources remembered is kept first (retired_counts, retired_sources)."""
         out = {"tasks": 0, "events": 0}
         terminal = [TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.CANCELLED.value]
         with self._write() as conn:

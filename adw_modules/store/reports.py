@@ -63,7 +63,7 @@ class ReportsMixin(StoreBase):
             return seconds(attempts.c.ended_at) - seconds(attempts.c.started_at)
         return sa.extract("epoch", attempts.c.ended_at - attempts.c.started_at)
 
-    def _aggregate_queries(self, duration_buckets: Sequence[float], where: Any = None) -> dict[str, Any]:
+    def _aggregate_queries(self, where: Any = None) -> dict[str, Any]:
         """The metrics' GROUP BY queries over the attempts matching ``where`` (all if None)."""
         where = sa.true() if where is None else where
         finished = attempts.c.state == "finished"
@@ -91,7 +91,7 @@ class ReportsMixin(StoreBase):
                 attempts.c.provider,
                 sa.func.count().label("n"),
                 sa.func.coalesce(sa.func.sum(d), 0.0).label("total"),
-                *(sa.func.sum(sa.case((d <= b, 1), else_=0)).label(f"le{i}") for i, b in enumerate(duration_buckets)),
+                *(sa.func.sum(sa.case((d <= b, 1), else_=0)).label(f"le{i}") for i, b in enumerate(DURATION_BUCKETS_S)),
             )
             .where(finished, where)
             .group_by(attempts.c.provider)
@@ -114,8 +114,7 @@ class ReportsMixin(StoreBase):
         recovered = sa.select(sa.func.count()).select_from(events).where(events.c.kind == RECOVERED_EVENT)
         with self._read() as conn:
             out: dict[str, Any] = {
-                group: [dict(r) for r in conn.execute(q).mappings()]
-                for group, q in self._aggregate_queries(DURATION_BUCKETS_S).items()
+                group: [dict(r) for r in conn.execute(q).mappings()] for group, q in self._aggregate_queries().items()
             }
             out["recoveries"] = int(conn.execute(recovered).scalar_one())
             retired = conn.execute(sa.select(retired_counts)).all()
