@@ -64,20 +64,17 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import string
-import struct
 import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fakes.loopback import ScriptedServer
+from tests.fakes.loopback import ScriptedServer, StreamingHandler
 
 FAKE_API_KEY = "sk-ant-api03-fake-test-key-0000000000000000000000000000000000000000-AAAAAA"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -307,35 +304,9 @@ class FakeAnthropicAPI(ScriptedServer[RecordedRequest, Behaviour]):
             )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StreamingHandler):
     fake: FakeAnthropicAPI
-    protocol_version = "HTTP/1.1"
     server_version = "fake-anthropic"
-    sys_version = ""
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
 
     # routing ------------------------------------------------------------------------------------
 
@@ -544,24 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _event(self, name: str, data: Mapping[str, Any]) -> None:
         payload = f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        self.wfile.flush()
-
-    def _end_chunks(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _drop(self, *, reset: bool) -> None:
-        self.close_connection = True
-        sock = self.connection
-        try:
-            if reset:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-            else:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self._write_chunk(payload)
 
 
 def _message_obj(model: str, usage: dict[str, Any]) -> dict[str, Any]:

@@ -76,19 +76,16 @@ import json
 import os
 import random
 import re
-import socket
 import string
-import struct
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.loopback import ScriptedServer
+from tests.fakes.loopback import ScriptedServer, StreamingHandler
 
 # Shaped like a real key (AIza + 35 characters) so secret scrubbers treat it as one.
 FAKE_API_KEY = "AIzaSyFAKE-test-key-0000000000000000000"
@@ -536,38 +533,12 @@ class FakeGeminiAPI(ScriptedServer[RecordedRequest, Behaviour]):
             print(f"[fake-gemini] {req!r}", file=self._log_file, flush=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StreamingHandler):
     fake: FakeGeminiAPI
-    protocol_version = "HTTP/1.1"
     server_version = "scaffolding on HTTPServer2"
-    sys_version = ""
     _response_id = ""  # set per generation response; every chunk of one stream repeats it
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
     def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
         self._dispatch()
 
     def do_CONNECT(self) -> None:
@@ -753,12 +724,12 @@ class _Handler(BaseHTTPRequestHandler):
         if partial.text:
             self._sse(self._chunk_obj(model, partial, partial.text, last=False))
         if isinstance(behaviour, StreamError):
-            self._chunk(json.dumps(behaviour.error.body(), indent=2).encode())
+            self._write_chunk(json.dumps(behaviour.error.body(), indent=2).encode())
             self._end_chunks()
         elif isinstance(behaviour, DropMidStream):
             self._drop(reset=behaviour.reset)
         elif isinstance(behaviour, Truncated):
-            self._chunk(b'data: {"candidates":[{"content":{"parts":[{"te')
+            self._write_chunk(b'data: {"candidates":[{"content":{"parts":[{"te')
             self._end_chunks()
         elif isinstance(behaviour, Hang):
             self.fake._stopping.wait()
@@ -787,27 +758,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(rec, 200, obj)
 
     def _sse(self, data: Mapping[str, Any]) -> None:
-        self._chunk(f"data: {json.dumps(data, separators=(',', ':'))}\r\n\r\n".encode())
-
-    def _chunk(self, payload: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        self.wfile.flush()
-
-    def _end_chunks(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _drop(self, *, reset: bool) -> None:
-        self.close_connection = True
-        sock = self.connection
-        try:
-            if reset:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-            else:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self._write_chunk(f"data: {json.dumps(data, separators=(',', ':'))}\r\n\r\n".encode())
 
 
 def _model_info(model: str) -> dict[str, Any]:

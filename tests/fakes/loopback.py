@@ -27,6 +27,7 @@ without sleeping.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -191,3 +192,59 @@ class ScriptedServer(LoopbackServer, Generic[R, B]):
                 if len(got) >= n or left <= 0:
                     return got
                 self._cond.wait(left)
+
+
+class StreamingHandler(BaseHTTPRequestHandler):
+    """What the keep-alive model-API fakes' handlers share: HTTP/1.1, silence, every usual method
+    routed to ``_dispatch``, chunked bodies, and cutting a connection (FIN or RST) mid-answer."""
+
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:  # the client (or close()) already dropped the connection
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def _write_chunk(self, payload: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+    def _end_chunks(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _drop(self, *, reset: bool) -> None:
+        """End the connection mid-answer: a TCP reset (``reset``) or an orderly FIN."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -82,19 +82,16 @@ import json
 import os
 import secrets
 import shlex
-import socket
-import struct
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fakes.loopback import ScriptedServer
+from tests.fakes.loopback import ScriptedServer, StreamingHandler
 
 FAKE_API_KEY = "sk-proj-fake-test-key-0000000000000000000000000000000000000000000000AAAA"
 FAKE_KEY_ENV = "ADW_FAKE_OPENAI_API_KEY"  # the variable Codex's provider ``env_key`` names
@@ -446,36 +443,10 @@ class FakeResponsesAPI(ScriptedServer[RecordedRequest, Behaviour]):
             )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StreamingHandler):
     fake: FakeResponsesAPI
-    protocol_version = "HTTP/1.1"
     server_version = "fake-openai"
-    sys_version = ""
     timeout = 30  # a client that never sends its request cannot pin a thread forever
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
 
     def do_CONNECT(self) -> None:
         self._dispatch()
@@ -698,26 +669,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop(reset=behaviour.reset)
             return
         self._json(rec, 200, resp)
-
-    def _write_chunk(self, payload: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        self.wfile.flush()
-
-    def _end_chunks(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _drop(self, *, reset: bool) -> None:
-        self.close_connection = True
-        sock = self.connection
-        try:
-            if reset:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-            else:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _SseWriter:
