@@ -54,6 +54,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 CLAUDE_CODE_VERSION = "2.1.330"
@@ -69,6 +70,24 @@ _STUB_MAX_BYTES = 64 * 1024  # the placeholder bin/claude.exe is a ~500 byte she
 
 class CliInstallError(RuntimeError):
     """The pinned CLI could not be installed (npm missing or registry unreachable)."""
+
+
+T = TypeVar("T")
+
+
+def installed_or_fail(ensure: Callable[[], T], what: str, installer: str) -> T:
+    """For a session fixture: the pinned CLI, or a FAILED test (not a skip: CI installs the CLIs
+    beforehand, so a missing one is a broken set-up) saying how to install it."""
+    import pytest  # only the test fixtures call this; the installers run without pytest
+
+    try:
+        return ensure()
+    except CliInstallError as exc:
+        pytest.fail(
+            f"the pinned {what} is not available: {exc}\n"
+            f"Run `.venv/bin/python {installer}` with access to the npm registry.",
+            pytrace=False,
+        )
 
 
 def _package_dir(prefix: Path, name: str) -> Path:

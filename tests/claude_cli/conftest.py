@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.anthropic_api import FAKE_API_KEY, FakeAnthropicAPI, iter_stream_json
-from tests.node_tools import CLAUDE_CODE_VERSION, CliInstallError, ensure_claude_cli
+from tests.node_tools import CLAUDE_CODE_VERSION, ensure_claude_cli, installed_or_fail
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "claude-cli"
 MODEL = "claude-sonnet-4-5"
@@ -63,14 +63,7 @@ class CliRun:
 
 @pytest.fixture(scope="session")
 def claude_cli() -> Path:
-    try:
-        return ensure_claude_cli()
-    except CliInstallError as exc:
-        pytest.fail(
-            f"the pinned Claude Code CLI is not available: {exc}\n"
-            "Run `.venv/bin/python tests/node_tools.py` with access to the npm registry.",
-            pytrace=False,
-        )
+    return installed_or_fail(ensure_claude_cli, "Claude Code CLI", "tests/node_tools.py")
 
 
 @pytest.fixture

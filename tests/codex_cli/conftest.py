@@ -38,7 +38,7 @@ from adw_modules.classify import classify
 from adw_modules.outcomes import Outcome, StreamEvent, StreamSummary
 from adw_modules.streams import parser_for
 from tests.fakes.openai_responses import FAKE_API_KEY, FakeResponsesAPI, iter_jsonl
-from tests.node_tools import CliInstallError, ensure_codex_cli
+from tests.node_tools import ensure_codex_cli, installed_or_fail
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "codex-cli"
 FORMAT = "codex-json"
@@ -103,14 +103,7 @@ class CodexRun:
 
 @pytest.fixture(scope="session")
 def codex_cli() -> Path:
-    try:
-        return ensure_codex_cli()
-    except CliInstallError as exc:
-        pytest.fail(
-            f"the pinned Codex CLI is not available: {exc}\n"
-            "Run `.venv/bin/python tests/node_tools.py` with access to the npm registry.",
-            pytrace=False,
-        )
+    return installed_or_fail(ensure_codex_cli, "Codex CLI", "tests/node_tools.py")
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from adw_modules.classify import classify
 from adw_modules.outcomes import Outcome, StreamSummary
 from adw_modules.streams import parser_for
 from tests.fakes.gemini_api import FAKE_API_KEY, FakeGeminiAPI, iter_stream_json
-from tests.gemini_cli.install import CliInstallError, ensure_gemini_cli
+from tests.gemini_cli.install import ensure_gemini_cli
+from tests.node_tools import installed_or_fail
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "gemini-cli"
 MODEL = "gemini-2.5-flash"
@@ -67,14 +68,7 @@ class CliRun:
 
 @pytest.fixture(scope="session")
 def gemini_cli() -> Path:
-    try:
-        return ensure_gemini_cli()
-    except CliInstallError as exc:
-        pytest.fail(
-            f"the pinned Gemini CLI is not available: {exc}\n"
-            "Run `.venv/bin/python tests/gemini_cli/install.py` with access to the npm registry.",
-            pytrace=False,
-        )
+    return installed_or_fail(ensure_gemini_cli, "Gemini CLI", "tests/gemini_cli/install.py")
 
 
 @pytest.fixture

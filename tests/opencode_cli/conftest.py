@@ -28,8 +28,8 @@ from adw_modules.outcomes import Outcome, StreamSummary
 from adw_modules.streams import parser_for
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.openai_api import FakeOpenAIServer
+from tests.node_tools import installed_or_fail
 from tests.opencode_cli.install import (
-    CliInstallError,
     ensure_opencode_cli,
     ensure_opencode_config_deps,
     seed_config_dir,
@@ -107,14 +107,9 @@ class CliRun:
 @pytest.fixture(scope="session")
 def opencode_cli() -> tuple[Path, Path]:
     """(the ``opencode`` binary, the pre-installed config-directory dependency tree)."""
-    try:
-        return ensure_opencode_cli(), ensure_opencode_config_deps()
-    except CliInstallError as exc:
-        pytest.fail(
-            f"the pinned OpenCode CLI is not available: {exc}\n"
-            "Run `.venv/bin/python tests/opencode_cli/install.py` with access to the npm registry.",
-            pytrace=False,
-        )
+    return installed_or_fail(
+        lambda: (ensure_opencode_cli(), ensure_opencode_config_deps()), "OpenCode CLI", "tests/opencode_cli/install.py"
+    )
 
 
 @pytest.fixture
