@@ -9,7 +9,6 @@ the runs; by default tests leave the recorded files alone so a test run changes 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from tests.fakes.anthropic_api import FAKE_API_KEY, FakeAnthropicAPI, iter_stream_json
 from tests.node_tools import CLAUDE_CODE_VERSION, ensure_claude_cli, installed_or_fail
+from tests.recording import save_transcript
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "claude-cli"
 MODEL = "claude-sonnet-4-5"
@@ -105,13 +105,9 @@ def run_claude(claude_cli: Path, fake_api: FakeAnthropicAPI, cli_home: Path, tmp
 
 
 def record_transcript(scenario: str, stdout: str) -> None:
-    """Save a genuine transcript for the parser tests when recording is switched on."""
-    if os.environ.get("ADW_RECORD_CLAUDE_TRANSCRIPTS") != "1":
-        return
-    assert FAKE_API_KEY not in stdout and "sk-ant-" not in stdout, "a key leaked into the CLI output"
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    for line in lines:
-        json.loads(line)  # a recorded transcript must be what the CLI really printed: JSON lines
-    RECORD_DIR.mkdir(parents=True, exist_ok=True)
-    (RECORD_DIR / f"{scenario}.jsonl").write_text("\n".join(lines) + "\n")
-    assert CLAUDE_CODE_VERSION in lines[0], "init line should name the pinned CLI version"
+    """Save a genuine transcript for the parser tests when ADW_RECORD_CLAUDE_TRANSCRIPTS=1."""
+    if os.environ.get("ADW_RECORD_CLAUDE_TRANSCRIPTS") == "1":
+        lines = save_transcript(
+            RECORD_DIR, "ADW_RECORD_CLAUDE_TRANSCRIPTS", scenario, stdout, (FAKE_API_KEY, "sk-ant-")
+        )
+        assert CLAUDE_CODE_VERSION in lines[0], "init line should name the pinned CLI version"

@@ -23,8 +23,6 @@ the runs; by default tests leave the recorded files alone so a test run changes 
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -39,6 +37,7 @@ from adw_modules.outcomes import Outcome, StreamEvent, StreamSummary
 from adw_modules.streams import parser_for
 from tests.fakes.openai_responses import FAKE_API_KEY, FakeResponsesAPI, iter_jsonl
 from tests.node_tools import ensure_codex_cli, installed_or_fail
+from tests.recording import save_transcript
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "codex-cli"
 FORMAT = "codex-json"
@@ -174,12 +173,5 @@ def run_codex(codex_cli: Path, fake_api: FakeResponsesAPI, codex_home: Path, tmp
 
 
 def record_transcript(scenario: str, stdout: str) -> None:
-    """Save a genuine transcript for the parser tests when recording is switched on."""
-    if os.environ.get("ADW_RECORD_CODEX_TRANSCRIPTS") != "1":
-        return
-    assert FAKE_API_KEY not in stdout and "sk-proj-" not in stdout, "a key leaked into the CLI output"
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    for line in lines:
-        json.loads(line)  # a recorded transcript must be what the CLI really printed: JSON lines
-    RECORD_DIR.mkdir(parents=True, exist_ok=True)
-    (RECORD_DIR / f"{scenario}.jsonl").write_text("\n".join(lines) + "\n")
+    """Save a genuine transcript for the parser tests when ADW_RECORD_CODEX_TRANSCRIPTS=1."""
+    save_transcript(RECORD_DIR, "ADW_RECORD_CODEX_TRANSCRIPTS", scenario, stdout, (FAKE_API_KEY, "sk-proj-"))

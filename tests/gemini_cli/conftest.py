@@ -10,8 +10,6 @@ the runs; by default tests leave the recorded files alone so a test run changes 
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +25,7 @@ from adw_modules.streams import parser_for
 from tests.fakes.gemini_api import FAKE_API_KEY, FakeGeminiAPI, iter_stream_json
 from tests.gemini_cli.install import ensure_gemini_cli
 from tests.node_tools import installed_or_fail
+from tests.recording import save_transcript
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "gemini-cli"
 MODEL = "gemini-2.5-flash"
@@ -118,12 +117,5 @@ def run_gemini(gemini_cli: Path, fake_api: FakeGeminiAPI, tmp_path: Path) -> Any
 
 
 def record_transcript(scenario: str, stdout: str) -> None:
-    """Save a genuine transcript for the parser tests when recording is switched on."""
-    if os.environ.get("ADW_RECORD_GEMINI_TRANSCRIPTS") != "1":
-        return
-    assert FAKE_API_KEY not in stdout and "AIza" not in stdout, "a key leaked into the CLI output"
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    for line in lines:
-        json.loads(line)  # a recorded transcript must be what the CLI really printed: JSON lines
-    RECORD_DIR.mkdir(parents=True, exist_ok=True)
-    (RECORD_DIR / f"{scenario}.jsonl").write_text("\n".join(lines) + "\n")
+    """Save a genuine transcript for the parser tests when ADW_RECORD_GEMINI_TRANSCRIPTS=1."""
+    save_transcript(RECORD_DIR, "ADW_RECORD_GEMINI_TRANSCRIPTS", scenario, stdout, (FAKE_API_KEY, "AIza"))

@@ -34,6 +34,7 @@ from tests.opencode_cli.install import (
     ensure_opencode_config_deps,
     seed_config_dir,
 )
+from tests.recording import save_transcript
 
 RECORD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "recorded" / "opencode-cli"
 FAKE_API_KEY = "sk-fake-opencode-0000"
@@ -221,12 +222,5 @@ def run_opencode(
 
 
 def record_transcript(scenario: str, stdout: str) -> None:
-    """Save a genuine transcript for the parser tests when recording is switched on."""
-    if os.environ.get("ADW_RECORD_OPENCODE_TRANSCRIPTS") != "1":
-        return
-    assert FAKE_API_KEY not in stdout, "the key leaked into the CLI output"
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    for line in lines:
-        json.loads(line)  # a recorded transcript must be what the CLI really printed: JSON lines
-    RECORD_DIR.mkdir(parents=True, exist_ok=True)
-    (RECORD_DIR / f"{scenario}.jsonl").write_text("\n".join(lines) + "\n")
+    """Save a genuine transcript for the parser tests when ADW_RECORD_OPENCODE_TRANSCRIPTS=1."""
+    save_transcript(RECORD_DIR, "ADW_RECORD_OPENCODE_TRANSCRIPTS", scenario, stdout, (FAKE_API_KEY,))
