@@ -28,15 +28,12 @@ from typing import Any
 
 import psutil
 
-from adw_modules import health, runner
-from adw_modules.attempt import AttemptRequest, AttemptResult, AttemptRunner, RunningAttempt
-from adw_modules.config import Config, Target
+from adw_modules.config.schema import Config, Target
+from adw_modules.ops.redact import secrets_of
 from adw_modules.outcomes import ErrorKind, Outcome, Policy, StreamEvent
-from adw_modules.providers import ProviderRegistry
-from adw_modules.redact import secrets_of
-from adw_modules.routing import ModelRouter, TaskAttrs, estimate_tokens
-from adw_modules.store import RECOVERED_EVENT, Store
-from adw_modules.tasks import (
+from adw_modules.queue import health
+from adw_modules.queue.store import RECOVERED_EVENT, Store
+from adw_modules.queue.tasks import (
     Attempt,
     AttemptEnd,
     AttemptStart,
@@ -46,8 +43,12 @@ from adw_modules.tasks import (
     TaskState,
     Transition,
 )
-from adw_modules.transitions import after_attempt
-from adw_modules.workspace import WorkspaceError, Workspaces, Worktree
+from adw_modules.queue.transitions import after_attempt
+from adw_modules.routing.providers import ProviderRegistry
+from adw_modules.routing.router import ModelRouter, TaskAttrs, estimate_tokens
+from adw_modules.workers import runner
+from adw_modules.workers.attempt import AttemptRequest, AttemptResult, AttemptRunner, RunningAttempt
+from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree
 
 log = logging.getLogger("adw.coordinator")
 

@@ -13,11 +13,12 @@ from typing import Any, NoReturn, TypeVar
 import click
 import tomlkit
 
-from adw_modules import config_edit, streams
-from adw_modules.attempt import AttemptRequest, AttemptRunner, summarize_file
-from adw_modules.config import PRIORITIES, TIERS, WEEKDAYS, Config, ConfigError, Target, load_config
-from adw_modules.providers import ProviderRegistry
-from adw_modules.routing import ModelRouter, TaskAttrs
+from adw_modules.config import edit as config_edit
+from adw_modules.config.schema import PRIORITIES, TIERS, WEEKDAYS, Config, ConfigError, Target, load_config
+from adw_modules.routing.providers import ProviderRegistry
+from adw_modules.routing.router import ModelRouter, TaskAttrs
+from adw_modules.workers import streams
+from adw_modules.workers.attempt import AttemptRequest, AttemptRunner, summarize_file
 from adws import views
 
 F = TypeVar("F", bound=Callable[..., Any])

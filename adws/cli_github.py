@@ -9,9 +9,9 @@ from typing import Any
 import click
 from github import GithubException
 
-from adw_modules.github.auth import github_token
-from adw_modules.github.client import Backoff, GitHubClient
-from adw_modules.providers import SecretError
+from adw_modules.routing.providers import SecretError
+from adw_modules.sources.github.auth import github_token
+from adw_modules.sources.github.client import Backoff, GitHubClient
 from adws.cli import _ctx, cli, emit, read_options
 
 LABEL_COLORS = {

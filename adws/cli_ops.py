@@ -13,10 +13,9 @@ from typing import Any
 
 import click
 
-from adw_modules.config import Config
-from adw_modules.doctor import SYMBOLS, Check, Probes, Status, exit_code, run_doctor
-from adw_modules.providers import ProviderRegistry
-from adw_modules.systemd import (
+from adw_modules.config.schema import Config
+from adw_modules.ops.doctor import SYMBOLS, Check, Probes, Status, exit_code, run_doctor
+from adw_modules.ops.systemd import (
     ENV_FILE_NAME,
     UnitSpec,
     adw_command,
@@ -27,6 +26,7 @@ from adw_modules.systemd import (
     unit_path,
     valid_unit_name,
 )
+from adw_modules.routing.providers import ProviderRegistry
 from adws.cli import _ctx, cli, emit, read_options
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from adw_modules import transcripts
-from adw_modules.config import Config, ConfigError
-from adw_modules.logs import setup_logging
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import PRIORITY_RANK, TaskState
+from adw_modules.config.schema import Config, ConfigError
+from adw_modules.ops.logs import setup_logging
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
+from adw_modules.sources.local import enqueue_local
+from adw_modules.workers import transcripts
 from adws import queue_views
 from adws.cli import _ctx, cli, config_error_exit, emit, read_options
 from adws.service import Service, open_store
@@ -260,8 +260,8 @@ def workspace_group() -> None:
 @read_options
 def workspace_gc(config_path: str | None, as_json: bool) -> None:
     """Remove worktrees of tasks finished more than keep_days ago, and the oldest first above max_disk_mb."""
-    from adw_modules.tasks import TERMINAL_STATES
-    from adw_modules.workspace import Workspaces
+    from adw_modules.queue.tasks import TERMINAL_STATES
+    from adw_modules.workspace.worktrees import Workspaces
 
     store, config = _store(config_path)
     ws_cfg = config.workspace

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config import load_config
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
+from adw_modules.config.schema import load_config
+from adw_modules.queue.store import Store
+from adw_modules.sources.local import enqueue_local
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
@@ -149,7 +149,7 @@ def write_demo(directory: Path, rate_limited: int = 2) -> Path:
 
 
 def run_demo(directory: Path, *, log_format: str = "text", out: Any = None) -> int:
-    from adw_modules.logs import setup_logging
+    from adw_modules.ops.logs import setup_logging
     from adws.service import Service
 
     out = out or sys.stdout

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from adw_modules import health
-from adw_modules.config import Config
-from adw_modules.providers import ProviderRegistry
-from adw_modules.store import Store
-from adw_modules.tasks import PRIORITY_RANK, TaskState
+from adw_modules.config.schema import Config
+from adw_modules.queue import health
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
+from adw_modules.routing.providers import ProviderRegistry
 
 
 def _ago(iso: str | None, now: dt.datetime) -> str:

@@ -23,18 +23,18 @@ from typing import Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from adw_modules import retention
-from adw_modules.config import Config, ConfigError, load_config
+from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
-from adw_modules.github.auth import github_token
-from adw_modules.github.client import GitHubClient
-from adw_modules.github.source import GitHubSource
-from adw_modules.logs import install_redaction
-from adw_modules.metrics_http import serve_metrics
-from adw_modules.providers import SecretError
-from adw_modules.redact import secrets_of
-from adw_modules.store import Store
-from adw_modules.tasks import TaskState
+from adw_modules.ops import retention
+from adw_modules.ops.logs import install_redaction
+from adw_modules.ops.metrics_http import serve_metrics
+from adw_modules.ops.redact import secrets_of
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import TaskState
+from adw_modules.routing.providers import SecretError
+from adw_modules.sources.github.auth import github_token
+from adw_modules.sources.github.client import GitHubClient
+from adw_modules.sources.github.source import GitHubSource
 
 log = logging.getLogger("adw.service")
 

@@ -25,9 +25,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from adw_modules.config import Config, ConfigError
-from adw_modules.store import Store
-from adw_modules.tasks import PRIORITY_RANK, TaskState
+from adw_modules.config.schema import Config, ConfigError
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adws import queue_views
 from adws.cli import _ctx, cli, config_error_exit
 from adws.service import open_store

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adw_modules.config import Config, Scenario, Target
-from adw_modules.providers import ModelInfo, ProviderRegistry
-from adw_modules.routing import Decision, ModelRouter, TaskAttrs
+from adw_modules.config.schema import Config, Scenario, Target
+from adw_modules.routing.providers import ModelInfo, ProviderRegistry
+from adw_modules.routing.router import Decision, ModelRouter, TaskAttrs
 
 RULE = "=" * 70
 

@@ -42,9 +42,9 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from adw_modules.sources import enqueue_local  # noqa: E402
-from adw_modules.store import Store  # noqa: E402
-from adw_modules.tasks import TaskState  # noqa: E402
+from adw_modules.queue.store import Store  # noqa: E402
+from adw_modules.queue.tasks import TaskState  # noqa: E402
+from adw_modules.sources.local import enqueue_local  # noqa: E402
 from tests.coordinator.harness import WORKER, Coord, Setup, coordinators, scratch_pg_database, wait_for  # noqa: E402
 
 SCENARIOS = {"sqlite-1": ("sqlite", 1), "pg-1": ("pg", 1), "pg-2": ("pg", 2), "pg-4": ("pg", 4)}

@@ -23,10 +23,10 @@ from github import Auth, Github
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adw_modules.github.client import GitHubClient
-from adw_modules.github.settings import GitHubConfig
-from adw_modules.github.source import GitHubSource
-from adw_modules.store import Store
+from adw_modules.config.github import GitHubConfig
+from adw_modules.queue.store import Store
+from adw_modules.sources.github.client import GitHubClient
+from adw_modules.sources.github.source import GitHubSource
 from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
 
 

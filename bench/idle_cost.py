@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from adw_modules.config_service import CoordinatorConfig  # noqa: E402
-from adw_modules.store import Store  # noqa: E402
+from adw_modules.config.service import CoordinatorConfig  # noqa: E402
+from adw_modules.queue.store import Store  # noqa: E402
 from tests.coordinator.harness import Coord, Setup, coordinators, scratch_pg_database  # noqa: E402
 
 

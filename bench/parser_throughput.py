@@ -7,7 +7,7 @@ modelUsage), then parses it with each method in its own subprocess so every peak
 RSS belongs to one method only:
 
 * ``naive``: ``json.loads`` on every line, every event kept in a list (the baseline);
-* ``parse_file``: ``adw_modules.streams.parse_file`` as shipped;
+* ``parse_file``: ``adw_modules.workers.streams.parse_file`` as shipped;
 * ``parse_file_decode_all``: the same with the undecoded fast path for user /
   stream_event lines switched off, to show what that shortcut is worth.
 
@@ -173,8 +173,8 @@ def generate(path: Path, megabytes: float, seed: int = 7) -> int:
 def worker(method: str, path: Path) -> dict[str, float]:
     """Run one method in this process and report its time and this process's peak RSS."""
     sys.path.insert(0, str(ROOT))
-    from adw_modules.streams import parse_file
-    from adw_modules.streams.claude import ClaudeStreamParser
+    from adw_modules.workers.streams import parse_file
+    from adw_modules.workers.streams.claude import ClaudeStreamParser
 
     start = time.perf_counter()
     if method == "naive":

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adw_modules.config import load_config
-from adw_modules.routing import ModelRouter, TaskAttrs
+from adw_modules.config.schema import load_config
+from adw_modules.routing.router import ModelRouter, TaskAttrs
 
 PRIORITIES = ["critical", "high", "normal", "low"]
 LABELS = [f"label-{i}" for i in range(40)]

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from adw_modules import runner  # noqa: E402
+from adw_modules.workers import runner  # noqa: E402
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 WORKERS: dict[str, list[str]] = {

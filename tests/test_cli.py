@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adw_modules.config import load_config
+from adw_modules.config.schema import load_config
 from adws.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent

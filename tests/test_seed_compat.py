@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adw_modules.config import load_config
-from adw_modules.config_edit import set_routing_enabled
-from adw_modules.providers import ProviderRegistry
-from adw_modules.routing import ModelRouter
+from adw_modules.config.edit import set_routing_enabled
+from adw_modules.config.schema import load_config
+from adw_modules.routing.providers import ProviderRegistry
+from adw_modules.routing.router import ModelRouter
 from adws.cli import cli
 
 SEED = Path(__file__).parent / "fixtures" / "seeds" / "003_multi_provider_routing.txt"

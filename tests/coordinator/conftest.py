@@ -15,7 +15,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from adw_modules.store import Store
+from adw_modules.queue.store import Store
 from tests.coordinator.harness import PG_ADMIN_URL, WORKER, Coord, Setup, coordinators, kill_pid, scratch_pg_database
 
 

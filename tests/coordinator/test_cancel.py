@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import TaskState
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import TaskState
+from adw_modules.sources.local import enqueue_local
 from tests.coordinator.harness import Coord, Setup, adw, process_gone, wait_for
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import TaskState
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import TaskState
+from adw_modules.sources.local import enqueue_local
 from tests.coordinator.harness import Coord, Setup
 
 N_TASKS = 500

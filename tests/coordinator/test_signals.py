@@ -6,9 +6,9 @@ import signal
 import time
 from collections.abc import Callable
 
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import TaskState
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import TaskState
+from adw_modules.sources.local import enqueue_local
 from tests.coordinator.harness import Coord, Setup, process_gone, wait_for
 
 

@@ -851,7 +851,7 @@ if __name__ == "__main__":
     # Manual exploration: run the fake and print every request it gets (key masked).
     with FakeResponsesAPI(log_file=sys.stderr, api_key=None) as _fake:
         print(f"base_url={_fake.base_url}  (any bearer key is accepted)", flush=True)
-        _offline = ["--disable", "plugins", "-c", "analytics.enabled=false"]  # see tests/codex_cli/conftest.py
+        _offline = ["--disable", "plugins", "-c", "analytics.enabled=false"]  # see tests/workers/codex_cli/conftest.py
         _argv = ["codex", "exec", "--json", "--skip-git-repo-check", *_fake.codex_config(), *_offline, "Say hello"]
         print(f"{FAKE_KEY_ENV}=x CODEX_HOME=$(mktemp -d) {shlex.join(_argv)}", flush=True)
         try:

@@ -15,8 +15,17 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from adw_modules.doctor import DISK_FAIL_BYTES, DISK_WARN_BYTES, Check, DiskUsage, Probes, Status, exit_code, run_doctor
-from adw_modules.store import Store, alembic_config
+from adw_modules.ops.doctor import (
+    DISK_FAIL_BYTES,
+    DISK_WARN_BYTES,
+    Check,
+    DiskUsage,
+    Probes,
+    Status,
+    exit_code,
+    run_doctor,
+)
+from adw_modules.queue.store import Store, alembic_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
 AGENT = REPO / "tools" / "dry-run-agent.py"

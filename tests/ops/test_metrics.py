@@ -21,13 +21,13 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from adw_modules.config import load_config
+from adw_modules.config.schema import load_config
 from adw_modules.coordinator import Coordinator, utcnow
-from adw_modules.metrics import DURATION_BUCKETS_S
-from adw_modules.metrics_http import MetricsServer, serve_metrics
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import AttemptStart, CircuitState, TaskState
+from adw_modules.ops.metrics import DURATION_BUCKETS_S
+from adw_modules.ops.metrics_http import MetricsServer, serve_metrics
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import AttemptStart, CircuitState, TaskState
+from adw_modules.sources.local import enqueue_local
 from tests.coordinator.harness import PG_ADMIN_URL, kill_pid, wait_for
 from tests.ops.conftest import ADW, http_get, provider_toml
 

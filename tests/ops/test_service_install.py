@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from adw_modules.systemd import STOP_MARGIN_S, adw_command
+from adw_modules.ops.systemd import STOP_MARGIN_S, adw_command
 from tests.ops.system_tools import ensure_systemd_analyze
 
 REPO = Path(__file__).resolve().parent.parent.parent

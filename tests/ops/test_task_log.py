@@ -9,10 +9,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from adw_modules import transcripts
-from adw_modules.config import load_config
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
+from adw_modules.config.schema import load_config
+from adw_modules.queue.store import Store
+from adw_modules.sources.local import enqueue_local
+from adw_modules.workers import transcripts
 from adws.cli import cli
 from adws.service import Service
 from tests.coordinator.harness import kill_pid, wait_for

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from adw_modules.sources import enqueue_local
-from adw_modules.store import Store
-from adw_modules.tasks import Attempt
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import Attempt
+from adw_modules.sources.local import enqueue_local
 from tests.coordinator.harness import kill_pid, wait_for
 from tests.ops.conftest import ADW, provider_toml
 

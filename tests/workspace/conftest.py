@@ -1,4 +1,4 @@
-"""Fixtures for ``adw_modules.workspace``: real git, real bare repositories as remotes.
+"""Fixtures for ``adw_modules.workspace.worktrees``: real git, real bare repositories as remotes.
 
 ``remotes`` is a directory of bare repositories (``<owner>/<name>.git``) each seeded with one
 commit on ``main`` (README.md and a .gitignore ignoring ``*.log``); ``make_workspaces(name)``
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from adw_modules.workspace import WorkspaceConfig, Workspaces
+from adw_modules.workspace.worktrees import WorkspaceConfig, Workspaces
 
 REPO = "acme/widgets"
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

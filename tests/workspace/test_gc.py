@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from adw_modules.workspace import Workspaces, disk_usage
+from adw_modules.workspace.worktrees import Workspaces, disk_usage
 from tests.workspace.conftest import REPO, Remotes, run_git
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adw_modules.gitcmd import TOKEN_VAR, GitError, GitRunner, token_allowed, write_askpass
-from adw_modules.workspace import WorkspaceError, Workspaces
+from adw_modules.workspace.gitcmd import TOKEN_VAR, GitError, GitRunner, token_allowed, write_askpass
+from adw_modules.workspace.worktrees import WorkspaceError, Workspaces
 from tests.workspace.conftest import REPO, GitHttp, Remotes
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adw_modules.workspace import WorkspaceError, Workspaces, Worktree, branch_name, slugify
+from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree, branch_name, slugify
 from tests.workspace.conftest import REPO, Remotes, run_git
 
 

@@ -1,0 +1,125 @@
+"""State shared between coordinators: source state, provider health, the registry, the leader lease."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from adw_modules.queue.store.base import StoreBase, _utcnow
+from adw_modules.queue.store.rows import _provider_state, _provider_values
+from adw_modules.queue.store.schema import coordinators, leader_leases, provider_state, source_state
+from adw_modules.queue.tasks import ProviderState
+
+
+class CoordinationMixin(StoreBase):
+    """What coordinators (and a task's source) remember between polls and across hosts."""
+
+    # ------------------------------------------------------------------ source state
+    def source_state(self, task_id: int) -> dict[str, Any]:
+        """What the task's source remembered about it ({} if nothing yet)."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(source_state.c.data).where(source_state.c.task_id == task_id)).first()
+        return dict(row[0]) if row is not None else {}
+
+    def update_source_state(self, task_id: int, changes: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+        """Merge ``changes`` into the task's source state (one transaction); returns the result."""
+        with self._write() as conn:
+            # Row lock on PostgreSQL so concurrent merges (poll, sync, another host) lose nothing.
+            row = conn.execute(
+                sa.select(source_state.c.data).where(source_state.c.task_id == task_id).with_for_update()
+            ).first()
+            data = {**(dict(row[0]) if row is not None else {}), **changes}
+            ins = self._insert(source_state).values(task_id=task_id, data=data, updated_at=now)
+            conn.execute(ins.on_conflict_do_update(index_elements=["task_id"], set_={"data": data, "updated_at": now}))
+        return data
+
+    # ------------------------------------------------------------------ provider health
+    def provider_states(self) -> dict[str, ProviderState]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(provider_state).order_by(provider_state.c.provider)).mappings()
+            return {r["provider"]: _provider_state(r) for r in rows}
+
+    def save_provider_state(self, state: ProviderState) -> None:
+        """Upsert (last writer wins; use update_provider_state for read-modify-write)."""
+        values = _provider_values(state, _utcnow())
+        ins = self._insert(provider_state).values(provider=state.provider, **values)
+        with self._write() as conn:
+            conn.execute(ins.on_conflict_do_update(index_elements=["provider"], set_=values))
+
+    def update_provider_state(self, provider: str, fn: Callable[[ProviderState], ProviderState]) -> ProviderState:
+        """Read-modify-write one provider's state atomically; returns what was stored.
+
+        ``fn`` gets the current state (a default closed one if none is stored yet) and
+        returns the new one.  The row is locked for the whole transaction, so concurrent
+        updates from several coordinators serialise and none is lost.  ``fn`` must be
+        quick and must not touch the store.
+        """
+        now = _utcnow()
+        default = _provider_values(ProviderState(provider=provider), now)
+        with self._write() as conn:
+            conn.execute(
+                self._insert(provider_state)
+                .values(provider=provider, **default)
+                .on_conflict_do_nothing(index_elements=["provider"])
+            )
+            row = (
+                conn.execute(sa.select(provider_state).where(provider_state.c.provider == provider).with_for_update())
+                .mappings()
+                .one()
+            )
+            new = fn(_provider_state(row))
+            if new.provider != provider:
+                raise ValueError(f"update_provider_state: fn returned provider {new.provider!r}, not {provider!r}")
+            conn.execute(
+                sa.update(provider_state)
+                .where(provider_state.c.provider == provider)
+                .values(**_provider_values(new, now))
+            )
+            stored = (
+                conn.execute(sa.select(provider_state).where(provider_state.c.provider == provider)).mappings().one()
+            )
+            return _provider_state(stored)
+
+    # ------------------------------------------------------------------ coordinators
+    def register_coordinator(self, owner: str, name: str, host: str, pid: int, now: dt.datetime) -> None:
+        values = {"name": name, "host": host, "pid": pid, "started_at": now, "heartbeat_at": now}
+        ins = self._insert(coordinators).values(id=owner, **values)
+        with self._write() as conn:
+            conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
+
+    def heartbeat_coordinator(self, owner: str, now: dt.datetime) -> None:
+        with self._write() as conn:
+            conn.execute(sa.update(coordinators).where(coordinators.c.id == owner).values(heartbeat_at=now))
+
+    def coordinators(self) -> list[dict[str, Any]]:
+        """Dicts with id (the owner string), name, host, pid, started_at, heartbeat_at; oldest first."""
+        query = sa.select(coordinators).order_by(coordinators.c.started_at, coordinators.c.id)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def unregister_coordinator(self, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(sa.delete(coordinators).where(coordinators.c.id == owner))
+
+    # ------------------------------------------------------------------ leader lease
+    def acquire_leader(self, name: str, owner: str, until: dt.datetime, now: dt.datetime) -> bool:
+        """Take or renew the singleton lease ``name``; True if ``owner`` holds it until ``until``.
+
+        One upsert (Oban's peer election): it succeeds if the lease is free, expired at
+        ``now``, or already ours.
+        """
+        ins = self._insert(leader_leases).values(name=name, owner=owner, expires_at=until)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"owner": ins.excluded.owner, "expires_at": ins.excluded.expires_at},
+            where=sa.or_(leader_leases.c.owner == owner, leader_leases.c.expires_at <= now),
+        ).returning(leader_leases.c.name)
+        with self._write() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def release_leader(self, name: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(sa.delete(leader_leases).where(leader_leases.c.name == name, leader_leases.c.owner == owner))

@@ -1,0 +1,146 @@
+"""Row <-> record mapping: database rows to ``Task`` / ``Attempt`` / ``ProviderState``, and the
+column values the writes share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from adw_modules.queue.tasks import (
+    Attempt,
+    AttemptEnd,
+    CircuitState,
+    ProviderState,
+    Task,
+    TaskState,
+)
+
+_RUNNING = TaskState.RUNNING.value
+
+
+def _task(row: RowMapping) -> Task:
+    return Task(
+        id=row["id"],
+        source=row["source"],
+        external_id=row["external_id"],
+        title=row["title"],
+        body=row["body"],
+        labels=list(row["labels"] or []),
+        priority=row["priority"],
+        repo=row["repo"],
+        url=row["url"],
+        state=TaskState(row["state"]),
+        retry_count=row["retry_count"],
+        attempt_count=row["attempt_count"],
+        round_started_at=row["round_started_at"],
+        not_before=row["not_before"],
+        wait_reason=row["wait_reason"],
+        last_error=row["last_error"],
+        last_error_kind=row["last_error_kind"],
+        owner=row["owner"],
+        lease_expires_at=row["lease_expires_at"],
+        current_attempt_id=row["current_attempt_id"],
+        excluded_targets=list(row["excluded_targets"] or []),
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _attempt(row: RowMapping) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        task_id=row["task_id"],
+        number=row["number"],
+        provider=row["provider"],
+        model=row["model"],
+        rule=row["rule"],
+        routing=dict(row["routing"] or {}),
+        config_fingerprint=row["config_fingerprint"],
+        owner=row["owner"],
+        host=row["host"],
+        pid=row["pid"],
+        pgid=row["pgid"],
+        create_time=row["create_time"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        state=row["state"],
+        outcome=row["outcome"],
+        error_kind=row["error_kind"],
+        error_message=row["error_message"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cache_read_tokens=row["cache_read_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cost_usd=row["cost_usd"],
+        cost_source=row["cost_source"],
+        log_path=row["log_path"],
+        session_id=row["session_id"],
+        result_text=row["result_text"],
+        failover_from=row["failover_from"],
+    )
+
+
+def _provider_state(row: RowMapping) -> ProviderState:
+    return ProviderState(
+        provider=row["provider"],
+        circuit=CircuitState(row["circuit"]),
+        cooldown_until=row["cooldown_until"],
+        cooldown_reason=row["cooldown_reason"],
+        trips=row["trips"],
+        consecutive_failures=row["consecutive_failures"],
+        probe_attempt_id=row["probe_attempt_id"],
+        disabled_reason=row["disabled_reason"],
+        updated_at=row["updated_at"],
+        recent=[bool(x) for x in row["recent"] or []],
+    )
+
+
+def _provider_values(state: ProviderState, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "circuit": CircuitState(state.circuit).value,
+        "cooldown_until": state.cooldown_until,
+        "cooldown_reason": state.cooldown_reason,
+        "trips": state.trips,
+        "consecutive_failures": state.consecutive_failures,
+        "probe_attempt_id": state.probe_attempt_id,
+        "disabled_reason": state.disabled_reason,
+        "updated_at": state.updated_at or now,
+        "recent": [bool(x) for x in state.recent],
+    }
+
+
+def _end_values(end: AttemptEnd, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "state": "finished",
+        "ended_at": now,
+        "outcome": end.outcome,
+        "error_kind": end.error_kind,
+        "error_message": end.error_message,
+        "input_tokens": end.input_tokens,
+        "output_tokens": end.output_tokens,
+        "cache_read_tokens": end.cache_read_tokens,
+        "cache_write_tokens": end.cache_write_tokens,
+        "cost_usd": end.cost_usd,
+        "cost_source": end.cost_source,
+        "log_path": end.log_path,
+        "session_id": end.session_id,
+        "result_text": end.result_text,
+    }
+
+
+def _crashed_values(message: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "state": "finished",
+        "ended_at": now,
+        "outcome": "crashed",
+        "error_kind": "crashed",
+        "error_message": message,
+    }
+
+
+# Clears everything that ties a task to an owner; the "lease" check constraint demands it
+# whenever a task leaves the running state.
+_UNOWNED: dict[str, Any] = {"owner": None, "lease_expires_at": None, "current_attempt_id": None}

@@ -1,0 +1,301 @@
+"""The provider registry: which agent CLIs are usable now, why not, and what their models cost.
+
+A provider is a command template for an agent CLI plus its model metadata.  It is
+*available* when it is enabled, its program resolves to an executable file, and the
+API key it needs can be had (the variable is set, or the secret command succeeds).
+Secrets are fetched only to hand them to the child process; they are never returned
+in a reason, logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import string
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adw_modules.config.schema import TIERS, Config, ModelSpec, ProviderConfig
+from adw_modules.outcomes import Usage
+from adw_modules.routing.pricing import Price, estimate_cost, library_price
+
+TIER_RANK = {name: i for i, name in enumerate(TIERS)}
+# Linux refuses a single argv string over MAX_ARG_STRLEN (128 KiB); stay well below it.
+MAX_ARG_BYTES = 100_000
+# The reference workload for "what does this model cost": seed 004's 3K in + 1K out.
+REFERENCE_INPUT, REFERENCE_OUTPUT = 3000, 1000
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    provider: str
+    spec: ModelSpec
+    price: Price | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def cost_per_1k_input(self) -> float | None:
+        return None if self.price is None else self.price.per_1k_input()
+
+    def estimated_cost(
+        self, input_tokens: int = REFERENCE_INPUT, output_tokens: int = REFERENCE_OUTPUT
+    ) -> float | None:
+        return estimate_cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens), self.price)
+
+
+class TemplateError(ValueError):
+    """A command template could not be filled for this attempt."""
+
+
+class Provider:
+    """One configured provider: builds the argv for an attempt (seed 003's ``build_command``)."""
+
+    def __init__(self, config: ProviderConfig, base_dir: Path) -> None:
+        self.config = config
+        self.base_dir = base_dir
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def program(self, path_env: str | None = None) -> tuple[str | None, str | None]:
+        """(resolved executable path, None) or (None, why not)."""
+        prog = self.config.command_template[0]
+        if "/" in prog or prog.startswith("."):
+            p = Path(prog).expanduser()
+            p = p if p.is_absolute() else self.base_dir / p
+            if not p.exists():
+                return None, f"{prog} not found (looked at {p})"
+            if p.suffix == ".py":
+                return str(p), None  # run with the coordinator's own interpreter, see argv()
+            if not os.access(p, os.X_OK):
+                return None, f"{prog} is not executable (chmod +x {p})"
+            return str(p), None
+        found = shutil.which(prog, path=path_env)
+        if found is None:
+            return None, f"{prog} not found on PATH"
+        return found, None
+
+    def build_command(self, values: Mapping[str, Any], path_env: str | None = None) -> list[str]:
+        """Fill the template.  ``values`` holds the built-in placeholders and the resolved params.
+
+        Each template element becomes exactly one argv element, whatever the values contain:
+        there is no shell, so an issue titled ``$(rm -rf ~)`` stays text.
+        """
+        argv: list[str] = []
+        for i, part in enumerate(self.config.command_template):
+            try:
+                filled = part.format_map(_StrictValues(values))
+            except KeyError as exc:
+                raise TemplateError(
+                    f"providers.{self.name}.command_template[{i}]: no value for {{{exc.args[0]}}}"
+                ) from None
+            if len(filled.encode()) > MAX_ARG_BYTES:
+                raise TemplateError(
+                    f"providers.{self.name}.command_template[{i}] would be {len(filled.encode())} bytes, "
+                    "more than one argument can carry: deliver the prompt with {prompt_file} or "
+                    "prompt_stdin = true"
+                )
+            argv.append(filled)
+        program, why = self.program(path_env)
+        if program is None:
+            raise TemplateError(f"provider {self.name}: {why}")
+        argv[0] = program
+        if program.endswith(".py"):
+            # tools/*.py need the project's own dependencies: run them with this interpreter.
+            argv.insert(0, sys.executable)
+        return argv
+
+    def placeholders(self) -> set[str]:
+        names: set[str] = set()
+        for part in self.config.command_template:
+            names.update(f for _, f, _, _ in string.Formatter().parse(part) if f)
+        return names
+
+
+class _StrictValues(dict[str, Any]):
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__({k: "" if v is None else v for k, v in values.items()})
+
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(key)
+
+
+class ProviderRegistry:
+    """Providers from config, their availability with a reason, and model queries (seed 004)."""
+
+    def __init__(
+        self,
+        config: Config,
+        environ: Mapping[str, str] | None = None,
+        secret_timeout_s: float = 15.0,
+        secret_runner: Callable[[list[str], float], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = dict(os.environ if environ is None else environ)
+        self.secret_timeout_s = secret_timeout_s
+        self._run_secret = secret_runner or run_secret_command
+        self.providers = {name: Provider(pc, config.base_dir) for name, pc in config.providers.items()}
+        self._availability: dict[str, Availability] = {}
+
+    def get_provider(self, name: str) -> Provider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise KeyError(f"provider {name!r} is not defined (defined: {', '.join(self.providers)})") from None
+
+    # -- availability
+    def availability(self, name: str) -> Availability:
+        if name not in self._availability:
+            self._availability[name] = self._check(self.get_provider(name))
+        return self._availability[name]
+
+    def refresh(self) -> None:
+        self._availability.clear()
+
+    def _check(self, provider: Provider) -> Availability:
+        pc = provider.config
+        if not pc.enabled:
+            return Availability(False, "enabled = false")
+        _, why = provider.program(self.environ.get("PATH"))
+        if why is not None:
+            return Availability(False, why)
+        if pc.requires_api_key or pc.api_key_command:
+            try:
+                self.api_key(pc.name)
+            except SecretError as exc:
+                return Availability(False, str(exc))
+        return Availability(True)
+
+    def unavailable(self) -> dict[str, str]:
+        out = {}
+        for name in self.providers:
+            a = self.availability(name)
+            if not a.available:
+                out[name] = a.reason or "unavailable"
+        return out
+
+    def available_names(self) -> list[str]:
+        return [n for n in self.providers if self.availability(n).available]
+
+    def api_key(self, name: str) -> str | None:
+        """The key for a provider, or None if it needs none.  Raises SecretError saying why not."""
+        pc = self.get_provider(name).config
+        if pc.api_key_command:
+            return self._run_secret(list(pc.api_key_command), self.secret_timeout_s)
+        if pc.api_key_env is None:
+            return None
+        value = self.environ.get(pc.api_key_env, "")
+        if not value:
+            if pc.requires_api_key:
+                raise SecretError(f"{pc.api_key_env} not set")
+            return None
+        return value
+
+    # -- models
+    def price_for(self, provider: str, model: str) -> Price | None:
+        pc = self.config.providers.get(provider)
+        spec = pc.models.get(model) if pc else None
+        if spec is not None and spec.price is not None:
+            return spec.price
+        ref = spec.price_ref if spec is not None and spec.price_ref else model
+        return library_price(ref, pc.price_provider if pc else None)
+
+    def list_models(
+        self,
+        capability: str | None = None,
+        tier: str | None = None,
+        max_cost: float | None = None,
+        provider: str | None = None,
+        min_context: int | None = None,
+        available_only: bool = False,
+    ) -> list[ModelInfo]:
+        """Declared models matching every given criterion, cheapest first (unknown prices last).
+
+        ``max_cost`` is USD per 1K input tokens (seed 004); a model whose price is unknown
+        never passes a cost limit.
+        """
+        out = []
+        for pname, pc in self.config.providers.items():
+            if provider is not None and pname != provider:
+                continue
+            if available_only and not self.availability(pname).available:
+                continue
+            for spec in pc.models.values():
+                if capability is not None and capability not in spec.capabilities:
+                    continue
+                if tier is not None and spec.tier != tier:
+                    continue
+                if min_context is not None and (spec.context_window or 0) < min_context:
+                    continue
+                info = ModelInfo(pname, spec, self.price_for(pname, spec.name))
+                if max_cost is not None:
+                    per_1k = info.cost_per_1k_input
+                    if per_1k is None or per_1k > max_cost:
+                        continue
+                out.append(info)
+        return sorted(out, key=_cost_key)
+
+    def find_cheapest_model(self, **criteria: Any) -> ModelInfo | None:
+        return pick_model(self.list_models(**criteria), "cheapest")
+
+    def find_best_model(self, **criteria: Any) -> ModelInfo | None:
+        return pick_model(self.list_models(**criteria), "best")
+
+
+def pick_model(models: list[ModelInfo], pick: str) -> ModelInfo | None:
+    """``cheapest``: lowest reference cost among priced models.  ``best``: highest tier, then
+    largest context window, then the cheaper one."""
+    if pick == "best":
+        if not models:
+            return None
+        return min(
+            models,
+            key=lambda m: (
+                -TIER_RANK.get(m.spec.tier or "", -1),
+                -(m.spec.context_window or 0),
+                _cost_key(m),
+            ),
+        )
+    priced = [m for m in models if m.price is not None]
+    return min(priced, key=_cost_key) if priced else None
+
+
+def _cost_key(m: ModelInfo) -> tuple[int, float, str, str]:
+    cost = m.estimated_cost()
+    return (cost is None, cost or 0.0, m.provider, m.name)
+
+
+class SecretError(RuntimeError):
+    """A secret could not be obtained.  The message never contains the secret."""
+
+
+def run_secret_command(argv: list[str], timeout_s: float) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except FileNotFoundError:
+        raise SecretError(f"api_key_command: {argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"api_key_command timed out after {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        # stderr of a secret manager may echo what it was asked for, never the secret itself;
+        # keep just its first line so the operator sees e.g. "not logged in".
+        first = (proc.stderr.strip().splitlines() or [""])[0][:200]
+        raise SecretError(f"api_key_command failed (exit {proc.returncode})" + (f": {first}" if first else ""))
+    value = proc.stdout.strip()
+    if not value:
+        raise SecretError("api_key_command printed nothing")
+    return value

@@ -1,0 +1,468 @@
+"""GitHub issues as a task source: intake, cancellation, and the issue's view of the task.
+
+``poll()`` (every ``poll_interval_s``, by the one coordinator holding the ``github`` leader
+lease) lists each repository's open issues carrying the trigger label — conditionally, so an
+idle cycle costs no rate-limit points — and:
+
+- an issue that newly carries the label is checked: who applied it (latest ``labeled``
+  event) and may they? If yes, it is upserted as a task keyed ``owner/name#N`` (a restart or
+  a second coordinator never duplicates it); a terminal task whose label was re-applied is
+  queued again.  If not, the refusal is logged and answered once with a short comment;
+- an active task whose issue is no longer listed is looked up: closed, or label removed,
+  cancels it (a running worker is killed by its coordinator).
+
+``sync()`` (every ``sync_interval_s``) brings each changed GitHub task's issue up to date:
+the lifecycle label and the single progress comment (found again by its hidden marker,
+edited in place, secrets redacted).  Both are idempotent, so a crash between a store write
+and a GitHub write is repaired by the next cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import github
+from github import GithubException
+
+from adw_modules.config.github import GitHubConfig
+from adw_modules.ops.redact import Redactor
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import PRIORITY_RANK, TERMINAL_STATES, NewTask, Task, TaskState
+from adw_modules.sources.github import progress, triggers
+from adw_modules.sources.github.client import Backoff, GitHubClient, LabelEvent
+
+log = logging.getLogger("adw.github")
+
+SOURCE = "github"
+ACTIVE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRY_WAIT)
+# Re-read a little behind the watermark: clocks and commits race.
+SYNC_OVERLAP = dt.timedelta(seconds=2)
+# How long a finished task's pull request is watched for /adw commands.
+PR_WATCH = dt.timedelta(days=14)
+
+
+def external_id(repo: str, number: int) -> str:
+    return f"{repo}#{number}"
+
+
+def issue_digest(issue: dict[str, Any]) -> str:
+    """What we compare to notice a change: ``updated_at`` has one-second resolution, so two
+    changes in one second look alike; the comment count and the text tell them apart."""
+    labels = sorted(lb.get("name", "") for lb in issue.get("labels", []) if isinstance(lb, dict))
+    key = [issue.get("updated_at"), issue.get("comments"), issue.get("title"), issue.get("body"), labels]
+    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
+
+
+def issue_number(task: Task) -> int:
+    return int(task.external_id.rsplit("#", 1)[1])
+
+
+class GitHubSource:
+    def __init__(
+        self,
+        cfg: GitHubConfig,
+        store: Store,
+        client: GitHubClient,
+        *,
+        redact: Redactor | None = None,
+        max_attempts: int = 8,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.client = client
+        self.redact = redact or Redactor()
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.backoff_until: dt.datetime | None = None
+        self.backoff_reason: str | None = None
+        self._listed: dict[str, set[int]] = {}  # repo -> issue numbers seen labelled last poll
+        self._refused: set[int] = set()  # label event ids already answered
+        # issue -> its digest when we last decided not to run it (refused, or the label is the
+        # one that ran its since-pruned task)
+        self._passed_over: dict[tuple[str, int], Any] = {}
+        self._sync_watermark: dt.datetime | None = None
+
+    # ------------------------------------------------------------ guarded entry points
+    def _guard(self, what: str, fn: Callable[[], None]) -> bool:
+        now = self.clock()
+        if self.backoff_until is not None and now < self.backoff_until:
+            return False
+        try:
+            fn()
+        except GithubException as exc:  # not a rate limit or an outage (those are Backoff): log, go on
+            log.warning(
+                f"github {what} failed: GitHub answered {exc.status}",
+                extra={"data": {"event": "github.error", "what": what, "status": exc.status}},
+            )
+            return False
+        except Backoff as exc:
+            self.backoff_until, self.backoff_reason = exc.until, exc.reason
+            log.warning(
+                f"github {what} paused until {exc.until:%H:%M:%S} UTC: {exc.reason}",
+                extra={"data": {"event": "github.backoff", "until": exc.until, "reason": exc.reason}},
+            )
+            return False
+        self.backoff_until = self.client.low_quota_until()
+        self.backoff_reason = "rate-limit points nearly spent" if self.backoff_until else None
+        return True
+
+    def poll(self) -> bool:
+        return self._guard("poll", self._poll)
+
+    def sync(self) -> bool:
+        return self._guard("sync", self._sync)
+
+    # ------------------------------------------------------------ intake
+    def _poll(self) -> None:
+        own = self.client.me()
+        for repo in self.cfg.repositories:
+            items = self.client.open_issues_with_label(repo, self.cfg.trigger_label)
+            if items is None:
+                continue  # 304: nothing changed since the last poll, at no cost
+            try:
+                issues = {int(i["number"]): i for i in items if "pull_request" not in i}
+                before = self._listed.get(repo)
+                for number, issue in issues.items():
+                    self._intake(repo, number, issue, own, newly_listed=before is None or number not in before)
+                self._departures(repo, set(issues))
+            except BaseException:
+                # The listing was read but not fully handled: read it in full next time.
+                self.client.forget_changes(f"/repos/{repo}/")
+                raise
+            self._listed[repo] = set(issues)
+        self._pull_request_commands(own)
+
+    def _intake(self, repo: str, number: int, issue: dict[str, Any], own: str, newly_listed: bool) -> None:
+        task = self.store.find_task(SOURCE, external_id(repo, number))
+        state = self.store.source_state(task.id) if task else {}
+        if task is not None and not newly_listed and state.get("issue_digest") == issue_digest(issue):
+            return  # nothing about this issue changed
+        if task is None and not newly_listed and self._passed_over.get((repo, number)) == issue_digest(issue):
+            return  # passed over before, still listed, and nobody has touched it since
+        if task is not None and not newly_listed and state.get("trigger_event_id"):
+            # An edit or a comment.  The task keeps the text as it was when a writer applied the
+            # label: anyone may edit an issue, and approval was for that text (re-label to refresh).
+            self._commands(repo, number, task, state, own)
+            self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
+            return
+        retired = self.store.retired_source(SOURCE, external_id(repo, number)) if task is None else None
+        event = self.client.latest_label_event(repo, number, self.cfg.trigger_label)
+        if task is not None and event is not None and state.get("trigger_event_id") == event.event_id:
+            self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
+            return  # same trigger as before (e.g. after a restart): never re-run a finished task for it
+        if retired is not None and event is not None and retired["data"].get("trigger_event_id") == event.event_id:
+            self._passed_over[(repo, number)] = issue_digest(issue)
+            return  # the label that ran the pruned task: re-label to run it again
+        decision = triggers.decide(self.cfg, event, own, lambda login: self.client.permission(repo, login))
+        if not decision.allowed:
+            self._refuse(repo, number, decision)
+            self._passed_over[(repo, number)] = issue_digest(issue)
+            return
+        task, created = self._upsert(repo, number, issue)
+        requeued = False
+        if not created and task.state in TERMINAL_STATES:
+            requeued = self.store.requeue_task(task.id, self.clock(), reset_retries=True)
+        assert decision.event is not None
+        # Commands count from now on: earlier comments were written before this trigger.
+        seen = max((int(c["id"]) for c in self.client.comments(repo, number)), default=0)
+        self.store.update_source_state(
+            task.id,
+            {
+                "trigger_event_id": decision.event.event_id,
+                "trigger_actor": decision.event.actor,
+                "issue_digest": issue_digest(issue),
+                "last_comment_id": max(seen, int(state.get("last_comment_id") or 0)),
+            },
+            self.clock(),
+        )
+        what = "queued" if created else ("queued again" if requeued else "refreshed")
+        self.store.add_event("github.trigger", f"{what}: {decision.reason}", task_id=task.id, now=self.clock())
+        log.info(
+            f"github {repo}#{number} {what}: {decision.reason}",
+            extra={"data": {"event": "github.trigger", "task": task.id, "repo": repo, "issue": number}},
+        )
+
+    def _upsert(self, repo: str, number: int, issue: dict[str, Any]) -> tuple[Task, bool]:
+        labels = [lb["name"] for lb in issue.get("labels", []) if isinstance(lb, dict)]
+        ours = self.cfg.lifecycle_labels() | {self.cfg.trigger_label}
+        priority = "normal"
+        for label in labels:
+            mapped = self.cfg.priority_labels.get(label)
+            if mapped is not None and (priority == "normal" or PRIORITY_RANK[mapped] < PRIORITY_RANK[priority]):
+                priority = mapped
+        return self.store.upsert_task(
+            NewTask(
+                source=SOURCE,
+                external_id=external_id(repo, number),
+                title=triggers.sanitize(issue.get("title")),
+                body=triggers.sanitize(issue.get("body")),
+                labels=tuple(lb for lb in labels if lb not in ours),
+                priority=priority,
+                repo=repo,
+                url=issue.get("html_url"),
+            )
+        )
+
+    def _pull_request_commands(self, own: str) -> None:
+        """Commands in the conversation of a task's pull request (conditional: free when unchanged)."""
+        recent = self.clock() - PR_WATCH
+        for task in self.store.tasks_by_source(SOURCE, states=[*TERMINAL_STATES, TaskState.RETRY_WAIT]):
+            if task.repo not in self.cfg.repositories or task.updated_at < recent:
+                continue  # a PR idle for weeks is merged or abandoned: re-label the issue to resume
+            state = self.store.source_state(task.id)
+            pr = state.get("pr_number")
+            if not pr:
+                continue
+            comments = self.client.comments_if_changed(task.repo or "", int(pr))
+            if comments is not None:
+                self._commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
+
+    def _commands(
+        self,
+        repo: str,
+        number: int,
+        task: Task,
+        state: dict[str, Any],
+        own: str,
+        comments: list[dict[str, Any]] | None = None,
+        seen_key: str = "last_comment_id",
+    ) -> None:
+        """``/adw retry`` or ``/adw <instructions>`` from someone allowed to trigger requeues the task,
+        with the issue thread (and the instructions) in its next prompt.  ``number`` is the issue's
+        or its pull request's (whose conversation is read the same way)."""
+        last = int(state.get(seen_key) or 0)
+        newest = last
+        for c in comments if comments is not None else self.client.comments(repo, number):
+            cid = int(c["id"])
+            if cid <= last:
+                continue
+            newest = max(newest, cid)
+            # Seen before acting: a failure below must not replay an earlier command later.
+            self.store.update_source_state(task.id, {seen_key: newest}, self.clock())
+            body = (c.get("body") or "").strip()
+            if not (body == self.cfg.command or body.startswith(self.cfg.command + " ")):
+                continue
+            user = c.get("user") or {}
+            who = LabelEvent(cid, str(user.get("login", "")), str(user.get("type", "User")))
+            decision = triggers.decide(self.cfg, who, own, lambda login: self.client.permission(repo, login))
+            if not decision.allowed:
+                log.warning(
+                    f"github {repo}#{number}: command refused: {decision.reason}",
+                    extra={"data": {"event": "github.command_refused", "task": task.id}},
+                )
+                self.client.create_comment(
+                    repo,
+                    number,
+                    self.redact(
+                        f"<!-- adw:refused-command comment={cid} -->\n`{self.cfg.command}` was not run: commands count "
+                        f"only from people with write access to this repository, and {decision.reason}."
+                    ),
+                )
+                continue
+            instruction = body[len(self.cfg.command) :].strip()
+            if instruction.lower() == "retry":
+                instruction = ""
+            current = self.store.get_task(task.id)
+            if current is not None and current.state in (*TERMINAL_STATES, TaskState.RETRY_WAIT):
+                self.store.requeue_task(task.id, self.clock(), reset_retries=True)
+            self.store.update_source_state(
+                task.id, {"include_thread": True, "instruction": instruction, "instruction_by": who.actor}, self.clock()
+            )
+            self.store.add_event(
+                "github.command",
+                f"@{who.actor}: {self.cfg.command} {instruction}".strip(),
+                task_id=task.id,
+                now=self.clock(),
+            )
+        if newest != last:
+            self.store.update_source_state(task.id, {seen_key: newest}, self.clock())
+
+    def _refuse(self, repo: str, number: int, decision: triggers.TriggerDecision) -> None:
+        log.warning(
+            f"github {repo}#{number}: trigger refused: {decision.reason}",
+            extra={"data": {"event": "github.refused", "repo": repo, "issue": number, "reason": decision.reason}},
+        )
+        if decision.event is None or decision.event.event_id in self._refused:
+            return
+        marker = f"<!-- adw:refused event={decision.event.event_id} -->"
+        if not any(marker in (c.get("body") or "") for c in self.client.comments(repo, number)):
+            body = progress.refusal(decision.event.event_id, decision.reason, self.cfg.trigger_label)
+            self.client.create_comment(repo, number, self.redact(body))
+        self._refused.add(decision.event.event_id)
+
+    def _departures(self, repo: str, listed: set[int]) -> None:
+        for task in self.store.tasks_by_source(SOURCE, states=ACTIVE):
+            if task.repo != repo or issue_number(task) in listed:
+                continue
+            issue = self.client.issue(repo, issue_number(task))
+            labels = {lb["name"] for lb in issue.get("labels", []) if isinstance(lb, dict)}
+            if issue.get("state") == "closed":
+                why = "issue closed"
+            elif self.cfg.trigger_label not in labels:
+                why = f'label "{self.cfg.trigger_label}" removed'
+            else:
+                continue  # still open and labelled: listed on a page that changed under us
+            state = self.store.request_cancel(task.id, self.clock())
+            self.store.add_event("github.cancel", f"{why}: cancel ({state})", task_id=task.id, now=self.clock())
+            log.info(
+                f"github {repo}#{issue_number(task)}: {why}; task {task.id} cancelled",
+                extra={"data": {"event": "github.cancel", "task": task.id, "reason": why}},
+            )
+
+    # ------------------------------------------------------------ the issue's view of the task
+    def _sync(self) -> None:
+        now = self.clock()
+        since = None if self._sync_watermark is None else self._sync_watermark - SYNC_OVERLAP
+        failed = False
+        for task in self.store.tasks_by_source(SOURCE, updated_since=since):
+            if task.repo not in self.cfg.repositories:
+                continue
+            try:
+                self.sync_task(task)
+            except GithubException as exc:  # one issue's trouble must not hold up the others
+                failed = True
+                log.warning(
+                    f"github sync of task {task.id} failed: {exc.status}",
+                    extra={"data": {"event": "github.sync_failed", "task": task.id, "status": exc.status}},
+                )
+        if not failed:
+            self._sync_watermark = now  # else re-read the same window next time
+
+    def sync_task(self, task: Task) -> None:
+        repo, number = task.repo or "", issue_number(task)
+        state = self.store.source_state(task.id)
+        if not state.get("trigger_event_id"):
+            return  # not (or no longer) triggered by an authorised label
+        changes: dict[str, Any] = {}
+        want = progress.lifecycle_label(self.cfg, task.state)
+        have = state.get("lifecycle_label")
+        if want != have:
+            if have:
+                self.client.remove_label(repo, number, have)
+            if want:
+                self.client.add_label(repo, number, want)
+            changes["lifecycle_label"] = want
+        work = dict(state.get("workspace") or {})
+        if (
+            task.state is TaskState.SUCCEEDED
+            and work.get("commits_ahead")
+            and work.get("pushed")
+            and not state.get("pr_number")
+        ):
+            pr, pr_body_digest = self._open_pull(task, number, str(work["branch"]))
+            changes.update(pr_number=pr["number"], pr_url=pr["html_url"], last_pr_comment_id=0)
+            changes.update(pr_body_digest=pr_body_digest)
+            self.client.add_label(repo, number, self.cfg.labels["pr_open"])
+        pr_number = changes.get("pr_number", state.get("pr_number"))
+        if task.state is TaskState.SUCCEEDED and pr_number:
+            # A later run (a /adw follow-up, a re-label) pushed to the same branch: say what it did.
+            pr_body = self.redact(progress.pull_body(task, self.store.attempts_for(task.id), number))
+            if progress.digest(pr_body) != changes.get("pr_body_digest", state.get("pr_body_digest")):
+                try:
+                    self.client.edit_pull_body(repo, int(pr_number), pr_body)
+                except github.UnknownObjectException:
+                    log.warning(f"github {repo}#{number}: pull request #{pr_number} is gone; not updating it")
+                changes["pr_body_digest"] = progress.digest(pr_body)
+        work.update(
+            pr_number=changes.get("pr_number", state.get("pr_number")),
+            pr_url=changes.get("pr_url", state.get("pr_url")),
+        )
+        body = self.redact(progress.render(task, self.store.attempts_for(task.id), self.max_attempts, work))
+        digest = progress.digest(body)
+        if digest != state.get("comment_digest"):
+            comment_id = state.get("comment_id") or self._find_progress_comment(repo, number, task.id)
+            if comment_id:
+                try:
+                    self.client.edit_comment(repo, int(comment_id), body)
+                except github.UnknownObjectException:  # someone deleted it: post it again
+                    comment_id = self.client.create_comment(repo, number, body)
+            else:
+                comment_id = self.client.create_comment(repo, number, body)
+            changes.update(comment_id=int(comment_id), comment_digest=digest)
+        if changes:
+            self.store.update_source_state(task.id, changes, self.clock())
+
+    def _open_pull(self, task: Task, number: int, branch: str) -> tuple[dict[str, Any], str | None]:
+        """The task's draft PR and the digest of the description it was opened with (None for an
+        open one reused for the branch, e.g. after a crash: its description is not known)."""
+        repo = task.repo or ""
+        existing = self.client.open_pull_for(repo, branch)
+        if existing is not None:
+            return existing, None
+        body = self.redact(progress.pull_body(task, self.store.attempts_for(task.id), number))
+        pr = self.client.create_pull(repo, task.title, branch, self.client.default_branch(repo), body)
+        self.store.add_event(
+            "github.pr", f"draft pull request #{pr['number']} opened", task_id=task.id, now=self.clock()
+        )
+        return pr, progress.digest(body)
+
+    def _find_progress_comment(self, repo: str, number: int, task_id: int) -> int | None:
+        marker = progress.MARKER.format(task_id=task_id)
+        for c in self.client.comments(repo, number):
+            if marker in (c.get("body") or ""):
+                return int(c["id"])
+        return None
+
+    # ------------------------------------------------------------ prompts
+    @staticmethod
+    def _thread(items: list[dict[str, Any]], own: str, when: str = "created_at") -> list[tuple[str, str, str]]:
+        """(time, login, sanitised body) of the comments people wrote: not ours, not empty."""
+        out = []
+        for c in items:
+            login = str((c.get("user") or {}).get("login", ""))
+            body = c.get("body") or ""
+            if login == own or "<!-- adw:" in body or not body.strip():
+                continue
+            out.append((str(c.get(when) or ""), login, triggers.sanitize(body)))
+        return out
+
+    def _pull_thread(self, repo: str, number: int, own: str) -> list[str]:
+        """The review of the task's pull request, oldest first: review verdicts with their
+        summaries, inline comments with the file and line they are about, and the conversation
+        (on a tie, in that order: a command usually answers a review)."""
+        items: list[tuple[str, str]] = []
+        for r in self.client.pull_reviews(repo, number):
+            verdict = str(r.get("state") or "commented").lower().replace("_", " ")
+            items += [
+                (t, f"Review by @{who} ({verdict}):\n{text}") for t, who, text in self._thread([r], own, "submitted_at")
+            ]
+        for c in self.client.pull_review_comments(repo, number):
+            where = f"{c.get('path')}:{c.get('line') or c.get('original_line') or '?'}"
+            items += [(t, f"Review comment by @{who} on {where}:\n{text}") for t, who, text in self._thread([c], own)]
+        conversation = self._thread(self.client.comments(repo, number), own)
+        items += [(t, f"Comment on the pull request by @{who}:\n{text}") for t, who, text in conversation]
+        return [text for _, text in sorted(items, key=lambda item: item[0])]
+
+    def prompt(self, task: Task) -> str:
+        """The prompt for a GitHub task: the configured template, issue text fenced as untrusted."""
+        comments = ""
+        state = self.store.source_state(task.id)
+        if (self.cfg.include_comments or state.get("include_thread")) and task.repo:
+            own = self.client.me()
+            parts = [
+                f"Comment by @{login}:\n{text}"
+                for _, login, text in self._thread(self.client.comments(task.repo, issue_number(task)), own)
+            ]
+            if state.get("pr_number"):
+                parts += self._pull_thread(task.repo, int(state["pr_number"]), own)
+            if state.get("instruction"):
+                parts.append(
+                    f"Follow-up request from @{state.get('instruction_by')}:\n"
+                    f"{triggers.sanitize(str(state['instruction']))}"
+                )
+            comments = ("\n\n" + "\n\n".join(parts) + "\n") if parts else ""
+        return self.cfg.prompt_template.format(
+            title=task.title,
+            body=task.body,
+            labels=", ".join(task.labels) or "(none)",
+            repo=task.repo or "",
+            number=issue_number(task),
+            url=task.url or "",
+            comments=comments,
+        )

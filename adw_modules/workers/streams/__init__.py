@@ -1,0 +1,96 @@
+"""Parsers for the machine-readable output of agent CLIs.
+
+``parser_for(format)`` gives a fresh incremental parser; ``parse_lines`` and
+``parse_file`` run one over a whole transcript.  All of them keep constant
+memory whatever the transcript size (``claude-json`` excepted: it is a single
+document and is buffered until complete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from adw_modules.outcomes import StreamSummary
+from adw_modules.workers.streams.base import StreamParser
+from adw_modules.workers.streams.claude import ClaudeJsonParser, ClaudeStreamParser
+from adw_modules.workers.streams.codex import CodexParser
+from adw_modules.workers.streams.gemini import GeminiParser
+from adw_modules.workers.streams.opencode import OpenCodeParser
+
+__all__ = [
+    "FORMATS",
+    "MAX_LINE_BYTES",
+    "StreamParser",
+    "parse_file",
+    "parse_lines",
+    "parser_for",
+]
+
+FORMATS: dict[str, type[StreamParser]] = {
+    cls.format: cls for cls in (ClaudeStreamParser, ClaudeJsonParser, CodexParser, GeminiParser, OpenCodeParser)
+}
+
+# A line longer than this is dropped (counted as skipped) rather than buffered:
+# no event any CLI writes needs it, and it bounds parse_file's memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+def parser_for(format: str) -> StreamParser:
+    """A new parser for ``format``; ValueError naming the known formats otherwise."""
+    try:
+        cls = FORMATS[format]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(FORMATS))
+        raise ValueError(f"unknown stream format {format!r}; known formats: {known}") from None
+    return cls()
+
+
+def parse_lines(format: str, lines: Iterable[str | bytes]) -> StreamSummary:
+    """Feed every line to a new parser for ``format`` and return the finished summary."""
+    parser = parser_for(format)
+    for line in lines:
+        parser.feed(line)
+    return parser.finish()
+
+
+def parse_file(path: str | Path, format: str, *, max_line_bytes: int = MAX_LINE_BYTES) -> StreamSummary:
+    """Parse a transcript file, reading binary chunks and framing lines on ``\\n`` itself.
+
+    Memory stays bounded by ``max_line_bytes`` plus one chunk: an overlong line is
+    discarded as it streams past and counted in ``skipped_lines``.  A last line
+    without a newline is still parsed (and skipped if truncated).
+    """
+    parser = parser_for(format)
+    pending: list[bytes] = []  # pieces of the line being framed
+    pending_size = 0
+    overlong = False
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
+                piece = chunk[start:end]
+                if overlong:
+                    overlong = False
+                elif pending_size + len(piece) > max_line_bytes:
+                    parser.summary.skipped_lines += 1
+                elif pending:
+                    pending.append(piece)
+                    parser.feed(b"".join(pending))
+                else:
+                    parser.feed(piece)
+                pending.clear()
+                pending_size = 0
+                start = end + 1
+            if start < len(chunk) and not overlong:
+                pending.append(chunk[start:])
+                pending_size += len(chunk) - start
+                if pending_size > max_line_bytes:
+                    parser.summary.skipped_lines += 1
+                    pending.clear()
+                    pending_size = 0
+                    overlong = True
+    if pending and not overlong:
+        parser.feed(b"".join(pending))
+    return parser.finish()

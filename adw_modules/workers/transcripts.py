@@ -1,0 +1,127 @@
+"""Reading an attempt's stored transcript back: where it is, as readable lines, and following it.
+
+The transcript is the CLI's stdout as the runner wrote it, line by line, with every known
+secret already masked (attempt.py).  ``render`` turns Claude Code stream-json lines into what
+an operator wants to read (text, tool calls and their results, retries, the result); other
+formats, and lines that are not JSON, are shown as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from adw_modules.queue.tasks import Attempt
+
+_CLIP = 300  # characters of a tool's input or result shown on one line
+
+
+def transcript_path(state_dir: Path, attempt: Attempt) -> Path:
+    """Where the attempt's transcript is (or was) on the host that ran it."""
+    if attempt.log_path:
+        return Path(attempt.log_path)
+    return state_dir / "attempts" / f"task-{attempt.task_id}" / f"attempt-{attempt.number}" / "stdout.jsonl"
+
+
+def _clip(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _CLIP else flat[: _CLIP - 1] + "…"
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
+
+
+def _claude(obj: dict[str, Any]) -> list[str]:
+    kind, subtype = obj.get("type"), obj.get("subtype")
+    if kind == "system" and subtype == "init":
+        return [f"── session {obj.get('session_id', '?')} · model {obj.get('model', '?')} · {obj.get('cwd', '')}"]
+    if kind == "system" and subtype == "api_retry":
+        return [
+            f"⚠ API retry {obj.get('attempt', '?')}/{obj.get('max_retries', '?')} in "
+            f"{obj.get('retry_delay_ms', '?')} ms (status {obj.get('error_status', '?')}: {obj.get('error', '')})"
+        ]
+    if kind == "rate_limit_event":
+        info = obj.get("rate_limit_info") or {}
+        return [f"⚠ rate limit {info.get('status', '?')} (resets at {info.get('resetsAt', '?')})"]
+    if kind in ("assistant", "user"):
+        out = []
+        message = obj.get("message") or {}
+        if obj.get("error"):
+            out.append(f"✗ {obj['error']}: {_clip(_content_text(message.get('content')))}")
+            return out
+        for block in message.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text" and kind == "assistant":
+                out.append(str(block.get("text", "")).rstrip())
+            elif block.get("type") == "tool_use":
+                out.append(
+                    f"→ {block.get('name', '?')} {_clip(json.dumps(block.get('input', {}), ensure_ascii=False))}"
+                )
+            elif block.get("type") == "tool_result":
+                mark = "✗" if block.get("is_error") else "←"
+                out.append(f"{mark} {_clip(_content_text(block.get('content')))}")
+        return out
+    if kind == "result":
+        cost = obj.get("total_cost_usd")
+        head = (
+            f"── {subtype}{' (error)' if obj.get('is_error') else ''}: {obj.get('num_turns', '?')} turn(s), "
+            f"{(obj.get('duration_ms') or 0) / 1000:.1f} s"
+            + (f", ${cost:.4f}" if isinstance(cost, int | float) else "")
+        )
+        text = obj.get("result")
+        return [head, *([str(text).rstrip()] if text else [])]
+    return []  # stream_event deltas and the rest: the complete messages carry the same text
+
+
+def render(line: str, fmt: str) -> list[str]:
+    """What to show for one transcript line (maybe nothing)."""
+    text = line.rstrip("\r\n")
+    if not fmt.startswith("claude"):
+        return [text] if text.strip() else []
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return [text] if text.strip() else []
+    if not isinstance(obj, dict):
+        return [text]
+    try:
+        return _claude(obj)
+    except (TypeError, ValueError, AttributeError):  # an odd shape: show it as it is
+        return [text]
+
+
+def follow(
+    path: Path, still_running: Callable[[], bool], poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[str]:
+    """Every line of the transcript, then new ones as they are written, until the attempt has
+    ended and everything it wrote was read.  Waits for the file if it does not exist yet."""
+    handle = None
+    pending = ""
+    try:
+        while True:
+            running = still_running()  # asked before reading: lines written before the end are read
+            if handle is None and path.exists():
+                handle = path.open(encoding="utf-8", errors="replace")
+            if handle is not None:
+                while chunk := handle.readline():
+                    pending += chunk
+                    if pending.endswith("\n"):
+                        yield pending
+                        pending = ""
+            if not running:
+                if pending:
+                    yield pending
+                return
+            sleep(poll_s)
+    finally:
+        if handle is not None:
+            handle.close()

@@ -1,0 +1,77 @@
+"""Regressions from review: a finished attempt's slot must not remove its successor's; a half-open
+trial that ends without a recorded outcome gives its slot back; a live sibling coordinator's
+workers are not orphans; a task whose cancellation was requested is not started."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from adw_modules.coordinator import Coordinator, Slot
+from adw_modules.queue.tasks import CircuitState, ProviderState, TaskState
+from adw_modules.sources.local import enqueue_local
+from tests.coordinator.test_coordinator import ROUTE_A_THEN_B, make, provider, run_all
+
+
+def test_a_finishing_slot_never_removes_the_next_attempts_slot(tmp_path: Path) -> None:
+    coord, _store, _ = make(tmp_path, provider("a"), '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n')
+    old = Slot.__new__(Slot)
+    new = Slot.__new__(Slot)
+    for s in (old, new):
+        s.task = type("T", (), {"id": 42})()
+        s.trial = False
+        s.health_recorded = True
+    coord.slots[42] = new  # the task already runs again when the old attempt's watcher ends
+    old.running = type("R", (), {"wait": staticmethod(lambda: (_ for _ in ()).throw(RuntimeError("done")))})()
+    coord._watch(old)
+    assert coord.slots[42] is new
+
+
+def test_a_cancelled_trial_gives_the_trial_slot_back(tmp_path: Path) -> None:
+    coord, store, clock = make(tmp_path, provider("a", 'ADW_DRY_RUN_FAIL = "hang"') + provider("b"), ROUTE_A_THEN_B)
+    store.save_provider_state(
+        ProviderState("a", circuit=CircuitState.OPEN, cooldown_until=clock.now - dt.timedelta(seconds=1))
+    )
+    task = enqueue_local(store, "trial")
+    assert coord.dispatch() == 1
+    assert store.provider_states()["a"].probe_attempt_id == task.id
+    store.request_cancel(task.id, clock.now)
+    coord.heartbeat()
+    assert coord.wait_idle(10)
+    t = store.get_task(task.id)
+    assert t is not None and t.state is TaskState.CANCELLED
+    assert store.provider_states()["a"].probe_attempt_id is None  # the next task may try
+
+
+def test_a_live_sibling_with_the_same_name_is_not_an_orphan(tmp_path: Path) -> None:
+    coord, store, clock = make(
+        tmp_path, provider("a", 'ADW_DRY_RUN_FAIL = "hang"'), '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n'
+    )
+    enqueue_local(store, "long")
+    assert coord.dispatch() == 1
+    # A second coordinator process would register with its own pid; this one is alive (it is us).
+    sibling = Coordinator(coord.config, store, clock=clock)
+    sibling.startup()
+    assert sibling.recover_orphans() == 0
+    assert coord.running() == 1
+    (att,) = store.running_attempts()
+    assert att.pid is not None and os.path.exists(f"/proc/{att.pid}")
+    coord.stop_all("shutdown")
+    assert coord.wait_idle(10)
+
+
+def test_a_task_whose_cancel_was_requested_is_not_started(tmp_path: Path) -> None:
+    coord, store, clock = make(
+        tmp_path,
+        provider("a", 'ADW_DRY_RUN_FAIL = "crash"'),
+        '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n',
+    )
+    task = enqueue_local(store, "doomed")
+    assert coord.dispatch() == 1
+    store.request_cancel(task.id, clock.now)  # requested while running; the attempt then ends on its own
+    assert coord.wait_idle(10)
+    clock.advance(20)
+    run_all(coord)
+    t = store.get_task(task.id)
+    assert t is not None and t.state is TaskState.CANCELLED and len(store.attempts_for(task.id)) == 1
