@@ -126,7 +126,8 @@ class StreamSummary:
     resets_at: float | None = None
     result_text: str | None = None
     session_id: str | None = None
-    models: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # every model seen, in order of appearance
+    main_model: str | None = None  # the model the run was for (see ``settle_usage``)
     num_turns: int | None = None
     duration_s: float | None = None
     usage: Usage = field(default_factory=Usage)
@@ -137,9 +138,37 @@ class StreamSummary:
     skipped_lines: int = 0  # non-JSON, truncated or otherwise unreadable lines
     retry_events: int = 0  # e.g. Claude's system/api_retry lines seen
 
-    def note_model(self, model: str | None) -> None:
+    def note_model(self, model: str | None, *, main: bool = False) -> None:
+        """A model the run used; ``main`` for the one the CLI says the run is for (its init event)."""
         if model and model not in self.models:
             self.models.append(model)
+        if main and model and self.main_model is None:
+            self.main_model = model
+
+    def settle_usage(self) -> None:
+        """One rule for every format, applied once at the end of a transcript.
+
+        With a per-model breakdown (Claude's ``modelUsage``, Gemini's ``stats.models``) the
+        attempt's tokens are the sum over models: a CLI's top-level usage may cover the main
+        model only (Claude's ``result.usage`` leaves out haiku side calls and subagents),
+        while its reported cost covers them all.  The reported cost stays the CLI's total.
+        The main model is the one the CLI named at start, else the one that wrote the most.
+        """
+        if self.per_model:
+            total = Usage()
+            for part in self.per_model.values():
+                total.add(part)
+            total.cost_usd = self.cost_usd if self.cost_usd is not None else total.cost_usd
+            self.usage = total
+        if self.main_model is None and self.per_model:
+            # Most output; ties (a one-line answer next to a title call) go to the costlier model.
+            self.main_model = max(self.per_model, key=lambda m: _weight(self.per_model[m]))
+        if self.main_model is None and self.models:
+            self.main_model = self.models[0]
+
+
+def _weight(usage: Usage) -> tuple[int, float, int]:
+    return usage.output_tokens, usage.cost_usd or 0.0, usage.total_tokens
 
 
 @dataclass

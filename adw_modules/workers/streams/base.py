@@ -74,6 +74,7 @@ class StreamParser(ABC):
                 self.close()
             except _SHAPE_ERRORS:
                 self.summary.skipped_lines += 1
+            self.summary.settle_usage()
         return self.summary
 
     # -- hooks for the format modules ------------------------------------------------

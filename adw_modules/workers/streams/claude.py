@@ -4,9 +4,12 @@ Both formats carry the same objects (system/init, assistant, user, result, …);
 ``json`` prints only the result object, or with ``--verbose`` one array of all of
 them.  One ``handle`` serves both.
 
-Token accounting: ``result.usage`` is the total when present.  Otherwise the
-assistant messages are summed, counting each ``message.id`` once, because the CLI
-repeats a message's usage on every content block it streams as its own line.
+Token accounting: ``result.modelUsage`` is the breakdown per model, and its sum is what
+``total_cost_usd`` covers; ``result.usage`` covers the main model only (haiku side calls,
+subagents and title generation are missing from it), so it is used only when there is no
+``modelUsage``.  Without a result the assistant messages are summed, counting each
+``message.id`` once, because the CLI repeats a message's usage on every content block it
+streams as its own line.  The main model is the init event's ``model``.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class ClaudeStreamParser(StreamParser):
     def _system(self, obj: dict[str, Any]) -> StreamEvent:
         subtype = as_str(obj.get("subtype"))
         if subtype == "init":
-            self._note_model(obj.get("model"))
+            self._note_model(obj.get("model"), main=True)
             return StreamEvent(type="system", subtype=subtype)
         if subtype != "api_retry":
             return StreamEvent(type="system", subtype=subtype)
@@ -186,28 +189,10 @@ class ClaudeStreamParser(StreamParser):
         if cost is not None:
             s.cost_usd = cost
             s.cost_source = "reported"
-        model_usage = as_dict(obj.get("modelUsage"))
-        if model_usage:
-            s.per_model = {}
-            for name, raw in model_usage.items():
-                self._note_model(name)
-                s.per_model[name] = _model_usage(as_dict(raw))
-            self._result_per_model = True
-        usage = as_dict(obj.get("usage"))
-        if usage:
-            s.usage = _claude_usage(usage)
-            self._result_usage = True
-        elif model_usage:
-            s.usage = Usage()
-            for part in s.per_model.values():
-                s.usage.add(part)
-            self._result_usage = True
-        if s.cost_usd is not None:
-            s.usage.cost_usd = s.cost_usd
-
+        self._result_tokens(obj)
         terminal_reason = as_str(obj.get("terminal_reason"))
         # Old CLIs sent is_error false on error_* subtypes: the subtype is trusted too.
-        failed = obj.get("is_error") is True or (subtype or "").startswith("error")
+        failed = _is_true(obj.get("is_error")) or (subtype or "").startswith("error")
         if not failed:
             self.note_success()
             return StreamEvent(type="result", subtype=subtype, terminal=True)
@@ -223,11 +208,30 @@ class ClaudeStreamParser(StreamParser):
         )
         return StreamEvent(type="result", subtype=subtype, terminal=True, message=signals.short(s.error_message))
 
+    def _result_tokens(self, obj: dict[str, Any]) -> None:
+        """The result's tokens: ``modelUsage`` per model when given (``settle_usage`` sums it),
+        else ``usage`` as the run's total."""
+        s = self.summary
+        model_usage = as_dict(obj.get("modelUsage"))
+        usage = as_dict(obj.get("usage"))
+        if model_usage:
+            s.per_model = {}
+            for name, raw in model_usage.items():
+                self._note_model(name)
+                s.per_model[name] = _model_usage(as_dict(raw))
+            self._result_per_model = True
+            self._result_usage = True
+        elif usage:
+            s.usage = _claude_usage(usage)
+            self._result_usage = True
+        if s.cost_usd is not None:
+            s.usage.cost_usd = s.cost_usd
+
     # -- helpers ---------------------------------------------------------------------
 
-    def _note_model(self, model: Any) -> None:
+    def _note_model(self, model: Any, *, main: bool = False) -> None:
         if isinstance(model, str) and model and model != _SYNTHETIC_MODEL:
-            self.summary.note_model(model)
+            self.summary.note_model(model, main=main)
 
     def _commit(self, model: str | None, usage: Usage) -> None:
         self._assistant_total.add(usage)
@@ -249,8 +253,24 @@ class ClaudeStreamParser(StreamParser):
             self.summary.usage = self._assistant_total
             if self.summary.cost_usd is not None:
                 self.summary.usage.cost_usd = self.summary.cost_usd
-        if not self._result_per_model:
+        if self._result_per_model:
+            return
+        if not self._result_usage:
             self.summary.per_model = self._assistant_per_model
+        elif len(self._assistant_per_model) == 1:
+            # An old CLI's result.usage is the run's total; streamed messages may undercount it.
+            (model,) = self._assistant_per_model
+            self.summary.per_model = {model: dataclasses.replace(self.summary.usage)}
+        # Several models and no modelUsage: there is no breakdown that adds up to the total.
+
+
+def _is_true(value: Any) -> bool:
+    """``is_error`` as the CLI meant it: a bool, but "yes", "true" or 1 from a proxy mean failure too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    return isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "error")
 
 
 def _starts_document(data: bytes) -> bool:

@@ -71,7 +71,7 @@ class GeminiParser(StreamParser):
             self.note_session(obj.get("session_id"))
             model = as_str(obj.get("model"))
             if model != _AUTO_MODEL:
-                self.summary.note_model(model)
+                self.summary.note_model(model, main=True)
             return StreamEvent(type=kind)
         if kind == "message":
             content = obj.get("content")
@@ -111,10 +111,9 @@ class GeminiParser(StreamParser):
                 s.duration_s = duration_ms / 1000.0
             models = as_dict(stats.get("models"))
             if models:
-                s.per_model = {}
-                for name, raw in models.items():
+                for name in models:
                     s.note_model(name)
-                    s.per_model[name] = _stats_usage(as_dict(raw))
+                s.per_model = _per_model_stats(stats, models)
         status = as_str(obj.get("status"))
         if status == "success" and self._failed_message is None:
             self.note_success()
@@ -135,6 +134,29 @@ class GeminiParser(StreamParser):
             own = signals.GEMINI_ERROR_TYPES.get(error_type or "")
             self.note_terminal_error(status=api_status, own_kind=own, message=message)
         return StreamEvent(type="result", subtype=status, terminal=True, message=signals.short(message))
+
+
+def _per_model_stats(stats: dict[str, Any], models: dict[str, Any]) -> dict[str, Usage]:
+    """Each model's usage.  Builds whose per-model entries carry no ``cached`` split still give
+    it in the totals: the cached tokens are then shared out in proportion to each model's
+    prompt, so an estimate prices them as cache reads, not as fresh input."""
+    per_model = {name: _stats_usage(as_dict(raw)) for name, raw in models.items()}
+    cached = count(stats.get("cached"))
+    if not cached or any("cached" in as_dict(raw) for raw in models.values()):
+        return per_model
+    prompts = {name: u.input_tokens for name, u in per_model.items()}
+    total_prompt = sum(prompts.values())
+    if total_prompt < cached:
+        return per_model  # inconsistent totals: leave the models as reported
+    left = cached
+    names = sorted(prompts, key=prompts.__getitem__)
+    for i, name in enumerate(names):
+        share = left if i == len(names) - 1 else round(cached * prompts[name] / total_prompt)
+        share = min(share, per_model[name].input_tokens, left)
+        per_model[name].input_tokens -= share
+        per_model[name].cache_read_tokens += share
+        left -= share
+    return per_model
 
 
 def _cli_verdict(message: str) -> ErrorKind | None:

@@ -4,7 +4,8 @@ Every line is ``{type, timestamp, sessionID, …}`` (``packages/opencode/src/cli
 step_start, text, reasoning, tool_use, step_finish, error, and in newer builds
 ``done``.  Usage and cost come per step and are summed.  A step finishing with
 ``part.reason == "stop"`` (or a ``done`` line) ends the run; a step finishing with
-"tool-calls" does not.  An ``error`` line is failure evidence but not terminal:
+"tool-calls" does not.  Older builds write no ``reason`` at all: there the last
+step_finish, with no error after it, ends the run.  An ``error`` line is failure evidence but not terminal:
 OpenCode is known to hang after one, so the runner's watchdog decides the end.
 
 Tokens: ``tokens.input`` excludes the cache; ``tokens.output`` excludes
@@ -30,6 +31,12 @@ class OpenCodeParser(StreamParser):
 
     format = "opencode-json"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Builds before ``part.reason`` existed end every step the same way: the last
+        # step_finish of a transcript with no error after it is the end of the run.
+        self._ended_without_reason = False
+
     def handle(self, obj: dict[str, Any]) -> StreamEvent | None:
         self.note_session(obj.get("sessionID"))
         kind = obj.get("type")
@@ -45,6 +52,7 @@ class OpenCodeParser(StreamParser):
             self.note_success()
             return StreamEvent(type=kind, terminal=True)
         if kind == "error":
+            self._ended_without_reason = False
             return self._error(as_dict(obj.get("error")))
         if isinstance(kind, str):
             return StreamEvent(type=kind)
@@ -68,10 +76,16 @@ class OpenCodeParser(StreamParser):
             s.cost_source = "reported"
             s.usage.cost_usd = s.cost_usd
         reason = as_str(part.get("reason"))
+        self._ended_without_reason = "reason" not in part
         if reason == "stop":
             self.note_success()
             return StreamEvent(type="step_finish", subtype=reason, terminal=True)
         return StreamEvent(type="step_finish", subtype=reason)
+
+    def close(self) -> None:
+        s = self.summary
+        if self._ended_without_reason and not s.terminal and not s.is_error:
+            self.note_success()  # the exit code still decides (classify needs 0 for success)
 
     def _error(self, error: dict[str, Any]) -> StreamEvent:
         data = as_dict(error.get("data"))

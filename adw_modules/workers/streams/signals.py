@@ -71,7 +71,9 @@ _PATTERNS: list[tuple[ErrorKind, re.Pattern[str]]] = [
     (
         ErrorKind.QUOTA_EXHAUSTED,
         re.compile(
-            rf"you{_APOS}?ve hit your\b.*\blimit|usage limit|credit balance is too low|insufficient"
+            rf"you(?:{_APOS}ve| have)? (hit|reached) your\b.*\b(limit|quota)|/usage-credits|/extra-usage|usage limit"
+            r"|\b(5-hour|five-hour|weekly|daily|monthly|opus|session) limit (reached|hit)"
+            r"|credit balance (is )?too low|insufficient"
             r" (balance|credits?)|insufficient_quota|quota exceeded|exhausted your .*quota|spend cap"
             r"|out of credits|out_of_credits|billing|terminalquotaerror|quota_exhausted"
             r"|insufficient_g1_credits_balance|upgrade to plus|requires more credits",
@@ -146,10 +148,30 @@ _SECRET = re.compile(
 )
 
 
+# What free text may not be read by: file paths and file names ("rate-limit.count" is not a
+# rate limit).  A path has two segments or more; a lone "/login" or "/usage-credits" is a
+# CLI command the message tells the user to run, and stays.
+_PATHS = re.compile(
+    r"(?:[A-Za-z]:)?(?:~|\.{1,2})?(?:[/\\][\w.@+-]+){2,}[/\\]?"
+    r"|[\w.@+-]+(?:[/\\][\w.@+-]+)+[/\\]?"
+    r"|\b[\w-]+\.(?:count|json|jsonl|txt|md|py|js|ts|log|lock|toml|ya?ml|sh|cfg|ini|state|tmp|pid)\b",
+    re.IGNORECASE,
+)
+
+
+def without_paths(text: str) -> str:
+    """The message with file paths and file names taken out, for keyword matching."""
+    return _PATHS.sub(" ", text)
+
+
 def kind_from_text(text: str | None) -> ErrorKind | None:
-    """The kind an error message names, by keyword, else by an explicit status code."""
+    """The kind an error message names, by keyword, else by an explicit status code.
+
+    Only the words of the message count: paths and file names in it are ignored.
+    """
     if not text:
         return None
+    text = without_paths(text)
     for kind, pattern in _PATTERNS:
         if pattern.search(text):
             return kind

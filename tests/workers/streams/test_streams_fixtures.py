@@ -37,7 +37,9 @@ CASES = [
         "claude-stream-json/success_model_usage.jsonl",
         0,
         "success",
-        usage=(9388, 184, 34904, 14392),
+        # The sum over modelUsage (fable 9388/184/34904/14392 + haiku 535/13/0/0), which is what
+        # total_cost_usd covers; result.usage (9388/184/…) leaves the haiku side call out.
+        usage=(9923, 197, 34904, 14392),
         cost=0.42642399999999997,
         session="ab4694a7-7cfd-41d4-9f9b-fac26ce2930d",
         models=["claude-fable-5", "claude-haiku-4-5-20251001"],
@@ -117,7 +119,8 @@ CASES = [
         "claude-json/object_pretty.json",
         0,
         "success",
-        usage=(18, 424, 17254, 25067),
+        # modelUsage (the whole session's count), not result.usage (18/424/17254/25067).
+        usage=(38, 765, 28775, 31159),
         cost=0.24722425,
         session="40e7b02d-c0f9-4876-9010-f514d4eb0603",
         models=["claude-opus-4-5-20251101"],
@@ -272,7 +275,9 @@ def test_claude_per_model_from_model_usage() -> None:
 
 def test_claude_per_model_falls_back_to_assistant_messages() -> None:
     s = parse_file(FIXTURES / "claude-stream-json/success_no_model_usage.jsonl", "claude-stream-json")
-    assert s.per_model == {"claude-opus-4-5-20251101": Usage(10, 5, 0, 21570)}
+    # One model and no modelUsage: the breakdown is result.usage (the streamed messages said 5 output tokens, the total 25).
+    assert s.per_model == {"claude-opus-4-5-20251101": Usage(10, 25, 0, 21570, 0.1354875)}
+    assert s.main_model == "claude-opus-4-5-20251101"
 
 
 def test_gemini_per_model_stats() -> None:

@@ -25,7 +25,7 @@ def _success_lines() -> list[str]:
 
 def _assert_success_summary(s: StreamSummary) -> None:
     assert s.terminal and not s.is_error
-    assert s.usage.input_tokens == 9388 and s.usage.output_tokens == 184
+    assert s.usage.input_tokens == 9923 and s.usage.output_tokens == 197  # summed over modelUsage
     assert s.session_id == "ab4694a7-7cfd-41d4-9f9b-fac26ce2930d"
     assert classify(s, 0).ok
 
@@ -133,7 +133,7 @@ def test_claude_json_with_chatter_before_the_document(tmp_path: Path) -> None:
     doc = (FIXTURES / "claude-json" / "object_pretty.json").read_text(encoding="utf-8")
     path.write_text("[SandboxDebug] hello\n" + doc, encoding="utf-8")
     s = parse_file(path, "claude-json")
-    assert s.skipped_lines == 1 and s.terminal and s.usage.output_tokens == 424
+    assert s.skipped_lines == 1 and s.terminal and s.usage.output_tokens == 765  # modelUsage
 
 
 def test_claude_json_truncated_document_is_not_success() -> None:
@@ -156,7 +156,7 @@ def test_finish_is_idempotent() -> None:
     for line in _success_lines():
         p.feed(line)
     first = p.finish()
-    assert p.finish() is first and first.usage.input_tokens == 9388
+    assert p.finish() is first and first.usage.input_tokens == 9923
 
 
 # -- properties ------------------------------------------------------------------------
