@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from adw_modules.config.schema import Target
-from adw_modules.outcomes import Usage
+from adw_modules.outcomes import StreamSummary, Usage
 from adw_modules.routing.pricing import Price
 from adw_modules.workers.attempt import cost_of
 from adw_modules.workers.classify import classify
 from adw_modules.workers.streams import parser_for
 
 
-def _parse(fmt: str, *objs: dict) -> object:
+def _parse(fmt: str, *objs: dict) -> StreamSummary:
     p = parser_for(fmt)
     for obj in objs:
         p.feed(json.dumps(obj))
