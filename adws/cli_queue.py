@@ -168,8 +168,9 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
         def still_running() -> bool:
             return follow and any(a.id == attempt_id for a in store.running_attempts())
 
+        renderer = transcripts.Renderer(fmt)
         for line in transcripts.follow(path, still_running):
-            for shown in [line.rstrip("\n")] if raw else transcripts.render(line, fmt):
+            for shown in [line.rstrip("\n")] if raw else renderer.lines(line):
                 click.echo(shown)
     finally:
         store.close()

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from adw_modules.config.schema import load_config
+from adw_modules.ops.display import format_usd
 from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import Attempt
 from adw_modules.sources.local import enqueue_local
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
@@ -144,7 +146,9 @@ def write_demo(directory: Path, rate_limited: int = 2) -> Path:
     directory.mkdir(parents=True)
     path = directory / "config.toml"
     agent = TOOLS / "dry-run-agent.py"
-    path.write_text(DEMO_CONFIG.format(agent=agent, state=directory / "rate-limit.count", rate_limited=rate_limited))
+    # Absolute: the agent runs in each task's own work directory.
+    counter = directory.resolve() / "claude-dry-calls.count"
+    path.write_text(DEMO_CONFIG.format(agent=agent, state=counter, rate_limited=rate_limited))
     return path
 
 
@@ -177,36 +181,59 @@ def run_demo(directory: Path, *, log_format: str = "text", out: Any = None) -> i
         print(summary_table(store), file=out)
     finally:
         store.close()
+    print(next_steps(directory / "config.toml"), file=out)
     return 0
 
 
 def summary_table(store: Store) -> str:
-    rows = []
+    """Each task with its attempts: rule, target, outcome, tokens, cost, and why a target was
+    not the rule's own (a failover, or a rule target skipped as unavailable)."""
+    out: list[str] = []
+    total = 0.0
     for task in sorted(store.list_tasks(limit=1000), key=lambda t: t.id):
+        out += ["", f"{task.id:>3}  {task.title}  [{task.priority}] -> {task.state}"]
+        previous: Attempt | None = None
         for a in store.attempts_for(task.id):
-            tokens = f"{a.input_tokens + a.cache_read_tokens + a.cache_write_tokens}/{a.output_tokens}"
-            cost = "-" if a.cost_usd is None else f"${a.cost_usd:.5f}"
-            outcome = a.outcome or "running"
-            rows.append(
-                (
-                    str(task.id),
-                    task.title[:38],
-                    a.rule or "defaults",
-                    f"{a.provider}/{a.model}",
-                    outcome,
-                    tokens,
-                    cost,
-                    str(task.state) if a.number == task.attempt_count else "",
-                )
+            total += a.cost_usd or 0.0
+            tokens = f"{a.input_tokens + a.cache_read_tokens + a.cache_write_tokens:,}/{a.output_tokens:,}"
+            out.append(
+                f"     #{a.number} {a.rule or 'defaults'}: {a.provider}/{a.model}  {a.outcome or 'running'}"
+                f"  {tokens} tokens  {format_usd(a.cost_usd)}"
             )
-    head = ("task", "title", "rule", "provider/model", "outcome", "in/out", "cost", "task state")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
-    out = ["", line, "-" * len(line)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    total = sum(a.cost_usd or 0 for t in store.list_tasks(limit=1000) for a in store.attempts_for(t.id))
+            out += [f"        {note}" for note in _attempt_notes(a, previous)]
+            previous = a
     out += [
         "",
-        f"total cost ${total:.5f} (estimated from tokens and genai-prices: the dry-run agent calls no model)",
+        f"total cost {format_usd(total)} (estimated from tokens and genai-prices: the dry-run agent calls no model)",
     ]
     return "\n".join(out)
+
+
+def _attempt_notes(a: Attempt, previous: Attempt | None) -> list[str]:
+    notes = []
+    if a.failover_from:
+        source = a.failover_from.split(":", 1)[0]
+        why = (previous.outcome or "").replace("_", " ") if previous is not None else ""
+        notes.append(f"↳ failover {source} -> {a.provider}" + (f": {why}" if why else ""))
+    for skipped in (a.routing or {}).get("skipped") or []:
+        reason = str(skipped["reason"]).split(" (", 1)[0]  # the state; the error behind it is shown above
+        notes.append(f"↳ rule target {skipped['target']} skipped: {reason}")
+    if a.outcome not in (None, "success") and a.error_message:
+        notes.append(f"✗ {a.error_message}")
+    return notes
+
+
+def next_steps(config: Path) -> str:
+    """How to look further: the demo's store is only visible with its own config."""
+    c = f"--config {config}"
+    return "\n".join(
+        [
+            "",
+            "Look further (the demo has its own config and store):",
+            f"  adw {c} status",
+            f"  adw {c} tasks",
+            f"  adw {c} task show 1",
+            f"  adw {c} task log 1 --attempt 1",
+            f"  adw {c} usage --by model",
+        ]
+    )

@@ -6,21 +6,21 @@ import datetime as dt
 from typing import Any
 
 from adw_modules.config.schema import Config
+from adw_modules.ops.display import ago, clock, format_usd, relative
 from adw_modules.queue import health
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adw_modules.routing.providers import ProviderRegistry
 
-
-def _ago(iso: str | None, now: dt.datetime) -> str:
-    if iso is None:
-        return "-"
-    seconds = (now - dt.datetime.fromisoformat(iso)).total_seconds()
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+Clock = dt.datetime | None
 
 
-def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:.4f}"
+def _now(now: Clock) -> dt.datetime:
+    return now or dt.datetime.now(dt.UTC)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
 def status_data(config: Config, store: Store) -> dict[str, Any]:
@@ -66,12 +66,12 @@ def status_data(config: Config, store: Store) -> dict[str, Any]:
         "queue": store.counts_by_state_priority(),
         "running": running,
         "providers": providers,
-        "coordinators": store.coordinators(),
+        "coordinators": [{k: _iso(v) for k, v in c.items()} for c in store.coordinators()],
     }
 
 
-def status_text(d: dict[str, Any]) -> str:
-    now = dt.datetime.now(dt.UTC)
+def status_text(d: dict[str, Any], now: Clock = None, tz: dt.tzinfo | None = None) -> str:
+    now = _now(now)
     prios = list(PRIORITY_RANK)
     lines = [
         "Queue (state × priority):",
@@ -83,26 +83,32 @@ def status_text(d: dict[str, Any]) -> str:
     lines += ["", f"Running attempts: {len(d['running'])}"]
     for r in d["running"]:
         lines.append(
-            f"  task {r['task_id']} #{r['attempt']} {r['provider']}/{r['model']}  {_ago(r['started_at'], now)}"
-            f"  pid {r['pid']}  {r['owner']}  {r['title'] or ''}"
+            f"  task {r['task_id']} #{r['attempt']} {r['provider']}/{r['model']}  for {ago(r['started_at'], now)}"
+            f"  pid {r['pid'] or '-'}  {r['owner']}  {r['title'] or ''}".rstrip()
         )
-    lines += ["", "Providers:"]
-    for p in d["providers"]:
-        mark = "✓" if p["available"] else "✗"
-        rate = "-" if p["success_rate"] is None else f"{p['success_rate']:.0%}"
-        cap = "" if p["daily_budget_usd"] is None else f" / ${p['daily_budget_usd']:.2f}"
-        line = f"  {mark} {p['name']:<20} circuit {p['circuit']:<9} success {rate:>5}"
-        line += f"  spend today ${p['spend_today_usd']:.4f}{cap}"
-        if p["reason"]:
-            line += f"  ({p['reason']})"
-        lines.append(line)
+    lines += ["", "Providers:", *(_provider_line(p, now, tz) for p in d["providers"])]
     if d["coordinators"]:
         lines += ["", "Coordinators:"]
         lines += [
-            f"  {c['id']}  host {c['host']}  pid {c['pid']}  heartbeat {_ago(c['heartbeat_at'], now)} ago"
+            f"  {c['id']}  host {c['host']}  pid {c['pid']}  heartbeat {ago(c['heartbeat_at'], now)} ago"
             for c in d["coordinators"]
         ]
     return "\n".join(lines)
+
+
+def _provider_line(p: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None) -> str:
+    mark = "✓" if p["available"] else "✗"
+    rate = "-" if p["success_rate"] is None else f"{p['success_rate']:.0%}"
+    cap = "" if p["daily_budget_usd"] is None else f" of {format_usd(p['daily_budget_usd'])}"
+    line = f"  {mark} {p['name']:<20} circuit {p['circuit']:<9} success {rate:>5}"
+    line += f"  spend today {format_usd(p['spend_today_usd'])}{cap}"
+    if p["cooldown_until"] and p["circuit"] != "closed":
+        line += f"  cooling down, back {relative(p['cooldown_until'], now, tz)}"
+        if p["cooldown_reason"]:
+            line += f": {p['cooldown_reason']}"
+    elif p["reason"]:
+        line += f"  ({p['reason']})"
+    return line
 
 
 def tasks_text(d: dict[str, Any]) -> str:
@@ -123,7 +129,8 @@ def tasks_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def task_text(d: dict[str, Any]) -> str:
+def task_text(d: dict[str, Any], now: Clock = None, tz: dt.tzinfo | None = None) -> str:
+    now = _now(now)
     t = d["task"]
     lines = [
         f"Task {t['id']}: {t['title']}",
@@ -134,32 +141,44 @@ def task_text(d: dict[str, Any]) -> str:
     if t["url"]:
         lines.append(f"  {t['url']}")
     if t["wait_reason"]:
-        lines.append(f"  waiting: {t['wait_reason']}" + (f" (not before {t['not_before']})" if t["not_before"] else ""))
+        not_before = f" (not before {relative(t['not_before'], now, tz)})" if t["not_before"] else ""
+        lines.append(f"  waiting: {t['wait_reason']}{not_before}")
     if t["last_error"]:
         lines.append(f"  last error: {t['last_error']}")
     for a in d["attempts"]:
-        routing = a["routing"] or {}
-        lines += [
-            "",
-            f"  Attempt {a['number']}: {a['provider']}/{a['model']}  rule {a['rule'] or 'defaults'}"
-            + (f"  (failover from {a['failover_from']})" if a["failover_from"] else ""),
-        ]
-        if routing.get("skipped"):
-            lines.append("    skipped: " + "; ".join(f"{s['target']} ({s['reason']})" for s in routing["skipped"]))
-        if routing.get("fallbacks"):
-            lines.append("    fallbacks: " + ", ".join(routing["fallbacks"]))
-        outcome = a["outcome"] or "running"
-        err = f": {a['error_message']}" if a["error_message"] else ""
-        lines.append(f"    outcome {outcome}{err}")
-        lines.append(
-            f"    tokens in {a['input_tokens']:,} out {a['output_tokens']:,} cache r/w {a['cache_read_tokens']:,}/"
-            f"{a['cache_write_tokens']:,}  cost {_money(a['cost_usd'])} ({a['cost_source'] or '-'})"
-        )
-        lines.append(f"    started {a['started_at']}  ended {a['ended_at'] or '-'}  pid {a['pid']}  {a['owner']}")
+        lines += ["", *_attempt_lines(a, now, tz)]
     if d["events"]:
         lines += ["", "  Events (newest first):"]
-        lines += [f"    {e['ts']}  {e['kind']}: {e['message']}" for e in d["events"][:30]]
+        lines += [f"    {clock(e['at'], now, tz)}  {e['kind']}: {e['message']}" for e in d["events"][:30]]
     return "\n".join(lines)
+
+
+def _attempt_lines(a: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None) -> list[str]:
+    routing = a["routing"] or {}
+    lines = [
+        f"  Attempt {a['number']}: {a['provider']}/{a['model']}  rule {a['rule'] or 'defaults'}"
+        + (f"  (failover from {a['failover_from']})" if a["failover_from"] else "")
+    ]
+    if routing.get("skipped"):
+        lines.append("    skipped: " + "; ".join(f"{s['target']} ({s['reason']})" for s in routing["skipped"]))
+    if routing.get("fallbacks"):
+        lines.append("    fallbacks: " + ", ".join(routing["fallbacks"]))
+    outcome = a["outcome"] or "running"
+    err = f": {a['error_message']}" if a["error_message"] else ""
+    exit_code = f" (exit {a['exit_code']})" if a.get("exit_code") not in (None, 0) else ""
+    lines.append(f"    outcome {outcome}{exit_code}{err}")
+    lines.append(
+        f"    tokens in {a['input_tokens']:,} out {a['output_tokens']:,} cache r/w {a['cache_read_tokens']:,}/"
+        f"{a['cache_write_tokens']:,}  cost {format_usd(a['cost_usd'])} ({a['cost_source'] or '-'})"
+    )
+    for model, u in sorted((a.get("model_usage") or {}).items()):
+        lines.append(
+            f"      {model}: in {u['input_tokens']:,} out {u['output_tokens']:,} cache r/w "
+            f"{u['cache_read_tokens']:,}/{u['cache_write_tokens']:,}  cost {format_usd(u.get('cost_usd'))}"
+        )
+    ended = f"ended {clock(a['ended_at'], now, tz)}" if a["ended_at"] else f"running for {ago(a['started_at'], now)}"
+    lines.append(f"    started {clock(a['started_at'], now, tz)}  {ended}  pid {a['pid'] or '-'}  {a['owner']}")
+    return lines
 
 
 def usage_text(d: dict[str, Any]) -> str:
@@ -171,8 +190,8 @@ def usage_text(d: dict[str, Any]) -> str:
     for r in rows:
         lines.append(
             f"{r['key']!s:<36} {r['attempts']:>8} {r['input_tokens']:>10,} {r['output_tokens']:>10,} "
-            f"{r['cache_read_tokens']:>10,} {r['cache_write_tokens']:>10,} {_money(r['cost_usd']):>10}"
+            f"{r['cache_read_tokens']:>10,} {r['cache_write_tokens']:>10,} {format_usd(r['cost_usd']):>10}"
         )
     total = sum(r["cost_usd"] or 0 for r in rows)
-    lines.append(f"{'total':<36} {sum(r['attempts'] for r in rows):>8} {'':>43} {_money(total):>10}")
+    lines.append(f"{'total':<36} {sum(r['attempts'] for r in rows):>8} {'':>43} {format_usd(total):>10}")
     return "\n".join(lines)

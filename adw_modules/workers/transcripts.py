@@ -8,12 +8,14 @@ formats, and lines that are not JSON, are shown as they are.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from adw_modules.ops.display import format_usd, relative
 from adw_modules.queue.tasks import Attempt
 
 _CLIP = 300  # characters of a tool's input or result shown on one line
@@ -39,18 +41,31 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def _claude(obj: dict[str, Any]) -> list[str]:
+def _rate_limit(info: dict[str, Any], now: dt.datetime) -> str:
+    """Claude's plan-window state: a warning only when the window rejects or nears its end."""
+    status = str(info.get("status", "?"))
+    window = str(info.get("rateLimitType") or "plan").replace("_", "-")
+    resets = info.get("resetsAt")
+    when = f", resets {relative(resets, now)}" if resets is not None else ""
+    if status == "allowed":
+        return f"· {window} limit: allowed{when}"
+    mark = "✗" if status == "rejected" else "⚠"
+    return f"{mark} {window} limit: {status.replace('_', ' ')}{when}"
+
+
+def _claude(obj: dict[str, Any], now: dt.datetime) -> list[str]:
     kind, subtype = obj.get("type"), obj.get("subtype")
     if kind == "system" and subtype == "init":
         return [f"── session {obj.get('session_id', '?')} · model {obj.get('model', '?')} · {obj.get('cwd', '')}"]
     if kind == "system" and subtype == "api_retry":
+        delay = obj.get("retry_delay_ms")
+        wait = f"{delay / 1000:g} s" if isinstance(delay, int | float) else "?"
         return [
-            f"⚠ API retry {obj.get('attempt', '?')}/{obj.get('max_retries', '?')} in "
-            f"{obj.get('retry_delay_ms', '?')} ms (status {obj.get('error_status', '?')}: {obj.get('error', '')})"
+            f"⚠ API retry {obj.get('attempt', '?')}/{obj.get('max_retries', '?')} in {wait} "
+            f"(HTTP {obj.get('error_status', '?')}: {obj.get('error', '')})"
         ]
     if kind == "rate_limit_event":
-        info = obj.get("rate_limit_info") or {}
-        return [f"⚠ rate limit {info.get('status', '?')} (resets at {info.get('resetsAt', '?')})"]
+        return [_rate_limit(obj.get("rate_limit_info") or {}, now)]
     if kind in ("assistant", "user"):
         out = []
         message = obj.get("message") or {}
@@ -75,15 +90,56 @@ def _claude(obj: dict[str, Any]) -> list[str]:
         head = (
             f"── {subtype}{' (error)' if obj.get('is_error') else ''}: {obj.get('num_turns', '?')} turn(s), "
             f"{(obj.get('duration_ms') or 0) / 1000:.1f} s"
-            + (f", ${cost:.4f}" if isinstance(cost, int | float) else "")
+            + (f", {format_usd(cost)}" if isinstance(cost, int | float) else "")
         )
         text = obj.get("result")
         return [head, *([str(text).rstrip()] if text else [])]
     return []  # stream_event deltas and the rest: the complete messages carry the same text
 
 
-def render(line: str, fmt: str) -> list[str]:
-    """What to show for one transcript line (maybe nothing)."""
+class Renderer:
+    """Renders one transcript line by line, remembering what it already showed.
+
+    Text that streams in pieces (Claude's ``stream_event`` text deltas, written with
+    partial messages on) is shown as it arrives, marked ``…``; the complete message that
+    follows with the same text is then not shown again.
+    """
+
+    def __init__(self, fmt: str, now: dt.datetime | None = None) -> None:
+        self.fmt = fmt
+        self.now = now
+        self._streamed = ""
+
+    def lines(self, line: str) -> list[str]:
+        if not self.fmt.startswith("claude"):
+            return render(line, self.fmt, self.now)
+        delta = _text_delta(line)
+        if delta is not None:
+            self._streamed += delta
+            return [f"… {delta.strip()}"] if delta.strip() else []
+        shown = render(line, self.fmt, self.now)
+        if self._streamed and '"type":"assistant"' in line.replace(" ", ""):
+            streamed, self._streamed = self._streamed.strip(), ""
+            shown = [s for s in shown if s.strip() != streamed]
+        return shown
+
+
+def _text_delta(line: str) -> str | None:
+    if '"stream_event"' not in line:
+        return None
+    try:
+        obj = json.loads(line)
+        delta = obj["event"]["delta"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if obj.get("type") == "stream_event" and isinstance(delta, dict) and delta.get("type") == "text_delta":
+        text = delta.get("text")
+        return text if isinstance(text, str) else None
+    return None
+
+
+def render(line: str, fmt: str, now: dt.datetime | None = None) -> list[str]:
+    """What to show for one transcript line (maybe nothing); ``now`` for relative times."""
     text = line.rstrip("\r\n")
     if not fmt.startswith("claude"):
         return [text] if text.strip() else []
@@ -94,7 +150,7 @@ def render(line: str, fmt: str) -> list[str]:
     if not isinstance(obj, dict):
         return [text]
     try:
-        return _claude(obj)
+        return _claude(obj, now or dt.datetime.now(dt.UTC))
     except (TypeError, ValueError, AttributeError):  # an odd shape: show it as it is
         return [text]
 

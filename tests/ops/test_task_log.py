@@ -32,7 +32,7 @@ def test_render_a_real_claude_transcript() -> None:
     assert any(s.startswith("── success: 1 turn(s)") for s in shown)
     assert not any(s.lstrip().startswith("{") for s in shown)  # nothing left as raw JSON
     retries = rendered("rate_limit_429.jsonl")
-    assert any(s.startswith("⚠ API retry 1/") and "status 429" in s for s in retries)
+    assert any(s.startswith("⚠ API retry 1/") and "HTTP 429" in s for s in retries)
 
 
 def test_other_formats_and_non_json_lines_are_shown_as_they_are() -> None:
