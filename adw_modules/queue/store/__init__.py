@@ -1,5 +1,8 @@
 """The durable store behind the coordinator: every SQL statement the service runs lives in this package.
 
+Owns: the tables (``schema``) and every query on them, one mixin per concern (Layout, below).
+May import: ``queue.tasks`` (the records it returns), ``outcomes``; SQLAlchemy, Alembic.  Nothing else.
+
 Backends: SQLite in WAL mode (the embedded default, one host) and PostgreSQL (several
 coordinators on several hosts).  Both run the same contract (tests/queue/store/).
 

@@ -12,7 +12,14 @@ from sqlalchemy.exc import IntegrityError
 
 from adw_modules.outcomes import Usage
 from adw_modules.queue.store.base import StoreBase
-from adw_modules.queue.store.rows import _RUNNING, _UNOWNED, _attempt, _crashed_values, _end_values, _task
+from adw_modules.queue.store.rows import (
+    RUNNING_STATE,
+    UNOWNED_VALUES,
+    attempt_record,
+    crashed_attempt_values,
+    finished_attempt_values,
+    task_record,
+)
 from adw_modules.queue.store.schema import attempts, tasks
 from adw_modules.queue.tasks import Attempt, AttemptEnd, AttemptStart, Task, TaskState, Transition
 
@@ -37,7 +44,7 @@ class AttemptsMixin(StoreBase):
             with self._write() as conn:
                 owned = conn.execute(
                     sa.select(tasks.c.id)
-                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == _RUNNING)
+                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE)
                     .with_for_update()
                 ).first()
                 if owned is None:
@@ -74,10 +81,10 @@ class AttemptsMixin(StoreBase):
                 )
                 conn.execute(
                     sa.update(tasks)
-                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == _RUNNING)
+                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE)
                     .values(current_attempt_id=row["id"], updated_at=now)
                 )
-                return _attempt(row)
+                return attempt_record(row)
         except IntegrityError:
             # ux_attempts_one_running_per_task: another attempt of this task is live.
             return None
@@ -87,7 +94,7 @@ class AttemptsMixin(StoreBase):
         task_owned = sa.exists().where(
             tasks.c.id == attempts.c.task_id,
             tasks.c.current_attempt_id == attempts.c.id,
-            tasks.c.state == _RUNNING,
+            tasks.c.state == RUNNING_STATE,
             tasks.c.owner == owner,
         )
         return sa.and_(
@@ -148,7 +155,7 @@ class AttemptsMixin(StoreBase):
                 )
                 stmt = (
                     sa.update(tasks)
-                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == _RUNNING, current)
+                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE, current)
                     .values(lease_expires_at=lease_until)  # updated_at tracks changes, not heartbeats
                 )
                 if conn.execute(stmt).rowcount != 1:
@@ -180,7 +187,7 @@ class AttemptsMixin(StoreBase):
             "last_error": transition.last_error,
             "last_error_kind": transition.last_error_kind,
             "updated_at": now,
-            **_UNOWNED,
+            **UNOWNED_VALUES,
         }
         if transition.retry_count is not None:
             task_values["retry_count"] = transition.retry_count
@@ -195,7 +202,7 @@ class AttemptsMixin(StoreBase):
                     .where(
                         tasks.c.id == of_attempt,
                         tasks.c.owner == owner,
-                        tasks.c.state == _RUNNING,
+                        tasks.c.state == RUNNING_STATE,
                         tasks.c.current_attempt_id == attempt_id,
                     )
                     .values(**task_values)
@@ -205,7 +212,7 @@ class AttemptsMixin(StoreBase):
                 ended = conn.execute(
                     sa.update(attempts)
                     .where(attempts.c.id == attempt_id, attempts.c.owner == owner, attempts.c.state == "running")
-                    .values(**_end_values(end, now))
+                    .values(**finished_attempt_values(end, now))
                 ).rowcount
                 if ended != 1:
                     raise _FencedOut
@@ -225,7 +232,7 @@ class AttemptsMixin(StoreBase):
             conn.execute(
                 sa.update(attempts)
                 .where(attempts.c.task_id == task["id"], attempts.c.state == "running")
-                .values(**_crashed_values(message, now))
+                .values(**crashed_attempt_values(message, now))
                 .returning(*attempts.c)
             )
             .mappings()
@@ -238,7 +245,7 @@ class AttemptsMixin(StoreBase):
             "last_error": message,
             "last_error_kind": "crashed",
             "updated_at": now,
-            **_UNOWNED,
+            **UNOWNED_VALUES,
         }
         if attempt_row is None:
             # Claimed but never started: nothing ran, so it does not count as an attempt.
@@ -248,7 +255,7 @@ class AttemptsMixin(StoreBase):
                 sa.update(tasks)
                 .where(
                     tasks.c.id == task["id"],
-                    tasks.c.state == _RUNNING,
+                    tasks.c.state == RUNNING_STATE,
                     tasks.c.owner == task["owner"],
                     tasks.c.lease_expires_at == task["lease_expires_at"],
                 )
@@ -258,7 +265,7 @@ class AttemptsMixin(StoreBase):
             .mappings()
             .one()
         )
-        return _task(row), None if attempt_row is None else _attempt(attempt_row)
+        return task_record(row), None if attempt_row is None else attempt_record(attempt_row)
 
     def reap_expired(self, now: dt.datetime) -> list[tuple[Task, Attempt | None]]:
         """Requeue every running task whose lease expired before ``now``.
@@ -269,7 +276,7 @@ class AttemptsMixin(StoreBase):
         Several reapers at once reap each task once.  Returns what was reaped, so the
         caller can kill a local orphan by its pid/create_time.
         """
-        pick = sa.select(tasks).where(tasks.c.state == _RUNNING, tasks.c.lease_expires_at < now)
+        pick = sa.select(tasks).where(tasks.c.state == RUNNING_STATE, tasks.c.lease_expires_at < now)
         if not self._sqlite:
             # Rows another reaper (or a finishing owner) holds are theirs to settle.
             pick = pick.with_for_update(skip_locked=True)
@@ -294,7 +301,7 @@ class AttemptsMixin(StoreBase):
                     .where(
                         tasks.c.id
                         == sa.select(attempts.c.task_id).where(attempts.c.id == attempt_id).scalar_subquery(),
-                        tasks.c.state == _RUNNING,
+                        tasks.c.state == RUNNING_STATE,
                         tasks.c.owner == expected_owner,
                         tasks.c.current_attempt_id == attempt_id,
                     )
@@ -324,10 +331,10 @@ class AttemptsMixin(StoreBase):
         if owner is not None:
             query = query.where(attempts.c.owner == owner)
         with self._read() as conn:
-            return [_attempt(r) for r in conn.execute(query).mappings()]
+            return [attempt_record(r) for r in conn.execute(query).mappings()]
 
     def attempts_for(self, task_id: int) -> list[Attempt]:
         """Oldest first."""
         query = sa.select(attempts).where(attempts.c.task_id == task_id).order_by(attempts.c.number)
         with self._read() as conn:
-            return [_attempt(r) for r in conn.execute(query).mappings()]
+            return [attempt_record(r) for r in conn.execute(query).mappings()]

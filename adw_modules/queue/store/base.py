@@ -12,13 +12,14 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
-from adw_modules.queue.store.engine import _make_engine, migrate
+from adw_modules.queue.store.engine import make_engine, migrate
 from adw_modules.queue.store.schema import coordinators
 
 UTC = dt.UTC
 
 
-def _utcnow() -> dt.datetime:
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC (the store refuses naive datetimes)."""
     return dt.datetime.now(UTC)
 
 
@@ -35,7 +36,7 @@ class StoreBase:
     @classmethod
     def open(cls, url: str) -> Self:
         """Connect to ``sqlite:///path`` or ``postgresql+psycopg://…`` and migrate to head."""
-        engine = _make_engine(url)
+        engine = make_engine(url)
         try:
             migrate(engine)
         except BaseException:

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adw_modules.queue.store.base import StoreBase, _utcnow
-from adw_modules.queue.store.rows import _provider_state, _provider_values
+from adw_modules.queue.store.base import StoreBase, utcnow
+from adw_modules.queue.store.rows import provider_state_record, provider_state_values
 from adw_modules.queue.store.schema import coordinators, leader_leases, provider_state, source_state
 from adw_modules.queue.tasks import ProviderState
 
@@ -40,11 +40,11 @@ class CoordinationMixin(StoreBase):
     def provider_states(self) -> dict[str, ProviderState]:
         with self._read() as conn:
             rows = conn.execute(sa.select(provider_state).order_by(provider_state.c.provider)).mappings()
-            return {r["provider"]: _provider_state(r) for r in rows}
+            return {r["provider"]: provider_state_record(r) for r in rows}
 
     def save_provider_state(self, state: ProviderState) -> None:
         """Upsert (last writer wins; use update_provider_state for read-modify-write)."""
-        values = _provider_values(state, _utcnow())
+        values = provider_state_values(state, utcnow())
         ins = self._insert(provider_state).values(provider=state.provider, **values)
         with self._write() as conn:
             conn.execute(ins.on_conflict_do_update(index_elements=["provider"], set_=values))
@@ -57,8 +57,8 @@ class CoordinationMixin(StoreBase):
         updates from several coordinators serialise and none is lost.  ``fn`` must be
         quick and must not touch the store.
         """
-        now = _utcnow()
-        default = _provider_values(ProviderState(provider=provider), now)
+        now = utcnow()
+        default = provider_state_values(ProviderState(provider=provider), now)
         with self._write() as conn:
             conn.execute(
                 self._insert(provider_state)
@@ -70,18 +70,18 @@ class CoordinationMixin(StoreBase):
                 .mappings()
                 .one()
             )
-            new = fn(_provider_state(row))
+            new = fn(provider_state_record(row))
             if new.provider != provider:
                 raise ValueError(f"update_provider_state: fn returned provider {new.provider!r}, not {provider!r}")
             conn.execute(
                 sa.update(provider_state)
                 .where(provider_state.c.provider == provider)
-                .values(**_provider_values(new, now))
+                .values(**provider_state_values(new, now))
             )
             stored = (
                 conn.execute(sa.select(provider_state).where(provider_state.c.provider == provider)).mappings().one()
             )
-            return _provider_state(stored)
+            return provider_state_record(stored)
 
     # ------------------------------------------------------------------ coordinators
     def register_coordinator(self, owner: str, name: str, host: str, pid: int, now: dt.datetime) -> None:

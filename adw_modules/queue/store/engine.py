@@ -48,7 +48,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(alembic_config(connection=conn), "head")
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """An engine for a SQLite file (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers) or PostgreSQL."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from adw_modules.queue.store.base import _utcnow
-from adw_modules.queue.store.reports import _GROUP_KEYS, RECOVERED_EVENT, ReportsMixin
+from adw_modules.queue.store.base import utcnow
+from adw_modules.queue.store.reports import METRIC_GROUP_KEYS, RECOVERED_EVENT, ReportsMixin
 from adw_modules.queue.store.schema import attempts, events, retired_counts, retired_sources, source_state, tasks
 from adw_modules.queue.tasks import TaskState
 
@@ -25,7 +25,7 @@ class PruningMixin(ReportsMixin):
         totals: dict[tuple[str, str], float] = {}
         if attempts_where is not None:
             for group, q in self._aggregate_queries(attempts_where).items():
-                keys = _GROUP_KEYS[group]
+                keys = METRIC_GROUP_KEYS[group]
                 for row in conn.execute(q).mappings():  # one row per label set: GROUP BY those keys
                     labels = json.dumps([row[k] for k in keys])
                     totals.update({(f"{group}.{name}", labels): v for name, v in row.items() if name not in keys and v})
@@ -73,7 +73,7 @@ class PruningMixin(ReportsMixin):
             .select_from(tasks.outerjoin(source_state, source_state.c.task_id == tasks.c.id))
             .where(tasks.c.id.in_(doomed))
         ).all()
-        now = _utcnow()
+        now = utcnow()
         for source, external_id, state, data in rows:
             values = {"state": state, "data": dict(data or {}), "retired_at": now}
             ins = self._insert(retired_sources).values(source=source, external_id=external_id, **values)

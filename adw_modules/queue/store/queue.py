@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adw_modules.queue.store.base import StoreBase, _utcnow
-from adw_modules.queue.store.rows import _RUNNING, _UNOWNED, _task
+from adw_modules.queue.store.base import StoreBase, utcnow
+from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, task_record
 from adw_modules.queue.store.schema import attempts, retired_sources, tasks
 from adw_modules.queue.tasks import PRIORITY_RANK, NewTask, Task, TaskState
 
@@ -37,7 +37,7 @@ class TaskQueueMixin(StoreBase):
         """
         if new.priority not in PRIORITY_RANK:
             raise ValueError(f"unknown priority {new.priority!r} (known: {', '.join(PRIORITY_RANK)})")
-        now = _utcnow()
+        now = utcnow()
         described = {
             "title": new.title,
             "body": new.body,
@@ -70,21 +70,21 @@ class TaskQueueMixin(StoreBase):
             if created is not None:
                 retired = (retired_sources.c.source == new.source) & (retired_sources.c.external_id == new.external_id)
                 conn.execute(sa.delete(retired_sources).where(retired))
-                return _task(created), True
+                return task_record(created), True
             row = conn.execute(sa.select(tasks).where(key).with_for_update()).mappings().one()
             if all(row[k] == v for k, v in described.items()):
-                return _task(row), False
+                return task_record(row), False
             updated = (
                 conn.execute(sa.update(tasks).where(key).values(updated_at=now, **described).returning(*tasks.c))
                 .mappings()
                 .one()
             )
-            return _task(updated), False
+            return task_record(updated), False
 
     def get_task(self, task_id: int) -> Task | None:
         with self._read() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings().first()
-        return None if row is None else _task(row)
+        return None if row is None else task_record(row)
 
     def find_task(self, source: str, external_id: str) -> Task | None:
         with self._read() as conn:
@@ -93,7 +93,7 @@ class TaskQueueMixin(StoreBase):
                 .mappings()
                 .first()
             )
-        return None if row is None else _task(row)
+        return None if row is None else task_record(row)
 
     def list_tasks(self, state: TaskState | None = None, limit: int = 200) -> list[Task]:
         """Newest first."""
@@ -101,7 +101,7 @@ class TaskQueueMixin(StoreBase):
         if state is not None:
             query = query.where(tasks.c.state == TaskState(state).value)
         with self._read() as conn:
-            return [_task(r) for r in conn.execute(query).mappings()]
+            return [task_record(r) for r in conn.execute(query).mappings()]
 
     def tasks_by_source(
         self, source: str, states: Collection[TaskState] | None = None, updated_since: dt.datetime | None = None
@@ -113,7 +113,7 @@ class TaskQueueMixin(StoreBase):
         if updated_since is not None:
             q = q.where(tasks.c.updated_at >= updated_since)
         with self._read() as conn:
-            return [_task(r) for r in conn.execute(q.order_by(tasks.c.updated_at, tasks.c.id)).mappings()]
+            return [task_record(r) for r in conn.execute(q.order_by(tasks.c.updated_at, tasks.c.id)).mappings()]
 
     # ------------------------------------------------------------------ claiming
     def claim_task(
@@ -148,7 +148,7 @@ class TaskQueueMixin(StoreBase):
             pick = pick.where(cand_t.c.id.not_in(list(exclude_ids)))
         pick = pick.order_by(cand_t.c.priority_rank, cand_t.c.created_at, cand_t.c.id).limit(1)
         values = {
-            "state": _RUNNING,
+            "state": RUNNING_STATE,
             "owner": owner,
             "lease_expires_at": lease_until,
             "attempt_count": tasks.c.attempt_count + 1,
@@ -166,7 +166,7 @@ class TaskQueueMixin(StoreBase):
             stmt = sa.update(tasks).where(tasks.c.id == cand.c.id, claimable(tasks))
         with self._write() as conn:
             row = conn.execute(stmt.values(**values).returning(*tasks.c)).mappings().first()
-        return None if row is None else _task(row)
+        return None if row is None else task_record(row)
 
     def release_task(
         self,
@@ -195,7 +195,7 @@ class TaskQueueMixin(StoreBase):
             .where(
                 tasks.c.id == task_id,
                 tasks.c.owner == owner,
-                tasks.c.state == _RUNNING,
+                tasks.c.state == RUNNING_STATE,
                 tasks.c.current_attempt_id.is_(None),
                 ~running_attempt,
             )
@@ -204,8 +204,8 @@ class TaskQueueMixin(StoreBase):
                 not_before=not_before,
                 attempt_count=tasks.c.attempt_count - 1,
                 **why,
-                updated_at=_utcnow(),
-                **_UNOWNED,
+                updated_at=utcnow(),
+                **UNOWNED_VALUES,
             )
         )
         with self._write() as conn:
@@ -232,10 +232,10 @@ class TaskQueueMixin(StoreBase):
                     .values(state=TaskState.CANCELLED.value, not_before=None, wait_reason=None, updated_at=now)
                 )
                 return TaskState.CANCELLED
-            if state == _RUNNING:
+            if state == RUNNING_STATE:
                 conn.execute(
                     sa.update(tasks)
-                    .where(tasks.c.id == task_id, tasks.c.state == _RUNNING)
+                    .where(tasks.c.id == task_id, tasks.c.state == RUNNING_STATE)
                     .values(cancel_requested=True, updated_at=now)
                 )
                 return TaskState.RUNNING
@@ -269,7 +269,7 @@ class TaskQueueMixin(StoreBase):
         """Ids of running tasks owned by ``owner`` whose cancellation was requested."""
         query = (
             sa.select(tasks.c.id)
-            .where(tasks.c.owner == owner, tasks.c.state == _RUNNING, tasks.c.cancel_requested.is_(True))
+            .where(tasks.c.owner == owner, tasks.c.state == RUNNING_STATE, tasks.c.cancel_requested.is_(True))
             .order_by(tasks.c.id)
         )
         with self._read() as conn:

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adw_modules.queue.store.base import StoreBase, _utcnow
+from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.schema import attempts, events, retired_counts, tasks
 
 # What the metrics aggregate (kept here: retention folds pruned rows into the same shape).
@@ -17,7 +17,8 @@ from adw_modules.queue.store.schema import attempts, events, retired_counts, tas
 DURATION_BUCKETS_S = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 RECOVERED_EVENT = "task.recovered"
-_GROUP_KEYS = {
+# The label columns of each metrics aggregate: its GROUP BY, and the key of a retired_counts row.
+METRIC_GROUP_KEYS = {
     "by_target": ("provider", "model", "outcome"),
     "by_duration": ("provider",),
     "by_failover": ("provider", "failover_from"),
@@ -29,7 +30,7 @@ UNLABELLED = "(unlabelled)"
 def _merge_retired(out: dict[str, Any], retired: Sequence[Any]) -> None:
     """Add retired_counts rows ("group.field", JSON label values, value) to live aggregates."""
     rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {
-        group: {tuple(r[k] for k in keys): r for r in out[group]} for group, keys in _GROUP_KEYS.items()
+        group: {tuple(r[k] for k in keys): r for r in out[group]} for group, keys in METRIC_GROUP_KEYS.items()
     }
     for metric, labels, value in retired:
         if metric == "recoveries":
@@ -41,7 +42,7 @@ def _merge_retired(out: dict[str, Any], retired: Sequence[Any]) -> None:
         key = tuple(json.loads(labels))
         row = rows[group].get(key)
         if row is None:
-            row = rows[group][key] = dict(zip(_GROUP_KEYS[group], key, strict=True))
+            row = rows[group][key] = dict(zip(METRIC_GROUP_KEYS[group], key, strict=True))
             out[group].append(row)
         as_int = name not in ("cost", "total")
         row[name] = (row.get(name) or 0) + (int(value) if as_int else value)
@@ -164,7 +165,7 @@ class ReportsMixin(StoreBase):
         now: dt.datetime | None = None,
     ) -> None:
         stmt = sa.insert(events).values(
-            at=now or _utcnow(),
+            at=now or utcnow(),
             kind=kind,
             message=message,
             task_id=task_id,

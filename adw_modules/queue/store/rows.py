@@ -17,10 +17,12 @@ from adw_modules.queue.tasks import (
     TaskState,
 )
 
-_RUNNING = TaskState.RUNNING.value
+# The state column's value for a running task: every fenced write compares against it.
+RUNNING_STATE = TaskState.RUNNING.value
 
 
-def _task(row: RowMapping) -> Task:
+def task_record(row: RowMapping) -> Task:
+    """A ``tasks`` row as a ``Task``."""
     return Task(
         id=row["id"],
         source=row["source"],
@@ -49,7 +51,8 @@ def _task(row: RowMapping) -> Task:
     )
 
 
-def _attempt(row: RowMapping) -> Attempt:
+def attempt_record(row: RowMapping) -> Attempt:
+    """An ``attempts`` row as an ``Attempt``."""
     return Attempt(
         id=row["id"],
         task_id=row["task_id"],
@@ -83,7 +86,8 @@ def _attempt(row: RowMapping) -> Attempt:
     )
 
 
-def _provider_state(row: RowMapping) -> ProviderState:
+def provider_state_record(row: RowMapping) -> ProviderState:
+    """A ``provider_state`` row as a ``ProviderState``."""
     return ProviderState(
         provider=row["provider"],
         circuit=CircuitState(row["circuit"]),
@@ -98,7 +102,8 @@ def _provider_state(row: RowMapping) -> ProviderState:
     )
 
 
-def _provider_values(state: ProviderState, now: dt.datetime) -> dict[str, Any]:
+def provider_state_values(state: ProviderState, now: dt.datetime) -> dict[str, Any]:
+    """The ``provider_state`` column values that store ``state`` (``now`` if it has no ``updated_at``)."""
     return {
         "circuit": CircuitState(state.circuit).value,
         "cooldown_until": state.cooldown_until,
@@ -112,7 +117,8 @@ def _provider_values(state: ProviderState, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _end_values(end: AttemptEnd, now: dt.datetime) -> dict[str, Any]:
+def finished_attempt_values(end: AttemptEnd, now: dt.datetime) -> dict[str, Any]:
+    """The ``attempts`` column values of an attempt that ended as ``end`` says."""
     return {
         "state": "finished",
         "ended_at": now,
@@ -131,7 +137,8 @@ def _end_values(end: AttemptEnd, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _crashed_values(message: str, now: dt.datetime) -> dict[str, Any]:
+def crashed_attempt_values(message: str, now: dt.datetime) -> dict[str, Any]:
+    """The ``attempts`` column values of an attempt the store ends as crashed (reaped, orphaned)."""
     return {
         "state": "finished",
         "ended_at": now,
@@ -143,4 +150,4 @@ def _crashed_values(message: str, now: dt.datetime) -> dict[str, Any]:
 
 # Clears everything that ties a task to an owner; the "lease" check constraint demands it
 # whenever a task leaves the running state.
-_UNOWNED: dict[str, Any] = {"owner": None, "lease_expires_at": None, "current_attempt_id": None}
+UNOWNED_VALUES: dict[str, Any] = {"owner": None, "lease_expires_at": None, "current_attempt_id": None}

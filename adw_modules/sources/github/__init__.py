@@ -1,1 +1,9 @@
-"""GitHub issues as a task source: safe triggers, lifecycle labels, one live progress comment."""
+"""GitHub issues as a task source: safe triggers, lifecycle labels, one live progress comment.
+
+Owns: ``source`` (intake, cancellation, the issue's view of the task), ``client`` (PyGithub,
+conditional listing, rate limits), ``triggers`` (who may start a run, sanitised issue text),
+``progress`` (the progress comment and the lifecycle label), ``auth`` (the token, by reference).
+
+May import: what ``sources`` may (``outcomes``, ``config``, ``queue``, ``ops``) and the secret
+helper ``run_secret_command``; PyGithub.  Never ``workers``.
+"""

@@ -4,6 +4,12 @@
 ``parse_file`` run one over a whole transcript.  All of them keep constant
 memory whatever the transcript size (``claude-json`` excepted: it is a single
 document and is buffered until complete).
+
+Owns: ``base`` (the incremental line parser every format shares), one parser per CLI
+(``claude``: stream-json and json, ``codex``, ``gemini``, ``opencode``), ``signals`` (the
+failure vocabulary the parsers and ``workers.classify`` share).
+
+May import: ``outcomes``.  Nothing else: a parser sees only the lines it is fed.
 """
 
 from __future__ import annotations
