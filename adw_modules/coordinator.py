@@ -29,7 +29,6 @@ from typing import Any
 import psutil
 
 from adw_modules.config.schema import Config, Target
-from adw_modules.ops.redact import secrets_of
 from adw_modules.outcomes import ErrorKind, Outcome, Policy, StreamEvent
 from adw_modules.queue import health
 from adw_modules.queue.store import RECOVERED_EVENT, Store
@@ -132,7 +131,7 @@ class Coordinator:
     def apply_config(self, config: Config) -> None:
         """Use a new config for attempts started from now on (running ones keep theirs)."""
         registry = ProviderRegistry(config, environ=self.environ)
-        redact = secrets_of(config, self.environ if self.environ is not None else os.environ)
+        redact = registry.secrets.fetch_all(config)  # masks, too, any key the registry fetches later
         workspaces = None
         if config.workspace is not None:
             workspaces = Workspaces(config.workspace, self.environ if self.environ is not None else os.environ)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from github import GithubException
 
-from adw_modules.routing.providers import SecretError
+from adw_modules.ops.secrets import SecretError
 from adw_modules.sources.github.auth import github_token
 from adw_modules.sources.github.client import Backoff, GitHubClient
 from adws.cli import _ctx, cli, emit, read_options

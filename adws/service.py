@@ -28,10 +28,9 @@ from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
 from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
-from adw_modules.ops.redact import secrets_of
+from adw_modules.ops.secrets import SecretError, secrets_of
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import TaskState
-from adw_modules.routing.providers import SecretError
 from adw_modules.sources.github.auth import github_token
 from adw_modules.sources.github.client import GitHubClient
 from adw_modules.sources.github.source import GitHubSource

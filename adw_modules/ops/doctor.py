@@ -29,10 +29,10 @@ from github import GithubException
 
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.ops.redact import Redactor
+from adw_modules.ops.secrets import SecretError, Secrets
 from adw_modules.ops.systemd import ENV_FILE_NAME
 from adw_modules.queue.store import alembic_config
-from adw_modules.routing.providers import Provider, ProviderRegistry, SecretError
-from adw_modules.sources.github.auth import github_token
+from adw_modules.routing.providers import Provider, ProviderRegistry
 from adw_modules.sources.github.client import Backoff, GitHubClient
 
 DISK_WARN_BYTES = 1024**3  # 1 GiB
@@ -171,7 +171,8 @@ def _env_file(path: Path) -> tuple[Check, dict[str, str]]:
 def _providers(
     config: Config, environ: dict[str, str], env_path: Path, redact: Redactor, timeout_s: float
 ) -> list[Check]:
-    registry = ProviderRegistry(config, environ=environ)
+    # Every key the registry fetches is added to ``redact``.
+    registry = ProviderRegistry(config, environ=environ, redactor=redact)
     enabled = [name for name, pc in config.providers.items() if pc.enabled]
     # Every key first, so each value seen is masked in whatever the CLIs print below.
     keys = {name: _key(registry, name, env_path, redact) for name in enabled}
@@ -192,7 +193,7 @@ def _key(registry: ProviderRegistry, name: str, env_path: Path, redact: Redactor
     check = f"{name}: key"
     if pc.api_key_command:
         try:
-            redact.add(registry.api_key(name))
+            registry.api_key(name)
         except SecretError as exc:
             cmd = " ".join(pc.api_key_command)
             return Check(
@@ -217,7 +218,6 @@ def _key(registry: ProviderRegistry, name: str, env_path: Path, redact: Redactor
             f"{pc.api_key_env} not set: {own} must be logged in by itself",
             f"{where}, or log {own} in as the service user",
         )
-    redact.add(value)
     return Check(check, Status.OK, f"{pc.api_key_env} is set (value not shown)")
 
 
@@ -348,7 +348,7 @@ def _github(config: Config, environ: Mapping[str, str], env_path: Path, redact: 
     if gh is None:
         return [Check("github", Status.OK, "not configured (no [github] section)")]
     try:
-        token = github_token(gh, environ)
+        token = Secrets(environ, redact).github_token(gh)
     except SecretError as exc:
         return [
             Check(
@@ -358,7 +358,6 @@ def _github(config: Config, environ: Mapping[str, str], env_path: Path, redact: 
                 f"put {gh.token_env}=… in {env_path} (chmod 600), or set [github] token_command",
             )
         ]
-    redact.add(token)
     client = GitHubClient(gh.base_url, token, timeout_s=PROBE_TIMEOUT_S)
     try:
         login = client.me()

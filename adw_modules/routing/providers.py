@@ -3,8 +3,8 @@
 A provider is a command template for an agent CLI plus its model metadata.  It is
 *available* when it is enabled, its program resolves to an executable file, and the
 API key it needs can be had (the variable is set, or the secret command succeeds).
-Secrets are fetched only to hand them to the child process; they are never returned
-in a reason, logged or stored.
+Keys are fetched by ``ops.secrets`` only to hand them to the child process; each is
+registered with the registry's redactor, and never returned in a reason, logged or stored.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import string
-import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adw_modules.config.schema import TIERS, Config, ModelSpec, ProviderConfig
+from adw_modules.ops.redact import Redactor
+
+# SecretError is imported from here too (availability reasons are SecretErrors): keep it importable.
+from adw_modules.ops.secrets import SECRET_TIMEOUT_S, SecretError, Secrets
 from adw_modules.outcomes import Usage
 from adw_modules.routing.pricing import Price, estimate_cost, library_price
 
@@ -141,13 +144,13 @@ class ProviderRegistry:
         self,
         config: Config,
         environ: Mapping[str, str] | None = None,
-        secret_timeout_s: float = 15.0,
-        secret_runner: Callable[[list[str], float], str] | None = None,
+        secret_timeout_s: float = SECRET_TIMEOUT_S,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
         self.environ = dict(os.environ if environ is None else environ)
-        self.secret_timeout_s = secret_timeout_s
-        self._run_secret = secret_runner or run_secret_command
+        # Every key fetched through this registry is masked by ``secrets.redactor`` from then on.
+        self.secrets = Secrets(self.environ, redactor, timeout_s=secret_timeout_s)
         self.providers = {name: Provider(pc, config.base_dir) for name, pc in config.providers.items()}
         self._availability: dict[str, Availability] = {}
 
@@ -193,17 +196,7 @@ class ProviderRegistry:
 
     def api_key(self, name: str) -> str | None:
         """The key for a provider, or None if it needs none.  Raises SecretError saying why not."""
-        pc = self.get_provider(name).config
-        if pc.api_key_command:
-            return self._run_secret(list(pc.api_key_command), self.secret_timeout_s)
-        if pc.api_key_env is None:
-            return None
-        value = self.environ.get(pc.api_key_env, "")
-        if not value:
-            if pc.requires_api_key:
-                raise SecretError(f"{pc.api_key_env} not set")
-            return None
-        return value
+        return self.secrets.provider_key(self.get_provider(name).config)
 
     # -- models
     def price_for(self, provider: str, model: str) -> Price | None:
@@ -277,25 +270,3 @@ def pick_model(models: list[ModelInfo], pick: str) -> ModelInfo | None:
 def _cost_key(m: ModelInfo) -> tuple[int, float, str, str]:
     cost = m.estimated_cost()
     return (cost is None, cost or 0.0, m.provider, m.name)
-
-
-class SecretError(RuntimeError):
-    """A secret could not be obtained.  The message never contains the secret."""
-
-
-def run_secret_command(argv: list[str], timeout_s: float) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except FileNotFoundError:
-        raise SecretError(f"api_key_command: {argv[0]} not found") from None
-    except subprocess.TimeoutExpired:
-        raise SecretError(f"api_key_command timed out after {timeout_s:g} s") from None
-    if proc.returncode != 0:
-        # stderr of a secret manager may echo what it was asked for, never the secret itself;
-        # keep just its first line so the operator sees e.g. "not logged in".
-        first = (proc.stderr.strip().splitlines() or [""])[0][:200]
-        raise SecretError(f"api_key_command failed (exit {proc.returncode})" + (f": {first}" if first else ""))
-    value = proc.stdout.strip()
-    if not value:
-        raise SecretError("api_key_command printed nothing")
-    return value

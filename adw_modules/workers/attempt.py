@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from adw_modules.config.schema import Config, Target
+from adw_modules.ops.secrets import SecretError
 from adw_modules.outcomes import ErrorKind, Outcome, StreamEvent, StreamSummary, Usage
 from adw_modules.routing.pricing import Price, estimate_cost, library_price
-from adw_modules.routing.providers import ProviderRegistry, SecretError, TemplateError
+from adw_modules.routing.providers import ProviderRegistry, TemplateError
 from adw_modules.routing.router import resolve_params
 from adw_modules.workers import classify, runner, streams
 

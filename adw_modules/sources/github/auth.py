@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adw_modules.config.github import GitHubConfig
-from adw_modules.routing.providers import SecretError, run_secret_command
+from adw_modules.ops.redact import Redactor
+from adw_modules.ops.secrets import Secrets
 
 
-def github_token(cfg: GitHubConfig, environ: Mapping[str, str]) -> str:
-    """The token, from ``token_command`` or ``token_env``; SecretError says why not (never the value)."""
-    if cfg.token_command:
-        return run_secret_command(list(cfg.token_command), 15.0)
-    token = environ.get(cfg.token_env, "")
-    if not token:
-        raise SecretError(f"{cfg.token_env} is not set (the GitHub token, by reference: [github] token_env)")
-    return token
+def github_token(cfg: GitHubConfig, environ: Mapping[str, str], redactor: Redactor | None = None) -> str:
+    """The token, from ``token_command`` or ``token_env``; SecretError says why not (never the value).
+
+    The value is registered with ``redactor`` (if given) before it is returned.
+    """
+    return Secrets(environ, redactor).github_token(cfg)

@@ -1,0 +1,125 @@
+"""Every secret, fetched by reference: a provider's API key and the GitHub token.
+
+The config names where a secret is (an environment variable, or a command that prints it:
+an argv, never a shell); it never holds the value.  ``Secrets`` fetches a value on demand
+and hands it to its ``Redactor`` before returning it, so every value ever fetched —
+including a key a command returns later, rotated — is masked from then on.
+
+A secret that cannot be had raises ``SecretError``, whose message says why and never
+contains the value.
+
+Imports only ``config`` and ``ops.redact``: every stage uses it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from adw_modules.config.github import GitHubConfig
+from adw_modules.config.schema import Config, ProviderConfig
+from adw_modules.ops.redact import Redactor
+
+SECRET_TIMEOUT_S = 15.0
+STDERR_SHOWN_CHARS = 200
+
+
+class SecretError(RuntimeError):
+    """A secret could not be obtained.  The message never contains the secret."""
+
+
+class Secrets:
+    """Fetches secrets from ``environ`` or their commands; registers each value with ``redactor``."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        redactor: Redactor | None = None,
+        timeout_s: float = SECRET_TIMEOUT_S,
+    ) -> None:
+        self.environ = environ
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.timeout_s = timeout_s
+
+    def provider_key(self, provider: ProviderConfig) -> str | None:
+        """The provider's key, or None if it needs none.  Raises SecretError saying why not."""
+        if provider.api_key_command:
+            return self._registered(run_secret_command(provider.api_key_command, self.timeout_s))
+        if provider.api_key_env is None:
+            return None
+        value = self.environ.get(provider.api_key_env, "")
+        if not value:
+            if provider.requires_api_key:
+                raise SecretError(f"{provider.api_key_env} not set")
+            return None
+        return self._registered(value)
+
+    def github_token(self, github: GitHubConfig) -> str:
+        """The token, from ``token_command`` or ``token_env``.  Raises SecretError saying why not."""
+        if github.token_command:
+            return self._registered(run_secret_command(github.token_command, self.timeout_s, what="token_command"))
+        value = self.environ.get(github.token_env, "")
+        if not value:
+            raise SecretError(f"{github.token_env} is not set (the GitHub token, by reference: [github] token_env)")
+        return self._registered(value)
+
+    def fetch_all(self, config: Config) -> Redactor:
+        """Fetch every secret ``config`` references, so each is masked from the start.
+
+        One that cannot be had is skipped: its provider is unavailable and says why when asked.
+        """
+        for provider in config.providers.values():
+            try:
+                self.provider_key(provider)
+            except SecretError:
+                pass
+        if config.github is not None:
+            try:
+                self.github_token(config.github)
+            except SecretError:
+                pass
+        return self.redactor
+
+    def _registered(self, value: str) -> str:
+        self.redactor.add(value)
+        return value
+
+
+def secrets_of(config: Config, environ: Mapping[str, str]) -> Redactor:
+    """A redactor masking every secret value ``config`` references (provider keys, the GitHub token)."""
+    return Secrets(environ).fetch_all(config)
+
+
+def run_secret_command(argv: Sequence[str], timeout_s: float, what: str = "api_key_command") -> str:
+    """What ``argv`` prints on stdout, stripped.  ``what`` names the setting in every reason."""
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"{what} timed out after {timeout_s:g} s") from None
+    except OSError as exc:
+        raise SecretError(f"{what}: {_why_not_started(argv[0], exc)}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{what} printed something that is not text") from None
+    if proc.returncode != 0:
+        # stderr of a secret manager may echo what it was asked for, never the secret itself;
+        # keep just its first line so the operator sees e.g. "not logged in".
+        first = (proc.stderr.strip().splitlines() or [""])[0][:STDERR_SHOWN_CHARS]
+        raise SecretError(f"{what} failed (exit {proc.returncode})" + (f": {first}" if first else ""))
+    value = proc.stdout.strip()
+    if not value:
+        raise SecretError(f"{what} printed nothing")
+    return value
+
+
+def _why_not_started(program: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        if "/" in program and os.path.exists(program):
+            # exec reports a missing #! interpreter as the script itself not being found.
+            return f"{program} could not be started (its #! interpreter was not found)"
+        return f"{program} not found"
+    if isinstance(exc, PermissionError):
+        return f"{program} could not be started: permission denied (is it executable? chmod +x {program})"
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or type(exc).__name__
+    return f"{program} could not be started: {reason}"
