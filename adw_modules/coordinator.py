@@ -722,6 +722,9 @@ def _attempt_end(result: AttemptResult, redact: Callable[[str], str]) -> Attempt
         log_path=d["log_path"],
         session_id=d["session_id"] and redact(d["session_id"]),
         result_text=None if text is None else text[:20000],
+        exit_code=d["exit_code"],
+        stderr_tail=d["stderr_tail"] and redact(d["stderr_tail"])[-4000:],
+        model_usage=d["model_usage"],
     )
 
 

@@ -160,6 +160,8 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
         if chosen.host != socket.gethostname():
             raise click.ClickException(f"attempt {chosen.number} ran on {chosen.host}: its transcript is {path} there")
         if chosen.state == "finished" and not path.exists():
+            for shown in transcripts.ending(chosen):
+                click.echo(shown)
             raise click.ClickException(f"attempt {chosen.number}'s transcript is gone ({path}): pruned by retention?")
         provider = config.providers.get(chosen.provider)
         fmt = provider.output_format if provider is not None else "claude-stream-json"
@@ -172,6 +174,9 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
         for line in transcripts.follow(path, still_running):
             for shown in [line.rstrip("\n")] if raw else renderer.lines(line):
                 click.echo(shown)
+        ended = next((a for a in store.attempts_for(task_id) if a.id == attempt_id), chosen)
+        for shown in transcripts.ending(ended):
+            click.echo(shown)
     finally:
         store.close()
 

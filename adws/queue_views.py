@@ -23,8 +23,8 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def status_data(config: Config, store: Store) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
+def status_data(config: Config, store: Store, now: Clock = None) -> dict[str, Any]:
+    now = _now(now)
     registry = ProviderRegistry(config)
     states = store.provider_states()
     spend = store.spend_since(now.replace(hour=0, minute=0, second=0, microsecond=0))
@@ -192,6 +192,10 @@ def usage_text(d: dict[str, Any]) -> str:
             f"{r['key']!s:<36} {r['attempts']:>8} {r['input_tokens']:>10,} {r['output_tokens']:>10,} "
             f"{r['cache_read_tokens']:>10,} {r['cache_write_tokens']:>10,} {format_usd(r['cost_usd']):>10}"
         )
+    if d["by"] in ("label", "model"):
+        # An attempt counts under each of its labels (or models): the rows do not add up.
+        lines.append(f"(an attempt counts under each {d['by']} it has: rows overlap, so there is no total)")
+        return "\n".join(lines)
     total = sum(r["cost_usd"] or 0 for r in rows)
     lines.append(f"{'total':<36} {sum(r['attempts'] for r in rows):>8} {'':>43} {format_usd(total):>10}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,9 @@ class Attempt:
     session_id: str | None = None
     result_text: str | None = None
     failover_from: str | None = None  # "provider:model" whose failure led here
+    exit_code: int | None = None
+    stderr_tail: str | None = None  # the CLI's last stderr lines, secrets masked
+    model_usage: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: tokens and cost_usd
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -157,6 +161,9 @@ class AttemptEnd:
     log_path: str | None = None
     session_id: str | None = None
     result_text: str | None = None
+    exit_code: int | None = None
+    stderr_tail: str | None = None
+    model_usage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class AttemptResult:
     cost_source: str | None
     log_path: Path | None
     aborted_on: StreamEvent | None = None
+    model_usage: dict[str, dict[str, Any]] = field(default_factory=dict)  # see model_usage_of
 
     @property
     def ok(self) -> bool:
@@ -102,7 +103,8 @@ class AttemptResult:
             "cache_write_tokens": s.usage.cache_write_tokens,
             "cost_usd": self.cost_usd,
             "cost_source": self.cost_source,
-            "model": s.models[-1] if s.models else self.target.model,
+            "model": s.main_model or self.target.model,
+            "model_usage": self.model_usage,
             "session_id": s.session_id,
             "num_turns": s.num_turns,
             "duration_s": s.duration_s if s.duration_s is not None else (self.run.duration_s if self.run else None),
@@ -111,6 +113,7 @@ class AttemptResult:
             "resets_at": self.outcome.resets_at,
             "provider": self.target.provider,
             "skipped_lines": s.skipped_lines,
+            "stderr_tail": None if self.run is None else (self.run.stderr_tail or None),
             "log_path": None if self.log_path is None else str(self.log_path),
         }
 
@@ -134,6 +137,26 @@ def default_abort_policy() -> Callable[[StreamEvent], bool]:
 PriceLookup = Callable[[str, str], Price | None]  # (provider, model) -> price
 
 
+def model_usage_of(summary: StreamSummary, target: Target, price_for: PriceLookup) -> dict[str, dict[str, Any]]:
+    """The attempt's tokens and cost per model: the CLI's breakdown, each model's cost as the CLI
+    reported it, else estimated at that model's own price (cache reads and writes at theirs).
+    A CLI without a breakdown gives one entry, for the main model, with the attempt's totals."""
+    parts = summary.per_model or {summary.main_model or target.model: summary.usage}
+    out: dict[str, dict[str, Any]] = {}
+    for model, usage in parts.items():
+        cost = usage.cost_usd
+        if cost is None or (len(parts) == 1 and summary.cost_usd is None):
+            cost = estimate_cost(usage, price_for(target.provider, model))
+        out[model] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "cost_usd": cost,
+        }
+    return out if any(sum(v for k, v in d.items() if k != "cost_usd") for d in out.values()) else {}
+
+
 def cost_of(summary: StreamSummary, target: Target, price_for: PriceLookup) -> tuple[float | None, str | None]:
     """The CLI's reported cost if it gave one, else an estimate for the model(s) that actually ran."""
     if summary.cost_usd is not None:
@@ -148,7 +171,7 @@ def cost_of(summary: StreamSummary, target: Target, price_for: PriceLookup) -> t
         return round(total, 6), "estimated"
     if summary.usage.total_tokens == 0:
         return None, None
-    model = summary.models[-1] if summary.models else target.model
+    model = summary.main_model or target.model
     cost = estimate_cost(summary.usage, price_for(target.provider, model))
     return (cost, "estimated") if cost is not None else (None, None)
 
@@ -311,8 +334,9 @@ class RunningAttempt:
         cost, source = cost_of(summary, self.request.target, self.owner.registry.price_for)
         if summary.duration_s is None:
             summary.duration_s = result.duration_s or (time.monotonic() - started)
+        per_model = model_usage_of(summary, self.request.target, self.owner.registry.price_for)
         return AttemptResult(
-            self.request.target, outcome, summary, result, cost, source, self.log_path, self.aborted_on
+            self.request.target, outcome, summary, result, cost, source, self.log_path, self.aborted_on, per_model
         )
 
 
@@ -320,7 +344,8 @@ def summarize_file(path: Path, fmt: str, price_for: PriceLookup | None = None) -
     """``adw parse``: a saved transcript, judged as if its process had exited 0."""
     summary = streams.parse_file(path, fmt)
     outcome = classify.classify(summary, 0 if summary.terminal else None)
-    target = Target("transcript", summary.models[-1] if summary.models else "unknown")
+    target = Target("transcript", summary.main_model or "unknown")
     lookup = price_for or (lambda _provider, model: library_price(model))
     cost, source = cost_of(summary, target, lookup)
-    return AttemptResult(target, outcome, summary, None, cost, source, path)
+    per_model = model_usage_of(summary, target, lookup)
+    return AttemptResult(target, outcome, summary, None, cost, source, path, model_usage=per_model)

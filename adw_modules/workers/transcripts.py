@@ -155,6 +155,23 @@ def render(line: str, fmt: str, now: dt.datetime | None = None) -> list[str]:
         return [text]
 
 
+STDERR_LINES = 20
+
+
+def ending(attempt: Attempt) -> list[str]:
+    """How a finished attempt ended, for the foot of its log: the outcome, the error, the exit
+    code and the CLI's last stderr lines (a failed run often says why only there)."""
+    if attempt.state != "finished":
+        return []
+    exit_code = "" if attempt.exit_code is None else f" (exit {attempt.exit_code})"
+    head = f"══ attempt {attempt.number} ended: {attempt.outcome or '?'}{exit_code}"
+    lines = [head + (f": {attempt.error_message}" if attempt.error_message and attempt.outcome != "success" else "")]
+    if attempt.outcome != "success" and attempt.stderr_tail:
+        tail = attempt.stderr_tail.rstrip("\n").splitlines()[-STDERR_LINES:]
+        lines += ["── stderr (last lines):", *(f"  {line}" for line in tail)]
+    return lines
+
+
 def follow(
     path: Path, still_running: Callable[[], bool], poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
 ) -> Iterator[str]:

@@ -83,6 +83,9 @@ def attempt_record(row: RowMapping) -> Attempt:
         session_id=row["session_id"],
         result_text=row["result_text"],
         failover_from=row["failover_from"],
+        exit_code=row["exit_code"],
+        stderr_tail=row["stderr_tail"],
+        model_usage=dict(row["model_usage"] or {}),
     )
 
 
@@ -134,6 +137,9 @@ def finished_attempt_values(end: AttemptEnd, now: dt.datetime) -> dict[str, Any]
         "log_path": end.log_path,
         "session_id": end.session_id,
         "result_text": end.result_text,
+        "exit_code": end.exit_code,
+        "stderr_tail": end.stderr_tail,
+        "model_usage": {model: dict(usage) for model, usage in end.model_usage.items()} or None,
     }
 
 

@@ -169,6 +169,9 @@ attempts = sa.Table(
     sa.Column("session_id", sa.String(255)),
     sa.Column("result_text", sa.Text),
     sa.Column("failover_from", sa.String(255)),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("stderr_tail", sa.Text),
+    sa.Column("model_usage", JSONType),
     # Attempt numbers are how logs and GitHub comments name an attempt: never reused.
     sa.UniqueConstraint("task_id", "number"),
     sa.CheckConstraint("state IN ('running', 'finished')", name="state"),
