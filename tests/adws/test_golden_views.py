@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def check(name: str, text: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[Config, Store]:
+def world(tmp_path: Path) -> Iterator[tuple[Config, Store]]:
     config, store = scene.build(tmp_path)
     yield config, store
     store.close()
