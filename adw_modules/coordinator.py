@@ -42,6 +42,7 @@ from adw_modules.dispatch import (
     remaining_budget,
     render_prompt,
     task_attrs,
+    workspace_state,
 )
 from adw_modules.ops.redact import secrets_of
 from adw_modules.outcomes import StreamEvent
@@ -424,20 +425,7 @@ class Coordinator:
             self.store.add_event("workspace.error", self.redact(str(exc)), task_id=task.id, now=now)
             _event(log, "workspace.error", task=task.id, error=self.redact(str(exc)))
             return
-        self.store.update_source_state(
-            task.id,
-            {
-                "workspace": {
-                    "branch": wt.branch,
-                    "base_sha": wt.base_sha,
-                    "head_sha": changes.head_sha,
-                    "commits_ahead": changes.commits_ahead,
-                    "pushed": changes.pushed,
-                    "changed_files": changes.changed_files[:50],
-                }
-            },
-            now,
-        )
+        self.store.update_source_state(task.id, {"workspace": workspace_state(wt, changes)}, now)
         _event(
             log, "workspace.kept", task=task.id, branch=wt.branch, commits=changes.commits_ahead, pushed=changes.pushed
         )

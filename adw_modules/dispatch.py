@@ -4,7 +4,9 @@
 record.  Each step returns its product (``Plan``, ``Prepared``, a ``Slot``) or says why the
 task cannot go on: a ``Release`` (the task goes back to the store in that state) or None (the
 task is no longer ours: nothing to release).  ``Coordinator._finish`` likewise decides an
-``Ending`` before anything is written.  Plain values only: no store, no threads started here.
+``Ending`` before anything is written.  Here are those values and the pure helpers the steps
+share (routing attributes, budget, failover source, health update, row shapes): no store
+access, no threads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from adw_modules.config.schema import Target
 from adw_modules.outcomes import ErrorKind, Outcome, Policy
@@ -22,7 +25,7 @@ from adw_modules.queue.health import HealthPolicy
 from adw_modules.queue.tasks import Attempt, AttemptEnd, ProviderState, Task, TaskState, Transition
 from adw_modules.routing.router import Decision, TaskAttrs, estimate_tokens
 from adw_modules.workers.attempt import AttemptResult, RunningAttempt
-from adw_modules.workspace.worktrees import Worktree
+from adw_modules.workspace.worktrees import Changes, Worktree
 
 
 def render_prompt(task: Task) -> str:
@@ -174,6 +177,18 @@ def attempt_end(result: AttemptResult, redact: Callable[[str], str]) -> AttemptE
         session_id=d["session_id"] and redact(d["session_id"]),
         result_text=None if text is None else text[:20000],
     )
+
+
+def workspace_state(wt: Worktree, changes: Changes) -> dict[str, Any]:
+    """What the task's source learns of the work kept in its worktree (``source_state.workspace``)."""
+    return {
+        "branch": wt.branch,
+        "base_sha": wt.base_sha,
+        "head_sha": changes.head_sha,
+        "commits_ahead": changes.commits_ahead,
+        "pushed": changes.pushed,
+        "changed_files": changes.changed_files[:50],
+    }
 
 
 def ensure_dir(path: Path) -> Path:
