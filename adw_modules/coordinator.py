@@ -22,19 +22,33 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from adw_modules.config.schema import Config, Target
-from adw_modules.outcomes import ErrorKind, Outcome, Policy, StreamEvent
+from adw_modules.dispatch import (
+    Ending,
+    Gates,
+    Load,
+    Plan,
+    Prepared,
+    Release,
+    Slot,
+    attempt_end,
+    ensure_dir,
+    failover_source,
+    health_update,
+    remaining_budget,
+    render_prompt,
+    task_attrs,
+    workspace_state,
+)
+from adw_modules.outcomes import StreamEvent
 from adw_modules.queue import health
 from adw_modules.queue.store import RECOVERED_EVENT, Store
 from adw_modules.queue.tasks import (
     Attempt,
-    AttemptEnd,
     AttemptStart,
     CircuitState,
     ProviderState,
@@ -44,9 +58,9 @@ from adw_modules.queue.tasks import (
 )
 from adw_modules.queue.transitions import after_attempt
 from adw_modules.routing.providers import ProviderRegistry
-from adw_modules.routing.router import ModelRouter, TaskAttrs, estimate_tokens
+from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workers import runner
-from adw_modules.workers.attempt import AttemptRequest, AttemptResult, AttemptRunner, RunningAttempt
+from adw_modules.workers.attempt import AttemptRequest, AttemptResult, AttemptRunner
 from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree
 
 log = logging.getLogger("adw.coordinator")
@@ -57,48 +71,6 @@ NO_TARGET_RECHECK = dt.timedelta(seconds=60)
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def render_prompt(task: Task) -> str:
-    labels = f"\nLabels: {', '.join(task.labels)}" if task.labels else ""
-    where = f"\nRepository: {task.repo}" if task.repo else ""
-    return f"# {task.title}\n{where}{labels}\n\n{task.body}".rstrip() + "\n"
-
-
-@dataclass
-class Gates:
-    """One dispatch pass's view of provider health: skip ``down``; ``trials`` are half-open
-    (an attempt there must take the single trial slot first)."""
-
-    down: dict[str, str]
-    until: dict[str, dt.datetime]  # when a down provider may come back, where known
-    trials: set[str]
-
-
-@dataclass
-class Load:
-    """Attempts running, and started in the last minute, per provider (across all coordinators)."""
-
-    running: dict[str, int]
-    started: dict[str, int]
-
-
-@dataclass
-class Slot:
-    """A running attempt this coordinator owns."""
-
-    task: Task
-    attempt_id: int
-    number: int
-    target: Target
-    rule: str | None
-    running: RunningAttempt
-    thread: threading.Thread | None = None
-    stop_reason: str | None = None  # "cancelled" (operator), "shutdown", "lease lost"
-    trial: bool = False
-    worktree: Worktree | None = None
-    health_recorded: bool = False
-    reported_tokens: int = 0  # tokens so far, as last stored by the heartbeat
 
 
 class Coordinator:
@@ -266,135 +238,172 @@ class Coordinator:
                 room -= 1
         return started
 
-    def _release(
-        self, task: Task, state: TaskState, now: dt.datetime, reason: str, not_before: dt.datetime | None
-    ) -> None:
-        if self.store.release_task(task.id, self.owner, state, not_before, reason):
-            kind = "task.failed" if state is TaskState.FAILED else "task.waiting"
-            self.store.add_event(kind, reason, task_id=task.id, now=now)
-            _event(log, kind, task=task.id, state=str(state), reason=reason)
-
-    def _start(
-        self,
-        task: Task,
-        now: dt.datetime,
-        gates: Gates,
-        load: Load,
-    ) -> bool:
-        if task.cancel_requested:
-            self._release(task, TaskState.CANCELLED, now, "cancelled before it could start", None)
+    def _release(self, task: Task, now: dt.datetime, release: Release | None) -> bool:
+        """Give a claimed task back as ``release`` says (None: it is no longer ours, nothing to give
+        back).  Always False: the task did not start."""
+        if release is None:
             return False
-        attrs = TaskAttrs(
-            priority=task.priority,
-            labels=frozenset(task.labels),
-            retry_count=task.retry_count,
-            repo=task.repo,
-            source=task.source,
-            prompt_tokens=estimate_tokens(task.title + task.body),
-        )
-        decision = self.router.decide(attrs, unavailable=gates.down, now=now)
+        if self.store.release_task(task.id, self.owner, release.state, release.not_before, release.reason):
+            kind = "task.failed" if release.state is TaskState.FAILED else "task.waiting"
+            self.store.add_event(kind, release.reason, task_id=task.id, now=now)
+            _event(log, kind, task=task.id, state=str(release.state), reason=release.reason)
+        return False
+
+    def _start(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> bool:
+        """Start an attempt of a claimed task, step by step; False when the task did not start."""
+        plan = self._plan(task, now, gates, load)
+        if not isinstance(plan, Plan):
+            return self._release(task, now, plan)
+        ready = self._prepare(task, now)
+        if not isinstance(ready, Prepared):
+            return self._release(task, now, ready)
+        trial = self._take_trial(task, plan.target.provider, gates, ready.now)
+        if isinstance(trial, Release):
+            return self._release(task, ready.now, trial)
+        slot = self._launch(task, plan, ready, trial, load)
+        if slot is None:
+            return False  # lost the task between claim and start; whoever has it now runs it
+        self._record_start(slot, ready.now)
+        return True
+
+    def _plan(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> Plan | Release:
+        """Route the task, then check its target is not busy and the task's budget not spent."""
+        if task.cancel_requested:
+            return Release(TaskState.CANCELLED, "cancelled before it could start")
+        routed = self._route(task, now, gates)
+        if isinstance(routed, Release):
+            return routed
+        decision, target = routed
+        busy = self.busy_reason(target.provider, load)
+        if busy is not None:
+            return Release(TaskState.QUEUED, f"waiting for {target.provider}: {busy}")
+        history = functools.cache(lambda: self.store.attempts_for(task.id))  # read once, only if needed
+        budget = remaining_budget(task, self.svc.task_budget_usd, history)
+        if budget is not None and budget <= 0:
+            return Release(TaskState.FAILED, "task budget spent")
+        return Plan(decision, target, history, budget)
+
+    def _route(self, task: Task, now: dt.datetime, gates: Gates) -> tuple[Decision, Target] | Release:
+        """The router's decision and its first target the task has not excluded."""
+        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now)
         candidates = [t for t in decision.targets if str(t) not in task.excluded_targets]
         if not candidates:
             skipped = "; ".join(f"{t} ({why})" for t, why in decision.skipped) or "all targets excluded"
             recover = [gates.until[t.provider] for t, _ in decision.skipped if t.provider in gates.until]
             not_before = min(recover) if recover else now + NO_TARGET_RECHECK
-            self._release(task, TaskState.RETRY_WAIT, now, f"no usable target: {skipped}", not_before)
-            return False
-        target = candidates[0]
-        busy = self.busy_reason(target.provider, load)
-        if busy is not None:
-            self._release(task, TaskState.QUEUED, now, f"waiting for {target.provider}: {busy}", None)
-            return False
-        history = functools.cache(lambda: self.store.attempts_for(task.id))  # read once, only if needed
-        budget = self._remaining_budget(task, history)
-        if budget is not None and budget <= 0:
-            self._release(task, TaskState.FAILED, now, "task budget spent", None)
-            return False
+            return Release(TaskState.RETRY_WAIT, f"no usable target: {skipped}", not_before)
+        return decision, candidates[0]
+
+    def _prepare(self, task: Task, now: dt.datetime) -> Prepared | Release | None:
+        """Render the prompt, prepare the worktree, then re-check the claim's lease."""
         try:
             prompt = self.prompt_renderers.get(task.source, render_prompt)(task)
         except Exception as exc:  # e.g. GitHub unreachable while fetching comments: try again later
-            self._release(task, TaskState.QUEUED, now, f"could not build the prompt: {exc}", None)
-            return False
+            return Release(TaskState.QUEUED, f"could not build the prompt: {exc}")
         try:
             worktree = self._worktree(task)
         except WorkspaceError as exc:
-            self._release(task, TaskState.RETRY_WAIT, now, f"workspace: {exc}", now + NO_TARGET_RECHECK)
-            return False
+            return Release(TaskState.RETRY_WAIT, f"workspace: {exc}", now + NO_TARGET_RECHECK)
         # Preparing (prompt from GitHub, git fetch) may have outlasted part of the claim's lease.
         now = self.clock()
         if self.store.renew_leases(self.owner, [(task.id, None)], now + dt.timedelta(seconds=self.svc.lease_s)):
-            return False  # reaped meanwhile: whoever holds it now runs it
-        trial = False
-        if target.provider in gates.trials:
-            state = self.store.update_provider_state(
-                target.provider, lambda s: health.start_trial(s, task.id, now) or s
-            )
-            if state.probe_attempt_id != task.id:
-                self._release(task, TaskState.QUEUED, now, f"{target.provider}: another trial attempt is running", None)
-                return False
-            trial = True
-        previous = self._failover_source(task, history)
-        routing = {**decision.to_dict(), "chosen": str(target), "excluded": task.excluded_targets}
+            return None  # reaped meanwhile: whoever holds it now runs it
+        return Prepared(prompt, worktree, now)
+
+    def _take_trial(self, task: Task, provider: str, gates: Gates, now: dt.datetime) -> bool | Release:
+        """A half-open provider runs one trial attempt at a time: take its slot (True), or wait."""
+        if provider not in gates.trials:
+            return False
+        state = self.store.update_provider_state(provider, lambda s: health.start_trial(s, task.id, now) or s)
+        if state.probe_attempt_id != task.id:
+            return Release(TaskState.QUEUED, f"{provider}: another trial attempt is running")
+        return True
+
+    def _launch(self, task: Task, plan: Plan, ready: Prepared, trial: bool, load: Load) -> Slot | None:
+        """Record the attempt as started and start its worker; None when the task was lost meanwhile."""
+        previous = failover_source(task, plan.history)
+        target = plan.target
+        routing = {**plan.decision.to_dict(), "chosen": str(target), "excluded": task.excluded_targets}
         start = AttemptStart(
             provider=target.provider,
             model=target.model,
-            rule=decision.rule,
+            rule=plan.decision.rule,
             routing=routing,
             config_fingerprint=self.config.fingerprint,
             host=self.host,
             failover_from=previous,
         )
-        attempt = self.store.start_attempt(task.id, self.owner, start, now)
+        attempt = self.store.start_attempt(task.id, self.owner, start, ready.now)
         if attempt is None:
             if trial:
                 self._release_trial(target.provider, task.id)
-            return False  # lost the task between claim and start; whoever has it now runs it
+            return None
         load.running[target.provider] = load.running.get(target.provider, 0) + 1
         load.started[target.provider] = load.started.get(target.provider, 0) + 1
-        params = dict(decision.params)
-        if budget is not None:
-            params.setdefault("max_budget_usd", round(budget, 4))
-        state_dir = self.svc.state_dir
-        request = AttemptRequest(
-            task_id=str(task.id),
-            prompt=prompt,
-            target=target,
-            workdir=worktree.path if worktree else _ensure_dir(state_dir / "work" / f"task-{task.id}"),
-            attempt_dir=state_dir / "attempts" / f"task-{task.id}" / f"attempt-{attempt.number}",
-            rule_params=params,
-            inject=decision.inject,
-        )
+        request = self._request(task, plan, ready, attempt.number)
         running = self.attempts.start(request, on_event=functools.partial(self._on_event, task.id))
-        slot = Slot(task, attempt.id, attempt.number, target, decision.rule, running, trial=trial, worktree=worktree)
-        ident = running.identity
-        what = f"attempt {attempt.number} on {target}" + (f" (failover from {previous})" if previous else "")
+        return Slot(
+            task,
+            attempt.id,
+            attempt.number,
+            target,
+            plan.decision.rule,
+            running,
+            trial=trial,
+            worktree=ready.worktree,
+            failover_from=previous,
+        )
+
+    def _request(self, task: Task, plan: Plan, ready: Prepared, number: int) -> AttemptRequest:
+        params = dict(plan.decision.params)
+        if plan.budget is not None:
+            params.setdefault("max_budget_usd", round(plan.budget, 4))
+        state_dir = self.svc.state_dir
+        return AttemptRequest(
+            task_id=str(task.id),
+            prompt=ready.prompt,
+            target=plan.target,
+            workdir=ready.worktree.path if ready.worktree else ensure_dir(state_dir / "work" / f"task-{task.id}"),
+            attempt_dir=state_dir / "attempts" / f"task-{task.id}" / f"attempt-{number}",
+            rule_params=params,
+            inject=plan.decision.inject,
+        )
+
+    def _record_start(self, slot: Slot, now: dt.datetime) -> None:
+        """Store the worker's pid and the start event, then supervise the worker whatever failed."""
+        task, target, ident = slot.task, slot.target, slot.running.identity
+        previous = slot.failover_from
+        what = f"attempt {slot.number} on {target}" + (f" (failover from {previous})" if previous else "")
         try:
             # Recorded before the watcher starts, so even a worker that ends at once keeps its pid.
             if ident is not None:
-                self.store.set_attempt_process(attempt.id, self.owner, ident.pid, ident.pgid, ident.create_time)
+                self.store.set_attempt_process(slot.attempt_id, self.owner, ident.pid, ident.pgid, ident.create_time)
             self.store.add_event(
-                "attempt.started", what, task_id=task.id, attempt_id=attempt.id, provider=target.provider, now=now
+                "attempt.started", what, task_id=task.id, attempt_id=slot.attempt_id, provider=target.provider, now=now
             )
         except Exception:  # the store hiccuped: the attempt runs on; only orphan recovery data is missing
-            log.exception("recording the start of task %s attempt %s failed", task.id, attempt.number)
+            log.exception("recording the start of task %s attempt %s failed", task.id, slot.number)
         finally:
             # Whatever failed above, a started worker is supervised: watched, its lease renewed,
             # its outcome recorded (else it would run unsupervised, and the task twice).
-            slot.thread = threading.Thread(target=self._watch, args=(slot,), name=f"task-{task.id}", daemon=True)
-            with self.lock:
-                self.slots[task.id] = slot
-            slot.thread.start()
+            self._supervise(slot)
         _event(
             log,
             "attempt.started",
             task=task.id,
-            attempt=attempt.number,
+            attempt=slot.number,
             target=str(target),
-            rule=decision.rule,
+            rule=slot.rule,
             failover_from=previous,
             pid=None if ident is None else ident.pid,
         )
-        return True
+
+    def _supervise(self, slot: Slot) -> None:
+        """Take the slot and start the thread that waits for the worker and records its outcome."""
+        slot.thread = threading.Thread(target=self._watch, args=(slot,), name=f"task-{slot.task.id}", daemon=True)
+        with self.lock:
+            self.slots[slot.task.id] = slot
+        slot.thread.start()
 
     def _worktree(self, task: Task) -> Worktree | None:
         """The task's own git worktree when [workspace] is configured and the task names a repo."""
@@ -415,43 +424,10 @@ class Coordinator:
             self.store.add_event("workspace.error", self.redact(str(exc)), task_id=task.id, now=now)
             _event(log, "workspace.error", task=task.id, error=self.redact(str(exc)))
             return
-        self.store.update_source_state(
-            task.id,
-            {
-                "workspace": {
-                    "branch": wt.branch,
-                    "base_sha": wt.base_sha,
-                    "head_sha": changes.head_sha,
-                    "commits_ahead": changes.commits_ahead,
-                    "pushed": changes.pushed,
-                    "changed_files": changes.changed_files[:50],
-                }
-            },
-            now,
-        )
+        self.store.update_source_state(task.id, {"workspace": workspace_state(wt, changes)}, now)
         _event(
             log, "workspace.kept", task=task.id, branch=wt.branch, commits=changes.commits_ahead, pushed=changes.pushed
         )
-
-    def _remaining_budget(self, task: Task, history: Callable[[], list[Attempt]]) -> float | None:
-        """What this round may still spend: a follow-up request starts with the whole budget."""
-        cap = self.svc.task_budget_usd
-        if cap is None:
-            return None
-        since = task.round_started_at
-        return cap - sum(a.cost_usd or 0.0 for a in history() if since is None or a.started_at >= since)
-
-    def _failover_source(self, task: Task, history: Callable[[], list[Attempt]]) -> str | None:
-        if task.attempt_count <= 1 or task.last_error_kind is None:
-            return None
-        try:
-            kind = ErrorKind(task.last_error_kind)
-        except ValueError:
-            return None
-        if Outcome(False, kind).policy not in (Policy.FAILOVER, Policy.DISABLE):
-            return None
-        finished = [a for a in history() if a.state == "finished"]
-        return f"{finished[-1].provider}:{finished[-1].model}" if finished else None
 
     def _on_event(self, task_id: int, event: StreamEvent) -> None:
         if event.signal is not None:
@@ -477,18 +453,33 @@ class Coordinator:
                 self.on_change()
 
     def _finish(self, slot: Slot, result: AttemptResult) -> None:
+        """Record a finished attempt, step by step: decide its end, keep its work, store it, then
+        the provider's health and the events.  A lost lease or fenced write records nothing more."""
         now = self.clock()
-        task, target = slot.task, slot.target
         with self.lock:
             stop_reason = slot.stop_reason  # read once: a heartbeat may set it while we record
         if stop_reason == "lease lost":
-            _event(log, "attempt.dropped", task=task.id, reason="lease lost: another coordinator owns the task")
+            _event(log, "attempt.dropped", task=slot.task.id, reason="lease lost: another coordinator owns the task")
             return
+        ending = self._ending(slot, result, stop_reason, now)
+        if slot.worktree is not None and stop_reason in (None, "shutdown"):
+            self._keep_work(slot, ending.outcome.ok, now)
+        if not self.store.finish_attempt(slot.attempt_id, self.owner, ending.end, ending.transition, now):
+            _event(log, "attempt.dropped", task=slot.task.id, reason="fenced out: the lease was lost")
+            return
+        if stop_reason is None:
+            self._record_health(slot, result, now)
+            slot.health_recorded = True
+        self._report_finish(slot, result, ending, now)
+
+    def _ending(self, slot: Slot, result: AttemptResult, stop_reason: str | None, now: dt.datetime) -> Ending:
+        """The attempt's end and the task's next state: requeued on shutdown, cancelled on the
+        operator's request, else as the outcome's policy says."""
         # Whatever a CLI printed may echo a secret: mask before anything is stored, logged or posted.
         outcome = dataclasses.replace(
             result.outcome, message=result.outcome.message and self.redact(result.outcome.message)
         )
-        end = _attempt_end(result, self.redact)
+        end = attempt_end(result, self.redact)
         if stop_reason == "shutdown":
             end = dataclasses.replace(
                 end,
@@ -507,16 +498,13 @@ class Coordinator:
         else:
             # task.attempt_count was counted at claim time (this attempt included).
             transition = after_attempt(
-                task, outcome, target, self.svc.retry, self.svc.max_total_attempts, now, self.rng
+                slot.task, outcome, slot.target, self.svc.retry, self.svc.max_total_attempts, now, self.rng
             )
-        if slot.worktree is not None and stop_reason in (None, "shutdown"):
-            self._keep_work(slot, outcome.ok, now)
-        if not self.store.finish_attempt(slot.attempt_id, self.owner, end, transition, now):
-            _event(log, "attempt.dropped", task=task.id, reason="fenced out: the lease was lost")
-            return
-        if stop_reason is None:
-            self._record_health(slot, result, now)
-            slot.health_recorded = True
+        return Ending(outcome, end, transition)
+
+    def _report_finish(self, slot: Slot, result: AttemptResult, ending: Ending, now: dt.datetime) -> None:
+        """The attempt.finished event (store and log)."""
+        task, target, end, transition = slot.task, slot.target, ending.end, ending.transition
         message = f"attempt {slot.number} on {target}: {end.outcome}"
         if end.error_message:
             message += f" ({end.error_message})"
@@ -546,21 +534,8 @@ class Coordinator:
         )
 
     def _record_health(self, slot: Slot, result: AttemptResult, now: dt.datetime) -> None:
-        outcome = result.outcome
-        policy = self.config.service.health
-        if outcome.ok:
-            fn: Callable[[Any], Any] = lambda s: health.on_success(s, now)  # noqa: E731
-        else:
-            kind = outcome.error_kind or ErrorKind.API_ERROR
-            fn = lambda s: health.on_failure(  # noqa: E731
-                s,
-                kind,
-                now,
-                policy,
-                message=outcome.message,
-                retry_after_s=outcome.retry_after_s,
-                resets_at=outcome.resets_at,
-            )
+        """Update the provider's circuit with this outcome; announce a change of circuit."""
+        fn = health_update(result.outcome, now, self.config.service.health)
         before: list[CircuitState] = []
 
         def update(state: ProviderState) -> ProviderState:
@@ -706,33 +681,6 @@ def _process_alive(coordinator: Mapping[str, Any]) -> bool:
     return created <= started + 1 and started - created < 600
 
 
-def _attempt_end(result: AttemptResult, redact: Callable[[str], str]) -> AttemptEnd:
-    d = result.to_dict()
-    text = d["result_text"] and redact(d["result_text"])
-    return AttemptEnd(
-        outcome=d["outcome"],
-        error_kind=d["error_kind"],
-        error_message=d["error_message"] and redact(d["error_message"]),
-        input_tokens=d["input_tokens"],
-        output_tokens=d["output_tokens"],
-        cache_read_tokens=d["cache_read_tokens"],
-        cache_write_tokens=d["cache_write_tokens"],
-        cost_usd=d["cost_usd"],
-        cost_source=d["cost_source"],
-        log_path=d["log_path"],
-        session_id=d["session_id"] and redact(d["session_id"]),
-        result_text=None if text is None else text[:20000],
-        exit_code=d["exit_code"],
-        stderr_tail=d["stderr_tail"] and redact(d["stderr_tail"])[-4000:],
-        model_usage=d["model_usage"],
-    )
-
-
 def _event(logger: logging.Logger, event: str, **fields: Any) -> None:
     text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
     logger.info(f"{event} {text}", extra={"data": {"event": event, **fields}})
-
-
-def _ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

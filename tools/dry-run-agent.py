@@ -334,6 +334,11 @@ def _api_failure(s: Session, status: int, error: str, text: str, retry_after: fl
         delay_ms = retry_after * 1000 if retry_after is not None else float(min(500 * 2 ** (attempt - 1), 32000))
         s.api_retry(attempt, s.args.retries, delay_ms, status, error)
         time.sleep(pause_s)
+    return _api_error(s, text, error, status)
+
+
+def _api_error(s: Session, text: str, error: str, status: int) -> int:
+    """Claude's ending after an API error: the synthetic assistant line, then an error result."""
     s.synthetic_error(text, error, status)
     return s.finish(
         s.result(
@@ -393,91 +398,92 @@ def run_mode(s: Session, kind: str | None) -> int:
     if kind == "overloaded":
         return _api_failure(s, 529, "overloaded", OVERLOADED_TEXT, retry_after, pause_s)
     if kind == "auth":
-        s.synthetic_error(AUTH_TEXT, "authentication_failed", 401)
-        return s.finish(
-            s.result(
-                "success",
-                True,
-                text=AUTH_TEXT,
-                terminal_reason="api_error",
-                stop_reason="stop_sequence",
-                api_error_status=401,
-            )
-        )
+        return _api_error(s, AUTH_TEXT, "authentication_failed", 401)
     if kind == "quota":
-        resets_at = int(time.time() + (retry_after if retry_after is not None else 3600))
-        s.rate_limit_event("rejected", resets_at)
-        text = f"You've hit your limit · resets {_reset_text(resets_at)}"
-        s.synthetic_error(text, "rate_limit", 429)
-        return s.finish(
-            s.result(
-                "success",
-                True,
-                text=text,
-                terminal_reason="api_error",
-                stop_reason="stop_sequence",
-                api_error_status=429,
-            )
-        )
+        return _quota(s, retry_after)
     if kind in ("max_turns", "budget"):
-        in_tok = _tokens(s.prompt)
-        s.assistant("Working on it.", _usage(in_tok, 4))
-        if kind == "max_turns":
-            limit = args.max_turns if args.max_turns is not None else 1
-            subtype, reason, turns = "error_max_turns", "max_turns", limit + 1
-            errors = [f"Reached maximum number of turns ({limit})"]
-        else:
-            budget = args.max_budget_usd if args.max_budget_usd is not None else 0.0
-            subtype, reason, turns = "error_max_budget_usd", "budget_exhausted", 1
-            errors = [f"Reached maximum budget (${budget:.2f})"]
-        return s.finish(
-            s.result(
-                subtype,
-                True,
-                text=None,
-                terminal_reason=reason,
-                stop_reason="tool_use",
-                num_turns=turns,
-                input_tokens=in_tok,
-                output_tokens=4,
-                errors=errors,
-            )
-        )
+        return _stopped_early(s, kind)
     if kind == "hang":
         _hang()
     if kind == "stall":
         s.assistant("Working on it.", _usage(_tokens(s.prompt), 4))
         _hang()
     if kind == "crash":
-        sys.stderr.write(
-            "file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:4821\n"
-            "TypeError: Cannot read properties of undefined (reading 'content')\n"
-            "    at processResponse (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:4821:17)\n"
-            "    at async runTurn (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:5102:9)\n"
-            "    at async main (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:6010:5)\n"
-        )
-        sys.stderr.flush()
-        return 2
+        return _crash()
     if kind == "slow":
-        for i in range(args.slow_lines):
-            time.sleep(args.slow_interval)
-            s.emit(
-                {
-                    "type": "stream_event",
-                    "event": {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": f"[{i + 1}/{args.slow_lines}] "},
-                    },
-                    "session_id": s.session_id,
-                    "parent_tool_use_id": None,
-                    "uuid": _uuid(),
-                }
-            )
-        return _success(s)
+        return _slow(s)
     if kind == "fork":
         _hang()
     raise AssertionError(kind)
+
+
+def _quota(s: Session, retry_after: float | None) -> int:
+    """A subscription's usage limit: a rejected rate_limit_event, then the limit message."""
+    resets_at = int(time.time() + (retry_after if retry_after is not None else 3600))
+    s.rate_limit_event("rejected", resets_at)
+    return _api_error(s, f"You've hit your limit · resets {_reset_text(resets_at)}", "rate_limit", 429)
+
+
+def _stopped_early(s: Session, kind: str) -> int:
+    """One turn of work, then the max-turns or max-budget error result."""
+    args = s.args
+    in_tok = _tokens(s.prompt)
+    s.assistant("Working on it.", _usage(in_tok, 4))
+    if kind == "max_turns":
+        limit = args.max_turns if args.max_turns is not None else 1
+        subtype, reason, turns = "error_max_turns", "max_turns", limit + 1
+        errors = [f"Reached maximum number of turns ({limit})"]
+    else:
+        budget = args.max_budget_usd if args.max_budget_usd is not None else 0.0
+        subtype, reason, turns = "error_max_budget_usd", "budget_exhausted", 1
+        errors = [f"Reached maximum budget (${budget:.2f})"]
+    return s.finish(
+        s.result(
+            subtype,
+            True,
+            text=None,
+            terminal_reason=reason,
+            stop_reason="tool_use",
+            num_turns=turns,
+            input_tokens=in_tok,
+            output_tokens=4,
+            errors=errors,
+        )
+    )
+
+
+def _crash() -> int:
+    """Node's uncaught-exception trace on stderr and exit 2, as the real CLI dies."""
+    sys.stderr.write(
+        "file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:4821\n"
+        "TypeError: Cannot read properties of undefined (reading 'content')\n"
+        "    at processResponse (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:4821:17)\n"
+        "    at async runTurn (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:5102:9)\n"
+        "    at async main (file:///usr/lib/node_modules/@anthropic-ai/claude-code/cli.js:6010:5)\n"
+    )
+    sys.stderr.flush()
+    return 2
+
+
+def _slow(s: Session) -> int:
+    """Text deltas one by one, ``--slow-interval`` apart, then success."""
+    args = s.args
+    for i in range(args.slow_lines):
+        time.sleep(args.slow_interval)
+        s.emit(
+            {
+                "type": "stream_event",
+                "event": {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": f"[{i + 1}/{args.slow_lines}] "},
+                },
+                "session_id": s.session_id,
+                "parent_tool_use_id": None,
+                "uuid": _uuid(),
+            }
+        )
+    return _success(s)
 
 
 def _fork_sleeper(pid_file: str | None) -> None:

@@ -370,45 +370,41 @@ def _github(config: Config, environ: Mapping[str, str], env_path: Path, redact: 
                 "check the token (not expired, issues + pull requests scope) and base_url",
             )
         ]
-    out = [Check("github: token", Status.OK, f"valid: authenticated as {login}")]
     wanted = [gh.trigger_label, *gh.labels.values()]
-    for repo in gh.repositories:
-        name = f"github: {repo}"
-        try:
-            info = client.repo_info(repo)
-            present = set(client.labels(repo))
-        except (Backoff, GithubException) as exc:
-            out.append(
-                Check(
-                    name,
-                    Status.FAIL,
-                    redact(f"not reachable: {_why(exc)}"),
-                    "check the name and that the token can see this repository",
-                )
-            )
-            continue
-        missing = [label for label in wanted if label not in present]
-        if missing:
-            out.append(
-                Check(
-                    name,
-                    Status.FAIL,
-                    f"labels missing: {', '.join(missing)}",
-                    f"adw github check --create-labels --config {config.path}",
-                )
-            )
-        elif not (info.get("permissions") or {}).get("push"):
-            out.append(
-                Check(
-                    name,
-                    Status.FAIL,
-                    "reachable, but the token cannot push (labels, comments fail)",
-                    "give the token write access to issues on this repository",
-                )
-            )
-        else:
-            out.append(Check(name, Status.OK, "reachable, labels present"))
+    out = [Check("github: token", Status.OK, f"valid: authenticated as {login}")]
+    out += [_github_repo(config, client, repo, wanted, redact) for repo in gh.repositories]
     return out
+
+
+def _github_repo(config: Config, client: GitHubClient, repo: str, wanted: list[str], redact: Redactor) -> Check:
+    """Is one configured repository reachable, with adw's labels, and may the token push?"""
+    name = f"github: {repo}"
+    try:
+        info = client.repo_info(repo)
+        present = set(client.labels(repo))
+    except (Backoff, GithubException) as exc:
+        return Check(
+            name,
+            Status.FAIL,
+            redact(f"not reachable: {_why(exc)}"),
+            "check the name and that the token can see this repository",
+        )
+    missing = [label for label in wanted if label not in present]
+    if missing:
+        return Check(
+            name,
+            Status.FAIL,
+            f"labels missing: {', '.join(missing)}",
+            f"adw github check --create-labels --config {config.path}",
+        )
+    if not (info.get("permissions") or {}).get("push"):
+        return Check(
+            name,
+            Status.FAIL,
+            "reachable, but the token cannot push (labels, comments fail)",
+            "give the token write access to issues on this repository",
+        )
+    return Check(name, Status.OK, "reachable, labels present")
 
 
 def _why(exc: Exception) -> str:

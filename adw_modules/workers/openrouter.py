@@ -21,6 +21,10 @@ This is the library behind ``tools/openrouter-cli.py``.  The process contract:
 - The API key is read from the environment variable named by ``--api-key-env``; its value is
   never written anywhere, and any echo of it in server text is replaced by ``[REDACTED]``.
 
+The library is three modules: this one (the request, the command line, ``main``),
+``openrouter_stream`` (the translation to Claude stream-JSON) and ``openrouter_errors`` (usage,
+cost and error normalisation).
+
 Known limit: the openai SDK raises on an in-stream ``{"error": ...}`` chunk without handing
 over the rest of that chunk, so usage riding on a mid-stream error chunk is not reported.
 """
@@ -28,7 +32,6 @@ over the rest of that chunk, so usage riding on a mid-stream error chunk is not 
 from __future__ import annotations
 
 import argparse
-import email.utils
 import json
 import math
 import os
@@ -36,9 +39,8 @@ import signal
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -47,34 +49,32 @@ from urllib.parse import urlsplit
 from openai import (
     APIConnectionError,
     APIError,
+    APIResponse,
     APIStatusError,
-    APITimeoutError,
     OpenAI,
     Stream,
     omit,
 )
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
-from adw_modules.outcomes import Usage
+from adw_modules.workers.openrouter_errors import ApiFailure, failure_from_error_body, transport_failure
+from adw_modules.workers.openrouter_stream import (
+    Completion,
+    Transcript,
+    consume_chunk,
+    consume_document,
+    result_event,
+)
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_API_KEY_ENV = "OPENROUTER_API_KEY"
 BASE_URL_ENV = "OPENROUTER_BASE_URL"
 DEFAULT_TIMEOUT_S = 600.0
 
-# Coalescing: one assistant line per this many characters, or sooner when the stream is slow,
-# so a watcher sees progress without one line per token.
-FLUSH_CHARS = 2000
-FLUSH_SECONDS = 1.0
-MAX_MESSAGE_CHARS = 1000
-REDACTED = "[REDACTED]"
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TERMINATED = 143
-
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
 class InvocationError(Exception):
@@ -107,476 +107,20 @@ class CompletionRequest:
         return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
-@dataclass
-class ApiFailure:
-    """Why an attempt failed, normalised from HTTP errors, error bodies and transport errors."""
-
-    message: str
-    error: str = "unknown"  # Claude's assistant.error vocabulary, extended (see error_name)
-    status: int | None = None
-    code: str | None = None  # a non-numeric error code from the body, e.g. "server_error"
-    retry_after_s: float | None = None
-    resets_at: float | None = None  # unix seconds
-    from_api: bool = True  # False: decided locally (no key, cancelled), no "API Error:" prefix
-
-
-@dataclass
-class Completion:
-    """What the stream told us so far; also the partial state when it fails."""
-
-    requested_model: str
-    generation_id: str | None = None
-    model: str | None = None
-    provider: str | None = None
-    text: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: Usage | None = None
-
-    @property
-    def served_model(self) -> str:
-        return self.model or self.requested_model
-
-
-# --------------------------------------------------------------------------------------------
-# Usage, cost and error normalisation (pure functions)
-# --------------------------------------------------------------------------------------------
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _count(value: object) -> int:
-    number = _number(value)
-    return int(number) if number is not None and number > 0 else 0
-
-
-def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
-    """Normalise an OpenAI/OpenRouter ``usage`` object.
-
-    ``prompt_tokens`` includes cache reads (``cached_tokens``) and writes
-    (``cache_write_tokens``); the returned ``input_tokens`` excludes both.  ``cost_usd`` is
-    OpenRouter's ``cost`` (plus ``cost_details.upstream_inference_cost`` when ``is_byok``, since
-    then ``cost`` is only OpenRouter's fee), or None when the server reported no cost.
-    """
-    details = raw.get("prompt_tokens_details")
-    details = details if isinstance(details, Mapping) else {}
-    cache_read = _count(details.get("cached_tokens"))
-    cache_write = _count(details.get("cache_write_tokens"))
-    prompt = _count(raw.get("prompt_tokens"))
-    cost = _number(raw.get("cost"))
-    if cost is not None and raw.get("is_byok") is True:
-        cost_details = raw.get("cost_details")
-        if isinstance(cost_details, Mapping):
-            cost += _number(cost_details.get("upstream_inference_cost")) or 0.0
-    return Usage(
-        input_tokens=max(prompt - cache_read - cache_write, 0),
-        output_tokens=_count(raw.get("completion_tokens")),
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        cost_usd=cost,
-    )
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After-Ms`` / ``Retry-After`` (seconds or an HTTP date)."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            if name == "retry-after-ms":
-                continue
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            seconds = when.timestamp() - (time.time() if now is None else now)
-        if math.isfinite(seconds):
-            return max(seconds, 0.0)
-    return None
-
-
-def parse_reset(value: object) -> float | None:
-    """Unix seconds from an ``X-RateLimit-Reset`` value (OpenRouter sends epoch milliseconds)."""
-    try:
-        number = float(str(value))
-    except ValueError:
-        return None
-    if not math.isfinite(number) or number <= 0:
-        return None
-    return number / 1000.0 if number > 1e11 else number
-
-
-def error_name(status: int | None, code: str | None = None) -> str:
-    """Claude's ``assistant.error`` names where one fits, else a plain descriptive name."""
-    if status is None:
-        if code in {"timeout", "request_timeout"}:
-            return "timeout"
-        if code == "rate_limit_exceeded":
-            return "rate_limit"
-        return "server_error" if code else "unknown"
-    if status == 401:
-        return "authentication_failed"
-    if status == 402:
-        return "billing_error"
-    if status == 404:
-        return "model_not_found"
-    if status == 408:
-        return "timeout"
-    if status == 429:
-        return "rate_limit"
-    if status in {502, 503, 529}:
-        return "overloaded"
-    if status >= 500:
-        return "server_error"
-    if status >= 400:
-        return "invalid_request"
-    return "unknown"
-
-
-def _status_of(code: object) -> tuple[int | None, str | None]:
-    """Split an error ``code`` into an HTTP-like status and a textual code."""
-    if isinstance(code, bool) or code is None:
-        return None, None
-    if isinstance(code, int):
-        return code, None
-    text = str(code).strip()
-    if text.isdigit():
-        return int(text), None
-    return None, text or None
-
-
-def failure_from_error_body(
-    error: object,
-    *,
-    status: int | None = None,
-    headers: Mapping[str, str] | None = None,
-    fallback: str = "",
-) -> ApiFailure:
-    """Build a failure from an OpenRouter-style ``error`` object (``{code, message, metadata}``).
-
-    ``status`` is the HTTP status when the error came as a non-200 response; an error inside a
-    200 takes its status from ``error.code``.
-    """
-    if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
-        error = error["error"]  # a whole body rather than its ``error`` member
-    message, code_status, code = fallback, None, None
-    metadata: Mapping[str, Any] = {}
-    if isinstance(error, Mapping):
-        if isinstance(error.get("message"), str) and error["message"]:
-            message = error["message"]
-        code_status, code = _status_of(error.get("code"))
-        if isinstance(error.get("metadata"), Mapping):
-            metadata = error["metadata"]
-    elif isinstance(error, str) and error.strip():
-        message = error.strip()
-    # OpenRouter's generic "Provider returned error" hides the real reason in metadata.raw.
-    raw = metadata.get("raw")
-    if isinstance(raw, str) and raw and raw not in message:
-        message = f"{message}: {raw}" if message else raw
-    status = status if status is not None else code_status
-    header_map = dict(headers or {})
-    meta_headers = metadata.get("headers")
-    if isinstance(meta_headers, Mapping):
-        for name, value in meta_headers.items():
-            header_map.setdefault(str(name), str(value))
-    lowered = {name.lower(): value for name, value in header_map.items()}
-    retry_after = parse_retry_after(lowered)
-    resets_at = parse_reset(lowered["x-ratelimit-reset"]) if "x-ratelimit-reset" in lowered else None
-    if not message:
-        message = f"HTTP {status}" if status is not None else "unknown error"
-    return ApiFailure(
-        message=message,
-        error=error_name(status, code),
-        status=status,
-        code=code,
-        retry_after_s=retry_after,
-        resets_at=resets_at,
-    )
-
-
-def describe(failure: ApiFailure) -> str:
-    """The one-line result text, shaped like Claude's ``API Error: 429 ...``."""
-    label = failure.status if failure.status is not None else failure.code
-    prefix = f"API Error: {label} " if label is not None else "API Error: "
-    text = prefix + failure.message if failure.from_api else failure.message
-    if failure.retry_after_s is not None:
-        text += f" (retry after {failure.retry_after_s:g}s)"
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[: MAX_MESSAGE_CHARS - 1] + "…"
-    return text
-
-
-# --------------------------------------------------------------------------------------------
-# The transcript: what goes to stdout and the output file
-# --------------------------------------------------------------------------------------------
-
-
-class Transcript:
-    """Writes the Claude-style event lines to every sink, flushed per line, secret redacted."""
-
-    def __init__(
-        self,
-        sinks: Sequence[IO[bytes]],
-        *,
-        model: str,
-        secret: str | None = None,
-        events: bool = True,
-        api_key_env: str = DEFAULT_API_KEY_ENV,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._sinks = list(sinks)
-        self._secret = secret if secret and len(secret) >= 6 else None
-        self._events = events  # False: --output-format json, only the result is written
-        self._requested_model = model
-        self._api_key_env = api_key_env
-        self._clock = clock
-        self.session_id: str | None = None
-        self.model: str | None = None
-        self._message_id = f"msg_{uuid.uuid4().hex[:24]}"
-        self._buffer: list[str] = []
-        self._buffer_kind = "text"
-        self._buffered_chars = 0
-        self._last_flush = clock()
-
-    def _write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-        if self._secret:
-            line = line.replace(self._secret, REDACTED)
-        data = (line + "\n").encode("utf-8", errors="surrogateescape")
-        for sink in self._sinks:
-            try:
-                sink.write(data)
-                sink.flush()
-            except BrokenPipeError:
-                pass  # a reader that went away must not stop the output file
-
-    def start(self, session_id: str | None = None) -> None:
-        """Emit ``system/init`` once; the first id offered becomes the session id for all lines."""
-        if self.session_id is not None:
-            return
-        self.session_id = session_id or str(uuid.uuid4())
-        if not self._events:
-            return
-        self._write(
-            {
-                "type": "system",
-                "subtype": "init",
-                "cwd": os.getcwd(),
-                "session_id": self.session_id,
-                "tools": [],
-                "mcp_servers": [],
-                "model": self._requested_model,
-                "permissionMode": "default",
-                "apiKeySource": self._api_key_env,
-                "uuid": str(uuid.uuid4()),
-            }
-        )
-
-    def add(self, text: str, kind: str = "text") -> None:
-        """Buffer a delta (``text`` or ``thinking``); emit a line when enough has gathered."""
-        if not text:
-            return
-        if kind != self._buffer_kind:
-            self.flush()
-            self._buffer_kind = kind
-        self._buffer.append(text)
-        self._buffered_chars += len(text)
-        if self._buffered_chars >= FLUSH_CHARS or self._clock() - self._last_flush >= FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last_flush = self._clock()
-        if not self._buffer:
-            return
-        segment = "".join(self._buffer)
-        self._buffer.clear()
-        self._buffered_chars = 0
-        if not self._events:
-            return
-        self.start()
-        if self._buffer_kind == "thinking":
-            block: dict[str, Any] = {"type": "thinking", "thinking": segment, "signature": ""}
-        else:
-            block = {"type": "text", "text": segment}
-        self._write(self._assistant(self.model or self._requested_model, [block]))
-
-    def api_error(self, failure: ApiFailure) -> None:
-        """Claude's synthetic assistant line that names the error before the result."""
-        self.flush()
-        if not self._events:
-            return
-        self.start()
-        event = self._assistant("<synthetic>", [{"type": "text", "text": describe(failure)}])
-        event["message"]["id"] = str(uuid.uuid4())  # its own message, not part of the reply
-        event["message"]["stop_reason"] = "stop_sequence"
-        event["error"] = failure.error
-        event["is_api_error_message"] = True
-        self._write(event)
-
-    def _assistant(self, model: str, content: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "type": "assistant",
-            "message": {
-                "id": self._message_id,
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": content,
-                "stop_reason": None,
-                "stop_sequence": None,
-            },
-            "parent_tool_use_id": None,
-            "session_id": self.session_id,
-            "uuid": str(uuid.uuid4()),
-        }
-
-    def result(self, event: dict[str, Any]) -> None:
-        self.flush()
-        self.start()
-        event["session_id"] = self.session_id
-        self._write(event)
-
-
-# --------------------------------------------------------------------------------------------
-# The request
-# --------------------------------------------------------------------------------------------
-
-
-def _consume_chunk(chunk: ChatCompletionChunk, state: Completion, transcript: Transcript) -> None:
-    if chunk.id and state.generation_id is None:
-        state.generation_id = chunk.id
-    transcript.start(state.generation_id)
-    if chunk.model:
-        state.model = chunk.model
-        transcript.model = chunk.model
-    provider = getattr(chunk, "provider", None)
-    if isinstance(provider, str) and provider:
-        state.provider = provider
-    if chunk.usage is not None:
-        state.usage = usage_from_openai(chunk.usage.model_dump())
-    for choice in chunk.choices or []:
-        delta = choice.delta
-        if delta is not None:
-            reasoning = getattr(delta, "reasoning", None)
-            if isinstance(reasoning, str):
-                transcript.add(reasoning, "thinking")
-            if delta.content:
-                state.text.append(delta.content)
-                transcript.add(delta.content)
-        if choice.finish_reason:
-            state.finish_reason = choice.finish_reason
-
-
-def _consume_document(document: object, state: Completion, transcript: Transcript) -> ApiFailure | None:
-    """A 200 that is one JSON document: an error body, or a non-streamed completion."""
-    if not isinstance(document, Mapping):
-        return ApiFailure("the server answered 200 with neither an event stream nor a JSON object")
-    if isinstance(document.get("id"), str) and state.generation_id is None:
-        state.generation_id = document["id"]
-    transcript.start(state.generation_id)
-    if document.get("error"):
-        return failure_from_error_body(document["error"], fallback="error in a 200 response")
-    if isinstance(document.get("model"), str):
-        state.model = document["model"]
-        transcript.model = state.model
-    if isinstance(document.get("usage"), Mapping):
-        state.usage = usage_from_openai(document["usage"])
-    choices = document.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        return ApiFailure("the server answered 200 without choices")
-    choice = choices[0]
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, Mapping) else None
-    if isinstance(content, str):
-        state.text.append(content)
-        transcript.add(content)
-    finish = choice.get("finish_reason")
-    state.finish_reason = finish if isinstance(finish, str) else "stop"
-    return None
-
-
-def _transport_failure(err: APIConnectionError) -> ApiFailure:
-    if isinstance(err, APITimeoutError):
-        return ApiFailure("Request timed out.", error="timeout")
-    cause = err.__cause__
-    detail = f" ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else ""
-    return ApiFailure(f"Connection error.{detail}", error="connection_error")
-
-
 def stream_completion(request: CompletionRequest, api_key: str | None, transcript: Transcript) -> dict[str, Any]:
     """Run one streamed completion and return Claude's ``result`` event (also written to the transcript)."""
     started = time.monotonic()
     state = Completion(requested_model=request.model)
-    failure: ApiFailure | None = None
     api_started: float | None = None
     api_ended: float | None = None
     if not api_key:
-        failure = ApiFailure(
+        failure: ApiFailure | None = ApiFailure(
             f"Not logged in · environment variable {request.api_key_env} is not set or empty",
             error="authentication_failed",
             from_api=False,
         )
     else:
-        client = OpenAI(
-            api_key=api_key,
-            base_url=request.base_url,
-            max_retries=0,
-            timeout=request.timeout_s,
-        )
-        messages: list[ChatCompletionMessageParam] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
-        api_started = time.monotonic()
-        try:
-            with client.chat.completions.with_streaming_response.create(
-                model=request.model,
-                messages=messages,
-                stream=True,
-                stream_options={"include_usage": True},
-                max_tokens=omit if request.max_tokens is None else request.max_tokens,
-                temperature=omit if request.temperature is None else request.temperature,
-                extra_body={"usage": {"include": True}} if request.wants_usage_accounting() else None,
-            ) as response:
-                header_id = response.headers.get("x-generation-id")
-                if header_id:
-                    state.generation_id = header_id
-                    transcript.start(header_id)
-                if "text/event-stream" in response.headers.get("content-type", ""):
-                    stream = response.parse()
-                    if isinstance(stream, Stream):
-                        for chunk in stream:
-                            _consume_chunk(chunk, state, transcript)
-                else:
-                    try:
-                        document = json.loads(response.read())
-                    except ValueError:
-                        failure = ApiFailure("the server answered 200 with a body that is not JSON")
-                    else:
-                        failure = _consume_document(document, state, transcript)
-        except APIStatusError as err:
-            failure = failure_from_error_body(
-                err.body, status=err.status_code, headers=err.response.headers, fallback=err.message
-            )
-        except APIConnectionError as err:
-            failure = _transport_failure(err)
-        except APIError as err:  # an {"error": ...} event inside the 200 stream
-            failure = failure_from_error_body(err.body, fallback=err.message)
-        finally:
-            api_ended = time.monotonic()
-            client.close()
-        if failure is None and state.finish_reason is None:
-            failure = ApiFailure("the stream ended before the model finished (no finish_reason)")
-        elif failure is None and state.finish_reason == "error":
-            failure = ApiFailure("the model stream ended with finish_reason 'error'", error="server_error")
-
+        failure, api_started, api_ended = _call_api(request, api_key, state, transcript)
     if TERMINATING.is_set():
         raise Terminated  # whatever the SDK made of the interrupted request, it was a cancellation
     if failure is not None:
@@ -591,57 +135,83 @@ def stream_completion(request: CompletionRequest, api_key: str | None, transcrip
     return event
 
 
-def result_event(
-    state: Completion, failure: ApiFailure | None, *, duration_ms: int, duration_api_ms: int
-) -> dict[str, Any]:
-    """Claude's ``result`` event for this attempt (``session_id`` is filled by the transcript)."""
-    usage = state.usage or Usage()
-    model_usage: dict[str, Any] = {}
-    if state.usage is not None:
-        model_usage[state.served_model] = {
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "cacheReadInputTokens": usage.cache_read_tokens,
-            "cacheCreationInputTokens": usage.cache_write_tokens,
-            "costUSD": usage.cost_usd,
-        }
-    event: dict[str, Any] = {
-        "type": "result",
-        "subtype": "success",
-        "is_error": failure is not None,
-        "api_error_status": failure.status if failure is not None else None,
-        "duration_ms": duration_ms,
-        "duration_api_ms": duration_api_ms,
-        "num_turns": 1,
-        "result": describe(failure) if failure is not None else "".join(state.text),
-        "stop_reason": STOP_REASONS.get(state.finish_reason or "", state.finish_reason) if failure is None else None,
-        "session_id": None,
-        "total_cost_usd": usage.cost_usd,
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.cache_write_tokens,
-            "cache_read_input_tokens": usage.cache_read_tokens,
-            "output_tokens": usage.output_tokens,
-        },
-        "modelUsage": model_usage,
-        "model": state.served_model,
-        "permission_denials": [],
-        "terminal_reason": "completed" if failure is None else "api_error",
-        "uuid": str(uuid.uuid4()),
-    }
-    if state.generation_id:
-        event["generation_id"] = state.generation_id
-    if state.provider:
-        event["provider"] = state.provider
-    if failure is not None:
-        event["error"] = failure.error
-        if failure.code is not None:
-            event["api_error_code"] = failure.code
-        if failure.retry_after_s is not None:
-            event["retry_after_s"] = failure.retry_after_s
-        if failure.resets_at is not None:
-            event["resets_at"] = failure.resets_at
-    return event
+def _call_api(
+    request: CompletionRequest, api_key: str, state: Completion, transcript: Transcript
+) -> tuple[ApiFailure | None, float, float]:
+    """Send the request and translate its answer into ``state`` and the transcript: the failure
+    (None when the model finished), and when the API call started and ended."""
+    client = OpenAI(
+        api_key=api_key,
+        base_url=request.base_url,
+        max_retries=0,
+        timeout=request.timeout_s,
+    )
+    api_started = time.monotonic()
+    try:
+        failure = _send(client, request, state, transcript)
+    except APIStatusError as err:
+        failure = failure_from_error_body(
+            err.body, status=err.status_code, headers=err.response.headers, fallback=err.message
+        )
+    except APIConnectionError as err:
+        failure = transport_failure(err)
+    except APIError as err:  # an {"error": ...} event inside the 200 stream
+        failure = failure_from_error_body(err.body, fallback=err.message)
+    finally:
+        api_ended = time.monotonic()
+        client.close()
+    if failure is None:
+        failure = _unfinished(state)
+    return failure, api_started, api_ended
+
+
+def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:
+    messages: list[ChatCompletionMessageParam] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.append({"role": "user", "content": request.prompt})
+    return messages
+
+
+def _send(client: OpenAI, request: CompletionRequest, state: Completion, transcript: Transcript) -> ApiFailure | None:
+    """One streamed request; an event stream is consumed chunk by chunk, any other 200 as one document."""
+    with client.chat.completions.with_streaming_response.create(
+        model=request.model,
+        messages=_messages(request),
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=omit if request.max_tokens is None else request.max_tokens,
+        temperature=omit if request.temperature is None else request.temperature,
+        extra_body={"usage": {"include": True}} if request.wants_usage_accounting() else None,
+    ) as response:
+        header_id = response.headers.get("x-generation-id")
+        if header_id:
+            state.generation_id = header_id
+            transcript.start(header_id)
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            return _read_document(response, state, transcript)
+        stream = response.parse()
+        if isinstance(stream, Stream):
+            for chunk in stream:
+                consume_chunk(chunk, state, transcript)
+        return None
+
+
+def _read_document(response: APIResponse[Any], state: Completion, transcript: Transcript) -> ApiFailure | None:
+    try:
+        document = json.loads(response.read())
+    except ValueError:
+        return ApiFailure("the server answered 200 with a body that is not JSON")
+    return consume_document(document, state, transcript)
+
+
+def _unfinished(state: Completion) -> ApiFailure | None:
+    """A stream that ended without error can still have ended too early."""
+    if state.finish_reason is None:
+        return ApiFailure("the stream ended before the model finished (no finish_reason)")
+    if state.finish_reason == "error":
+        return ApiFailure("the model stream ended with finish_reason 'error'", error="server_error")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -769,52 +339,72 @@ def main(
     stdout = stdout if stdout is not None else sys.stdout.buffer
     stderr = stderr if stderr is not None else sys.stderr
     args = build_parser().parse_args(argv)
-    output: IO[bytes] | None = None
     try:
         request = request_from_args(args, stdin)
-        if args.output_file:
-            try:
-                output = open(args.output_file, "wb")  # closed in the finally below
-            except OSError as err:
-                raise InvocationError(f"cannot write --output-file {args.output_file}: {err.strerror}") from err
+        output = _open_output(args.output_file)
     except InvocationError as err:
         print(f"openrouter-cli: error: {err}", file=stderr)
         return EXIT_USAGE
+    try:
+        return _run(request, args.output_format, [stdout] if output is None else [stdout, output])
+    finally:
+        if output is not None:
+            output.close()
 
+
+def _open_output(path: str | None) -> IO[bytes] | None:
+    """The ``--output-file`` sink, truncated; the caller closes it."""
+    if not path:
+        return None
+    try:
+        return open(path, "wb")
+    except OSError as err:
+        raise InvocationError(f"cannot write --output-file {path}: {err.strerror}") from err
+
+
+def _run(request: CompletionRequest, output_format: str, sinks: list[IO[bytes]]) -> int:
+    """Run the completion with SIGTERM turned into a cancellation (a result line is still written)."""
     api_key = os.environ.get(request.api_key_env) or None
-    sinks = [stdout] if output is None else [stdout, output]
     transcript = Transcript(
         sinks,
         model=request.model,
         secret=api_key,
-        events=args.output_format == "stream-json",
+        events=output_format == "stream-json",
         api_key_env=request.api_key_env,
     )
     # Only the main thread may install handlers (main() also runs in-process, e.g. in tests).
     in_main_thread = threading.current_thread() is threading.main_thread()
     TERMINATING.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        return _complete(request, api_key, transcript)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _complete(request: CompletionRequest, api_key: str | None, transcript: Transcript) -> int:
+    """The exit code of one completion; whatever goes wrong, the stream ends with a result line."""
     started = time.monotonic()
     try:
         event = stream_completion(request, api_key, transcript)
         return EXIT_FAILED if event["is_error"] else EXIT_OK
     except Exception as err:
         if not TERMINATING.is_set():
-            # A bug here must still end the stream with a result line.
-            failure = ApiFailure(f"{type(err).__name__}: {err}", error="unknown")
-            elapsed = int((time.monotonic() - started) * 1000)
-            event = result_event(Completion(request.model), failure, duration_ms=elapsed, duration_api_ms=0)
-            event["subtype"] = "error_during_execution"
-            transcript.result(event)
-            return EXIT_FAILED
+            return _crashed(request, transcript, started, err)
         return _cancelled(request, transcript, started)
     except (Terminated, KeyboardInterrupt):
         return _cancelled(request, transcript, started)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        if output is not None:
-            output.close()
+
+
+def _crashed(request: CompletionRequest, transcript: Transcript, started: float, err: Exception) -> int:
+    # A bug here must still end the stream with a result line.
+    failure = ApiFailure(f"{type(err).__name__}: {err}", error="unknown")
+    elapsed = int((time.monotonic() - started) * 1000)
+    event = result_event(Completion(request.model), failure, duration_ms=elapsed, duration_api_ms=0)
+    event["subtype"] = "error_during_execution"
+    transcript.result(event)
+    return EXIT_FAILED
 
 
 def _cancelled(request: CompletionRequest, transcript: Transcript, started: float) -> int:

@@ -37,7 +37,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -149,6 +149,19 @@ class _Tail:
         return b"".join(self._chunks).decode("utf-8", "replace")
 
 
+@dataclass
+class _Supervision:
+    """Where the supervisor loop of one run is; owned by the supervisor thread."""
+
+    phase: Literal["run", "term", "kill"] = "run"
+    exited: bool = False  # the leader exited (not yet reaped)
+    ended_by: EndedBy | None = None
+    cancel_reason: str | None = None
+    kill_at: float = 0.0  # term phase: when the grace is over
+    drain_until: float | None = None  # kill phase: how long to wait for pipe EOF
+    snapshot: dict[int, psutil.Process] = field(default_factory=dict)  # every descendant found
+
+
 def _launch_error(exc: BaseException, spec: RunSpec) -> str:
     program = spec.argv[0]
     if isinstance(exc, OSError):
@@ -230,31 +243,12 @@ class Worker:
         self._done.set()
 
     def _launch(self) -> None:
-        spec = self._spec
+        """Open the log, start the process, learn its identity, start the supervisor; on any
+        failure the run ends at once as ``launch_failed`` with nothing left running."""
         self._started_at = time.time()
         self._t0 = time.monotonic()
         self._log_fd: int | None = None
-        if spec.log_path is not None:
-            try:
-                # 0o600: agent transcripts can echo secrets found in the work tree.
-                self._log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            except OSError as exc:
-                self._fail_launch(f"cannot open log file {spec.log_path}: {exc.strerror}", self._started_at)
-                return
-        try:
-            self._proc = subprocess.Popen(
-                list(spec.argv),
-                cwd=spec.cwd,
-                env=dict(spec.env),
-                stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                bufsize=0,
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._close_log()
-            self._fail_launch(_launch_error(exc, spec), self._started_at)
+        if not self._open_log() or not self._popen():
             return
         pid = self._proc.pid
         try:
@@ -275,6 +269,37 @@ class Worker:
             self._waiter.start()
         self._thread = threading.Thread(target=self._supervise, name=f"adw-runner-{pid}", daemon=True)
         self._thread.start()
+
+    def _open_log(self) -> bool:
+        spec = self._spec
+        if spec.log_path is None:
+            return True
+        try:
+            # 0o600: agent transcripts can echo secrets found in the work tree.
+            self._log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            self._fail_launch(f"cannot open log file {spec.log_path}: {exc.strerror}", self._started_at)
+            return False
+        return True
+
+    def _popen(self) -> bool:
+        spec = self._spec
+        try:
+            self._proc = subprocess.Popen(
+                list(spec.argv),
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._close_log()
+            self._fail_launch(_launch_error(exc, spec), self._started_at)
+            return False
+        return True
 
     def _wait_exit_fallback(self) -> None:
         # WNOWAIT: learn of the exit without reaping, so the pgid stays reserved while we kill.
@@ -311,9 +336,25 @@ class Worker:
             self._done.set()
 
     def _loop(self) -> None:
-        spec = self._spec
+        """Select until the run has ended and its tree is torn down: run -> term (SIGTERM sent,
+        grace running) -> kill (SIGKILL sent, draining the pipes); then reap and record."""
+        self._register()
+        self._reset_streams()
+        st = _Supervision()
+        while True:
+            self._handle_ready(st, self._sel.select(self._select_timeout(st)))
+            now = time.monotonic()
+            if st.phase == "run":
+                self._check_end(st, now)
+            if st.phase == "term":
+                self._check_grace(st, now)
+            if st.phase == "kill" and st.exited and self._drained(st, now):
+                break
+        self._result = self._reap(st)
+
+    def _register(self) -> None:
+        """One selector for the wake pipe, the pidfd, stdout, stderr and (while writing) stdin."""
         proc = self._proc
-        pid = proc.pid
         sel = self._sel = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
         os.set_blocking(self._wake_r, False)
@@ -325,111 +366,125 @@ class Worker:
             os.set_blocking(stream.fileno(), False)
             sel.register(stream.fileno(), selectors.EVENT_READ, name)
         self._stdin_view: memoryview | None = None
-        if spec.stdin_data is not None:
+        if self._spec.stdin_data is not None:
             assert proc.stdin is not None
-            self._stdin_view = memoryview(bytes(spec.stdin_data))
+            self._stdin_view = memoryview(bytes(self._spec.stdin_data))
             os.set_blocking(proc.stdin.fileno(), False)
             if len(self._stdin_view):
                 sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "in")
             else:
                 self._close_stdin()
 
+    def _reset_streams(self) -> None:
         self._pending = bytearray()
         self._lines = 0
         self._last_output = time.monotonic()
-        self._tail = _Tail(spec.stderr_tail_bytes)
+        self._tail = _Tail(self._spec.stderr_tail_bytes)
         self._out_open = self._err_open = True
         self._callbacks_on = self._on_line is not None
         self._abort_reason: str | None = None
-        exited = False
-        ended_by: EndedBy | None = None
-        cancel_reason: str | None = None
-        phase = "run"
-        kill_at = 0.0
-        drain_until: float | None = None
-        snapshot: dict[int, psutil.Process] = {}
 
-        while True:
-            now = time.monotonic()
-            if phase == "run":
-                deadlines = []
-                if spec.timeout_s is not None:
-                    deadlines.append(self._t0 + spec.timeout_s)
-                if spec.idle_timeout_s is not None:
-                    deadlines.append(self._last_output + spec.idle_timeout_s)
-                timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            elif phase == "term":
-                timeout = max(0.0, kill_at - now)
+    def _select_timeout(self, st: _Supervision) -> float | None:
+        """Until the next deadline of the phase: timeout or idle timeout, the grace, the drain."""
+        spec = self._spec
+        now = time.monotonic()
+        if st.phase == "run":
+            deadlines = []
+            if spec.timeout_s is not None:
+                deadlines.append(self._t0 + spec.timeout_s)
+            if spec.idle_timeout_s is not None:
+                deadlines.append(self._last_output + spec.idle_timeout_s)
+            return max(0.0, min(deadlines) - now) if deadlines else None
+        if st.phase == "term":
+            return max(0.0, st.kill_at - now)
+        return None if st.drain_until is None else max(0.0, st.drain_until - now)
+
+    def _handle_ready(self, st: _Supervision, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _mask in ready:
+            what = key.data
+            if what == "out":
+                self._read_stdout(key.fd)
+            elif what == "err":
+                self._read_stderr(key.fd)
+            elif what == "in":
+                self._write_stdin()
+            elif what == "exit":
+                self._sel.unregister(key.fd)  # stays readable forever once the child exited
+                st.exited = True
             else:
-                timeout = None if drain_until is None else max(0.0, drain_until - now)
+                self._drain_wake()
+        if not st.exited and self._pidfd is None:
+            with self._lock:
+                st.exited = self._exited_flag
 
-            for key, _mask in sel.select(timeout):
-                what = key.data
-                if what == "out":
-                    self._read_stdout(key.fd)
-                elif what == "err":
-                    self._read_stderr(key.fd)
-                elif what == "in":
-                    self._write_stdin()
-                elif what == "exit":
-                    sel.unregister(key.fd)  # stays readable forever once the child exited
-                    exited = True
-                else:
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-            if not exited and self._pidfd is None:
-                with self._lock:
-                    exited = self._exited_flag
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
-            now = time.monotonic()
-            pipes_closed = not (self._out_open or self._err_open)
-            if phase == "run":
-                with self._lock:
-                    cancel_reason = self._cancel_reason
-                if self._abort_reason is not None:
-                    ended_by = "aborted"
-                elif cancel_reason is not None:
-                    ended_by = "cancelled"
-                elif exited:
-                    ended_by = "exit"
-                elif spec.timeout_s is not None and now >= self._t0 + spec.timeout_s:
-                    ended_by = "timeout"
-                elif spec.idle_timeout_s is not None and now >= self._last_output + spec.idle_timeout_s:
-                    ended_by = "idle_timeout"
-                if ended_by is not None:
-                    if ended_by != "cancelled":
-                        cancel_reason = None  # a cancel that came too late changes nothing
-                    _signal_tree(pid, snapshot, signal.SIGTERM, leader_alive=not exited)
-                    kill_at = now + spec.kill_grace_s
-                    phase = "term"
-            if phase == "term":
-                finished = exited and pipes_closed and not any(map(process_tree.running, snapshot.values()))
-                if finished or now >= kill_at:
-                    _signal_tree(pid, snapshot, signal.SIGKILL, leader_alive=not exited)
-                    phase = "kill"
-            if phase == "kill" and exited:
-                if drain_until is None:
-                    drain_until = now + _DRAIN_AFTER_KILL_S
-                if pipes_closed or now >= drain_until:
-                    break
+    def _check_end(self, st: _Supervision, now: float) -> None:
+        """In the run phase: has the run ended?  Then SIGTERM the tree and start the grace."""
+        with self._lock:
+            st.cancel_reason = self._cancel_reason
+        ended_by = self._end_cause(st, now)
+        if ended_by is None:
+            return
+        st.ended_by = ended_by
+        if ended_by != "cancelled":
+            st.cancel_reason = None  # a cancel that came too late changes nothing
+        _signal_tree(self._proc.pid, st.snapshot, signal.SIGTERM, leader_alive=not st.exited)
+        st.kill_at = now + self._spec.kill_grace_s
+        st.phase = "term"
 
-        if snapshot:
+    def _end_cause(self, st: _Supervision, now: float) -> EndedBy | None:
+        """Why the run ends now, in ``ended_by`` precedence; None while it goes on."""
+        spec = self._spec
+        if self._abort_reason is not None:
+            return "aborted"
+        if st.cancel_reason is not None:
+            return "cancelled"
+        if st.exited:
+            return "exit"
+        if spec.timeout_s is not None and now >= self._t0 + spec.timeout_s:
+            return "timeout"
+        if spec.idle_timeout_s is not None and now >= self._last_output + spec.idle_timeout_s:
+            return "idle_timeout"
+        return None
+
+    def _check_grace(self, st: _Supervision, now: float) -> None:
+        """In the term phase: once all is gone, or the grace is over, SIGKILL what remains."""
+        pipes_closed = not (self._out_open or self._err_open)
+        finished = st.exited and pipes_closed and not any(map(process_tree.running, st.snapshot.values()))
+        if finished or now >= st.kill_at:
+            _signal_tree(self._proc.pid, st.snapshot, signal.SIGKILL, leader_alive=not st.exited)
+            st.phase = "kill"
+
+    def _drained(self, st: _Supervision, now: float) -> bool:
+        """In the kill phase, the leader gone: are the pipes closed, or has the drain timed out?"""
+        if st.drain_until is None:
+            st.drain_until = now + _DRAIN_AFTER_KILL_S
+        pipes_closed = not (self._out_open or self._err_open)
+        return pipes_closed or now >= st.drain_until
+
+    def _reap(self, st: _Supervision) -> RunResult:
+        """Wait for the killed tree, flush the last partial line, reap the leader: the result."""
+        if st.snapshot:
             # SIGKILL is asynchronous: make "wait() returned" mean "every process we found is dead".
-            process_tree.wait_gone(snapshot.values(), _DRAIN_AFTER_KILL_S)
+            process_tree.wait_gone(st.snapshot.values(), _DRAIN_AFTER_KILL_S)
         if self._pending:
             self._emit(bytes(self._pending))
             self._pending.clear()
-        proc.wait()  # the leader has exited: this only reaps it
+        self._proc.wait()  # the leader has exited: this only reaps it
+        ended_by = st.ended_by
         if self._abort_reason is not None and ended_by == "exit":
             ended_by = "aborted"  # the stream said so: same verdict however fast the CLI exited
-        reason = self._abort_reason if ended_by == "aborted" else cancel_reason
+        reason = self._abort_reason if ended_by == "aborted" else st.cancel_reason
         assert ended_by is not None and self.identity is not None
         ended_at = time.time()
-        self._result = RunResult(
-            exit_code=proc.returncode,
+        return RunResult(
+            exit_code=self._proc.returncode,
             ended_by=ended_by,
             abort_reason=reason,
             identity=self.identity,

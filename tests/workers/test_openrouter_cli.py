@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from adw_modules.workers.openrouter import main, parse_reset, parse_retry_after, usage_from_openai
+from adw_modules.workers.openrouter import main
+from adw_modules.workers.openrouter_errors import parse_reset, parse_retry_after, usage_from_openai
 from tests.fakes.openai_api import (
     FakeOpenAIServer,
     drop_connection_after,

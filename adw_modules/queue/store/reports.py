@@ -204,18 +204,7 @@ class ReportsMixin(StoreBase):
         """
         if by not in USAGE_GROUPS:
             raise ValueError(f"usage: by must be one of {', '.join(USAGE_GROUPS)}, not {by!r}")
-        key: Any
-        if by == "provider":
-            key = attempts.c.provider
-        elif by == "model":
-            key = attempts.c.model
-        elif by == "day":
-            if self._sqlite:
-                key = sa.func.date(attempts.c.started_at)  # stored as naive UTC text
-            else:
-                key = sa.func.to_char(sa.func.timezone("UTC", attempts.c.started_at), "YYYY-MM-DD")
-        else:
-            key = attempts.c.task_id
+        key = self._usage_key(by)
         sums = [
             sa.func.count().label("attempts"),
             *(
@@ -235,28 +224,43 @@ class ReportsMixin(StoreBase):
                 found = conn.execute(sa.select(tasks.c.id, tasks.c.labels).where(tasks.c.id.in_(ids)))
                 labels = {tid: list(ls or []) for tid, ls in found}
         if by == "label":
-            # Expanding JSON arrays differs per backend (json_each vs jsonb_array_elements);
-            # per-task sums are few enough to expand here.
-            merged: dict[str, dict[str, Any]] = {}
-            for row in rows:
-                for label in dict.fromkeys(labels.get(row["key"]) or [UNLABELLED]):
-                    acc = merged.setdefault(label, {"key": label, **{k: 0 for k in row if k != "key"}})
-                    for k, v in row.items():
-                        if k != "key":
-                            acc[k] += v
-            rows = list(merged.values())
-        out: list[dict[str, Any]] = []
-        for r in rows:
-            out.append(
-                {
-                    "key": str(r["key"]),
-                    "attempts": int(r["attempts"]),
-                    "input_tokens": int(r["input_tokens"]),
-                    "output_tokens": int(r["output_tokens"]),
-                    "cache_read_tokens": int(r["cache_read_tokens"]),
-                    "cache_write_tokens": int(r["cache_write_tokens"]),
-                    "cost_usd": float(r["cost_usd"]),
-                }
-            )
-        out.sort(key=lambda r: r["key"])
-        return out
+            rows = _by_label(rows, labels)
+        return sorted((_usage_row(r) for r in rows), key=lambda r: r["key"])
+
+    def _usage_key(self, by: str) -> Any:
+        """The column usage groups by (the task id for ``label``: labels are expanded afterwards)."""
+        if by == "provider":
+            return attempts.c.provider
+        if by == "model":
+            return attempts.c.model
+        if by == "day":
+            if self._sqlite:
+                return sa.func.date(attempts.c.started_at)  # stored as naive UTC text
+            return sa.func.to_char(sa.func.timezone("UTC", attempts.c.started_at), "YYYY-MM-DD")
+        return attempts.c.task_id
+
+
+def _by_label(rows: list[dict[str, Any]], labels: Mapping[int, list[str]]) -> list[dict[str, Any]]:
+    """Per-task usage rows summed per label of each task."""
+    # Expanding JSON arrays differs per backend (json_each vs jsonb_array_elements);
+    # per-task sums are few enough to expand here.
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for label in dict.fromkeys(labels.get(row["key"]) or [UNLABELLED]):
+            acc = merged.setdefault(label, {"key": label, **{k: 0 for k in row if k != "key"}})
+            for k, v in row.items():
+                if k != "key":
+                    acc[k] += v
+    return list(merged.values())
+
+
+def _usage_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "key": str(r["key"]),
+        "attempts": int(r["attempts"]),
+        "input_tokens": int(r["input_tokens"]),
+        "output_tokens": int(r["output_tokens"]),
+        "cache_read_tokens": int(r["cache_read_tokens"]),
+        "cache_write_tokens": int(r["cache_write_tokens"]),
+        "cost_usd": float(r["cost_usd"]),
+    }
