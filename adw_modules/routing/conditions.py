@@ -7,13 +7,15 @@ the router both loop this registry, so adding a condition means adding one entry
 
     Condition(
         "title_words",
-        parse=_names(),
+        parser=_names(),
         holds=lambda words, task, hour, weekday: not words.isdisjoint(task.title_words),
         explain=lambda words, task, hour, weekday, tz: f"no title word in {_list(words)}",
     ),
 
-(plus the task attribute it reads, if it is a new one).  Registry order is the order the
-conditions are checked and parsed in: the first one that fails is the one a trace reports.
+That is all for a condition on an attribute tasks already have; a new attribute is also
+added to ``TaskView`` here, ``router.TaskAttrs`` and ``config.routing.SCENARIO_ATTRS``.
+Registry order is the order conditions are parsed and checked in: the first one that fails
+is the one a trace reports.
 
 This module imports nothing from ``adw_modules.config``: config parses with it.
 """
