@@ -14,7 +14,8 @@ import click
 import tomlkit
 
 from adw_modules.config import edit as config_edit
-from adw_modules.config.schema import PRIORITIES, TIERS, WEEKDAYS, Config, ConfigError, Target, load_config
+from adw_modules.config.schema import TIERS, Config, ConfigError, Target, load_config
+from adw_modules.routing.conditions import PRIORITIES, WEEKDAYS
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter, TaskAttrs
 from adw_modules.workers import streams

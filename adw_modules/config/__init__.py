@@ -1,8 +1,11 @@
 """Stage 0, configuration: reading config.toml, its schema, validation with file:line, in-place edits.
 
-Owns: ``schema`` (the frozen dataclasses and the loader), ``validation`` (the one validator
-base every section uses), ``lines`` (path -> line), ``edit`` (tomlkit edits, atomic writes),
-and the schema of each section: ``service`` ([coordinator], [store], [health], [metrics],
+Owns: ``schema`` (``Config``, ``ConfigError`` and the loader; it re-exports the section
+dataclasses most code needs), ``validation`` (the one validator base every section uses),
+``lines`` (path -> line), ``edit`` (tomlkit edits, atomic writes), and each section's frozen
+dataclasses with their validation: ``providers`` ([providers.NAME], models, prices),
+``routing`` ([routing]: rules, chains, model selectors, scenarios; conditions are parsed by
+``routing.conditions``), ``service`` ([coordinator], [store], [health], [metrics],
 [retention]), ``github`` ([github]), ``workspace`` ([workspace]).
 
 May import: ``outcomes``, ``routing.conditions`` and ``routing.pricing`` (a condition and a

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from adw_modules.config.validation import Validator
 from adw_modules.queue.tasks import PRIORITY_RANK
-
-if TYPE_CHECKING:
-    from adw_modules.config.schema import _Validator
 
 DEFAULT_PROMPT = """\
 You are resolving GitHub issue {repo}#{number} ({url}).
@@ -78,7 +76,7 @@ class GitHubConfig:
         return set(self.labels.values())
 
 
-def validate_github(v: _Validator, data: Mapping[str, Any]) -> GitHubConfig | None:
+def validate_github(v: Validator, data: Mapping[str, Any]) -> GitHubConfig | None:
     if "github" not in data:
         return None
     w = "github"
@@ -129,7 +127,7 @@ def validate_github(v: _Validator, data: Mapping[str, Any]) -> GitHubConfig | No
     )
 
 
-def _non_negative(v: _Validator, g: Mapping[str, Any], key: str, default: float) -> float:
+def _non_negative(v: Validator, g: Mapping[str, Any], key: str, default: float) -> float:
     value = v.get(g, key, float, "github", default)
     if value < 0:
         v.err("github", f"{key} must not be negative")

@@ -1,7 +1,7 @@
-"""The service sections of config.toml: [coordinator], [store], [health].
+"""The service sections of config.toml: [coordinator], [store], [health], [metrics], [retention].
 
-Kept apart from config.py (providers and routing) so each stays readable; the same
-validator reports problems from both in one list.
+Each section is read through the one ``Validator``, so problems from every section
+are reported together in one list.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from adw_modules.config.validation import Validator
 from adw_modules.queue.health import HealthPolicy
 from adw_modules.queue.retry import RetryStrategy
-
-if TYPE_CHECKING:
-    from adw_modules.config.schema import _Validator
 
 _COORDINATOR_KEYS = (
     "name",
@@ -96,10 +94,21 @@ class ServiceConfig:
         return f"sqlite:///{self.coordinator.state_dir / 'adw.db'}"
 
 
-def validate_service(v: _Validator, data: Mapping[str, Any]) -> ServiceConfig:
-    c = v.get(data, "coordinator", dict, "coordinator", {}) or {}
-    v.unknown_keys(c, _COORDINATOR_KEYS, "coordinator", "key")
+def validate_service(v: Validator, data: Mapping[str, Any]) -> ServiceConfig:
+    """[coordinator], [store], [health], [metrics] and [retention], each optional."""
+    return ServiceConfig(
+        coordinator=_coordinator(v, data),
+        store=_store(v, data),
+        health=_health(v, data),
+        metrics=_metrics(v, data),
+        retention=_retention(v, data),
+    )
+
+
+def _coordinator(v: Validator, data: Mapping[str, Any]) -> CoordinatorConfig:
     w = "coordinator"
+    c = v.get(data, "coordinator", dict, w, {}) or {}
+    v.unknown_keys(c, _COORDINATOR_KEYS, w, "key")
     defaults = CoordinatorConfig()
     retry_defaults = RetryStrategy()
 
@@ -138,7 +147,10 @@ def validate_service(v: _Validator, data: Mapping[str, Any]) -> ServiceConfig:
         )
     if coordinator.max_total_attempts < max_attempts:
         v.err(w, "max_total_attempts must be at least max_attempts")
+    return coordinator
 
+
+def _store(v: Validator, data: Mapping[str, Any]) -> StoreConfig:
     s = v.get(data, "store", dict, "store", {}) or {}
     v.unknown_keys(s, _STORE_KEYS, "store", "key")
     url = v.get(s, "url", str, "store", "")
@@ -152,38 +164,40 @@ def validate_service(v: _Validator, data: Mapping[str, Any]) -> ServiceConfig:
         )
     if url and not url.startswith(("sqlite:///", "postgresql")):
         v.err("store", f'url must start with "sqlite:///" or "postgresql+psycopg://", not {url.split(":")[0]!r}')
+    return StoreConfig(url=url, url_env=url_env)
 
+
+def _health(v: Validator, data: Mapping[str, Any]) -> HealthPolicy:
     h = v.get(data, "health", dict, "health", {}) or {}
     v.unknown_keys(h, _HEALTH_KEYS, "health", "key")
     hd = HealthPolicy()
-    health = HealthPolicy(
+    return HealthPolicy(
         failure_threshold=v.positive(h, "failure_threshold", int, "health") or hd.failure_threshold,
         cooldown_base_s=v.positive(h, "cooldown_base_s", float, "health") or hd.cooldown_base_s,
         cooldown_max_s=v.positive(h, "cooldown_max_s", float, "health") or hd.cooldown_max_s,
     )
+
+
+def _metrics(v: Validator, data: Mapping[str, Any]) -> MetricsConfig:
     m = v.get(data, "metrics", dict, "metrics", {}) or {}
     v.unknown_keys(m, _METRICS_KEYS, "metrics", "key")
-    listen = None
     raw_listen = v.get(m, "listen", str, "metrics")
-    if raw_listen is not None:
-        host, sep, port = raw_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            v.err("metrics", f'listen "{raw_listen}" must be "HOST:PORT", e.g. "127.0.0.1:9464"')
-        else:
-            listen = (host.strip("[]"), int(port))
+    if raw_listen is None:
+        return MetricsConfig(listen=None)
+    host, sep, port = raw_listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        v.err("metrics", f'listen "{raw_listen}" must be "HOST:PORT", e.g. "127.0.0.1:9464"')
+        return MetricsConfig(listen=None)
+    return MetricsConfig(listen=(host.strip("[]"), int(port)))
+
+
+def _retention(v: Validator, data: Mapping[str, Any]) -> RetentionConfig:
     r = v.get(data, "retention", dict, "retention", {}) or {}
     v.unknown_keys(r, _RETENTION_KEYS, "retention", "key")
     rd = RetentionConfig()
-    retention = RetentionConfig(
+    return RetentionConfig(
         transcripts_days=v.positive(r, "transcripts_days", float, "retention") or rd.transcripts_days,
         finished_tasks_days=v.positive(r, "finished_tasks_days", float, "retention") or rd.finished_tasks_days,
         events_days=v.positive(r, "events_days", float, "retention") or rd.events_days,
         interval_s=v.positive(r, "interval_s", float, "retention") or rd.interval_s,
-    )
-    return ServiceConfig(
-        coordinator=coordinator,
-        store=StoreConfig(url=url, url_env=url_env),
-        health=health,
-        metrics=MetricsConfig(listen=listen),
-        retention=retention,
     )

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config.schema import WEEKDAYS, Config, Rule, Target, repo_matches
+from adw_modules.config.schema import Config, RoutingConfig, Rule, Target
+from adw_modules.routing.conditions import WEEKDAYS
 from adw_modules.routing.providers import ProviderRegistry, pick_model
 
 CHARS_PER_TOKEN = 4  # rough, model-independent; good enough for long-context routing
@@ -120,18 +122,16 @@ class Decision:
         }
 
 
-def hour_in_range(hour: int, start: int, end: int) -> bool:
-    """[start, end) on a 24-hour clock; start > end wraps past midnight ([22, 6] = 22:00-05:59)."""
-    if start < end:
-        return start <= hour < end
-    return hour >= start or hour < end
-
-
 class ModelRouter:
     def __init__(self, config: Config, registry: ProviderRegistry | None = None) -> None:
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry(config)
         self.tz = zoneinfo.ZoneInfo(config.routing.timezone)
+        # (position, rule, its condition checks) of each enabled rule, in priority order: what
+        # every decision loops over, read once here (config is frozen) rather than per rule.
+        self._active = [
+            (i, rule, rule.conditions.checks) for i, rule in enumerate(config.routing.rules) if rule.enabled
+        ]
 
     def route(self, attrs: Mapping[str, Any] | TaskAttrs) -> tuple[str | None, str | None]:
         """Seed 003's API: (provider, model)."""
@@ -159,59 +159,59 @@ class ModelRouter:
                 [default], None, "routing disabled: defaults apply", [], {}, routing.default_inject, down
             )
         hour, weekday = self._clock(task, now)
-        rules = routing.rules
-        selector_misses: dict[int, str] = {}
-
-        def trace_upto(end: int, matched: bool) -> Callable[[], list[RuleCheck]]:
-            def build() -> list[RuleCheck]:
-                out = []
-                for i, rule in enumerate(rules[:end]):
-                    failed = failed_condition(rule, task, hour, weekday)
-                    why = (
-                        selector_misses.get(i, "no target")
-                        if failed is None
-                        else explain_mismatch(rule, failed, task, hour, weekday, routing.timezone)
-                    )
-                    out.append(RuleCheck(rule.name, rule.priority, False, why))
-                if matched:
-                    out.append(RuleCheck(rules[end].name, rules[end].priority, True, "all conditions hold"))
-                return out
-
-            return build
-
-        for i, rule in enumerate(rules):
-            if failed_condition(rule, task, hour, weekday) is not None:
-                continue
+        selector_misses: dict[int, str] = {}  # position -> why its model_select found nothing
+        for i, rule in self._matching(task, hour, weekday):
             primary, why_not = self._primary(rule, down)
             if primary is None:
                 selector_misses[i] = why_not or "no target"
                 continue
-            candidates = [primary, *rule.fallback]
-            inject = rule.inject
-            if rule.chain is not None:
-                chain = routing.chains[rule.chain]
-                candidates.extend(chain.targets)
-                inject = inject or chain.inject
-            return self._finish(
-                candidates,
-                rule.name,
-                f"rule {rule.name} matched",
-                trace_upto(i, True),
-                dict(rule.params),
-                inject or routing.default_inject,
-                down,
-            )
+            trace = partial(_trace, routing, task, hour, weekday, selector_misses, i, True)
+            return self._rule_decision(rule, primary, trace, down)
         return self._finish(
             [default],
             None,
             "no rule matched: defaults apply",
-            trace_upto(len(rules), False),
+            partial(_trace, routing, task, hour, weekday, selector_misses, len(routing.rules), False),
             {},
             routing.default_inject,
             down,
         )
 
     # -- internals
+    def _matching(self, task: TaskAttrs, hour: int, weekday: str) -> Iterator[tuple[int, Rule]]:
+        """The enabled rules whose conditions all hold, in priority order, with their positions.
+
+        The hot path: rules are checked on every decision until one yields a target.  It is
+        ``failed_condition`` inlined, because a call per rule costs as much as its checks.
+        """
+        for i, rule, checks in self._active:
+            for _key, holds, want in checks:
+                if not holds(want, task, hour, weekday):
+                    break
+            else:
+                yield i, rule
+
+    def _rule_decision(
+        self, rule: Rule, primary: Target, trace: Callable[[], list[RuleCheck]], down: Mapping[str, str]
+    ) -> Decision:
+        """The decision of a matching rule: its target, then its fallbacks, then its chain's."""
+        routing = self.config.routing
+        candidates = [primary, *rule.fallback]
+        inject = rule.inject
+        if rule.chain is not None:
+            chain = routing.chains[rule.chain]
+            candidates.extend(chain.targets)
+            inject = inject or chain.inject
+        return self._finish(
+            candidates,
+            rule.name,
+            f"rule {rule.name} matched",
+            trace,
+            dict(rule.params),
+            inject or routing.default_inject,
+            down,
+        )
+
     def _clock(self, task: TaskAttrs, now: dt.datetime | None) -> tuple[int, str]:
         if task.hour is not None and task.weekday is not None:
             return task.hour, task.weekday
@@ -267,62 +267,54 @@ class ModelRouter:
         return Decision(usable[0], rule, usable[1 : 1 + routing.max_fallbacks], reason, trace, skipped, inject, params)
 
 
+def _trace(
+    routing: RoutingConfig,
+    task: TaskAttrs,
+    hour: int,
+    weekday: str,
+    selector_misses: Mapping[int, str],
+    end: int,
+    matched: bool,
+) -> list[RuleCheck]:
+    """Why each rule before position ``end`` did not match, then the winner when ``matched``.
+
+    Built only when a trace is read (``Decision.trace``): most decisions are never explained.
+    """
+    rules = routing.rules
+    out = []
+    for i, rule in enumerate(rules[:end]):
+        failed = failed_condition(rule, task, hour, weekday)
+        why = (
+            selector_misses.get(i, "no target")
+            if failed is None
+            else explain_mismatch(rule, failed, task, hour, weekday, routing.timezone)
+        )
+        out.append(RuleCheck(rule.name, rule.priority, False, why))
+    if matched:
+        out.append(RuleCheck(rules[end].name, rules[end].priority, True, "all conditions hold"))
+    return out
+
+
 def failed_condition(rule: Rule, task: TaskAttrs, hour: int, weekday: str) -> str | None:
-    """The name of the first condition that does not hold (conditions are ANDed), or None."""
+    """The key of the first condition that does not hold (conditions are ANDed), or None.
+
+    Conditions are checked in the registry's order (``routing.conditions.CONDITIONS``): it
+    decides which failed condition a trace reports.  The trace calls this; a decision runs
+    the same loop inlined (``ModelRouter._matching``).
+    """
     if not rule.enabled:
         return "enabled"
-    c = rule.conditions
-    if c.priority is not None and task.priority not in c.priority:
-        return "priority"
-    if c.labels is not None and c.labels.isdisjoint(task.labels):
-        return "labels"
-    if c.labels_all is not None and not c.labels_all <= task.labels:
-        return "labels_all"
-    if c.not_labels is not None and not c.not_labels.isdisjoint(task.labels):
-        return "not_labels"
-    if c.retry_count is not None and not c.retry_count.matches(task.retry_count):
-        return "retry_count"
-    if c.hour_range is not None and not hour_in_range(hour, *c.hour_range):
-        return "hour_range"
-    if c.weekdays is not None and weekday not in c.weekdays:
-        return "weekdays"
-    if c.repo is not None and not repo_matches(c.repo, task.repo):
-        return "repo"
-    if c.source is not None and task.source not in c.source:
-        return "source"
-    if c.prompt_tokens is not None and (task.prompt_tokens is None or not c.prompt_tokens.matches(task.prompt_tokens)):
-        return "prompt_tokens"
+    for key, holds, value in rule.conditions.checks:
+        if not holds(value, task, hour, weekday):
+            return key
     return None
 
 
 def explain_mismatch(rule: Rule, failed: str, task: TaskAttrs, hour: int, weekday: str, tz: str) -> str:
-    c = rule.conditions
+    """Why ``failed`` (as ``failed_condition`` named it) does not hold, as the decision trace shows it."""
     if failed == "enabled":
         return "rule disabled"
-    if failed == "priority":
-        return f"priority is {task.priority}, rule wants {_list(c.priority or ())}"
-    if failed == "labels":
-        return f"no label in {_list(c.labels or ())}"
-    if failed == "labels_all":
-        return f"missing label(s) {_list((c.labels_all or frozenset()) - task.labels)}"
-    if failed == "not_labels":
-        return f"has excluded label(s) {_list(task.labels & (c.not_labels or frozenset()))}"
-    if failed == "retry_count" and c.retry_count is not None:
-        return f"retry_count {task.retry_count} fails {c.retry_count.describe()}"
-    if failed == "hour_range" and c.hour_range is not None:
-        start, end = c.hour_range
-        return f"hour {hour} outside [{start}, {end}) {tz}"
-    if failed == "weekdays":
-        return f"weekday {weekday} not in {_list(c.weekdays or ())}"
-    if failed == "repo":
-        return f"repo {task.repo or '(none)'} not in {_list(c.repo or ())}"
-    if failed == "source":
-        return f"source {task.source or '(none)'} not in {_list(c.source or ())}"
-    if failed == "prompt_tokens" and c.prompt_tokens is not None:
-        if task.prompt_tokens is None:
-            return "prompt_tokens unknown"
-        return f"prompt_tokens {task.prompt_tokens} fails {c.prompt_tokens.describe()}"
-    return f"{failed} does not hold"
+    return rule.conditions.explain(failed, task, hour, weekday, tz)
 
 
 def _dedupe(targets: Iterable[Target]) -> list[Target]:
@@ -333,10 +325,6 @@ def _dedupe(targets: Iterable[Target]) -> list[Target]:
             seen.add(t)
             out.append(t)
     return out
-
-
-def _list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(sorted(values)) + "]"
 
 
 def _describe_selector(criteria: Mapping[str, Any], pick: str) -> str:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adw_modules.config.schema import COMPARISON_OPS, Comparison, Target, load_config
-from adw_modules.routing.router import ModelRouter, TaskAttrs, estimate_tokens, hour_in_range, resolve_params
+from adw_modules.config.schema import Target, load_config
+from adw_modules.routing.conditions import COMPARISON_OPS, CONDITION_KEYS, Comparison, hour_in_range
+from adw_modules.routing.router import ModelRouter, TaskAttrs, estimate_tokens, resolve_params
 
 
 def router_for(make_config, rules: str, extra: str = "") -> ModelRouter:
@@ -181,6 +182,84 @@ def test_each_condition(make_config, conditions: str, attrs: dict, matches: bool
         """,
     )
     assert (router.decide(attrs).rule == "r") is matches
+
+
+@pytest.mark.parametrize(
+    ("conditions", "attrs", "reason"),
+    [
+        ('priority = ["normal", "high"]', {"priority": "low"}, "priority is low, rule wants [high, normal]"),
+        ('labels = ["b", "a"]', {"labels": ["z"]}, "no label in [a, b]"),
+        ('labels_all = ["c", "a", "b"]', {"labels": ["a"]}, "missing label(s) [b, c]"),
+        ('not_labels = ["wip", "x"]', {"labels": ["wip", "bug"]}, "has excluded label(s) [wip]"),
+        ("retry_count = { gt = 0, lte = 2 }", {"retry_count": 3}, "retry_count 3 fails gt 0, lte 2"),
+        ("retry_count = { lt = 2.5 }", {"retry_count": 3}, "retry_count 3 fails lt 2.5"),
+        ("hour_range = [9, 17]", {"hour": 20}, "hour 20 outside [9, 17) UTC"),
+        ('weekdays = ["sun", "sat"]', {"weekday": "mon", "hour": 1}, "weekday mon not in [sat, sun]"),
+        ('repo = ["acme/*"]', {}, "repo (none) not in [acme/*]"),
+        ('repo = "acme/*"', {"repo": "other/api"}, "repo other/api not in [acme/*]"),
+        ('source = "github"', {"source": "local"}, "source local not in [github]"),
+        ('source = "github"', {}, "source (none) not in [github]"),
+        ("prompt_tokens = { gt = 1000 }", {}, "prompt_tokens unknown"),
+        ("prompt_tokens = { gt = 1000 }", {"prompt_tokens": 10}, "prompt_tokens 10 fails gt 1000"),
+        # Several fail: the first in registry order is the one reported.
+        (
+            'weekdays = ["sat"], priority = "high"',
+            {"weekday": "mon", "hour": 1},
+            "priority is normal, rule wants [high]",
+        ),
+        ('prompt_tokens = { gt = 1 }, labels = ["x"], hour_range = [1, 2]', {"hour": 5}, "no label in [x]"),
+    ],
+)
+def test_each_mismatch_is_explained(make_config, conditions: str, attrs: dict, reason: str) -> None:
+    router = router_for(
+        make_config,
+        f"""
+        [[routing.rules]]
+        name = "r"
+        priority = 1
+        conditions = {{ {conditions} }}
+        model = "a-big"
+        """,
+    )
+    d = router.decide(attrs)
+    assert d.rule is None and [(c.rule, c.matched, c.reason) for c in d.trace] == [("r", False, reason)]
+
+
+def test_disabled_rule_never_matches_and_says_so(make_config) -> None:
+    rules = """
+    [[routing.rules]]
+    name = "off"
+    priority = 2
+    enabled = false
+    conditions = {}
+    model = "a-big"
+    [[routing.rules]]
+    name = "on"
+    priority = 1
+    conditions = {}
+    model = "a-small"
+    """
+    d = router_for(make_config, rules).decide({})
+    assert d.rule == "on" and [(c.rule, c.reason) for c in d.trace] == [
+        ("off", "rule disabled"),
+        ("on", "all conditions hold"),
+    ]
+
+
+def test_registry_order_is_the_documented_condition_order() -> None:
+    # The order decides which failed condition a trace reports; changing it changes traces.
+    assert CONDITION_KEYS == (
+        "priority",
+        "labels",
+        "labels_all",
+        "not_labels",
+        "retry_count",
+        "hour_range",
+        "weekdays",
+        "repo",
+        "source",
+        "prompt_tokens",
+    )
 
 
 def test_hour_range_uses_configured_timezone_and_clock(make_config) -> None:

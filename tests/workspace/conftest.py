@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from adw_modules.workspace.worktrees import WorkspaceConfig, Workspaces
+from adw_modules.config.workspace import WorkspaceConfig
+from adw_modules.workspace.worktrees import Workspaces
 
 REPO = "acme/widgets"
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

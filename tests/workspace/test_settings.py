@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config.schema import _Validator
-from adw_modules.workspace.worktrees import DEFAULT_REMOTE, WorkspaceConfig, validate_workspace
+from adw_modules.config.validation import Validator
+from adw_modules.config.workspace import DEFAULT_REMOTE, WorkspaceConfig, validate_workspace
 
 
 def _validate(data: dict[str, Any], tmp_path: Path) -> tuple[WorkspaceConfig | None, list[str]]:
-    v = _Validator(data, tmp_path / "config.toml")
+    v = Validator(data, tmp_path / "config.toml")
     return validate_workspace(v, data), v.issues
 
 
