@@ -377,3 +377,39 @@ def test_every_package_says_what_it_owns_and_may_import() -> None:
         if missing:
             found.append(f"{where}/__init__.py: docstring lacks {' and '.join(repr(m) for m in missing)}")
     assert not found, "package docstrings must say what the package owns and may import:\n" + "\n".join(found)
+
+
+STAGES = ("config", "routing", "workers", "queue", "sources", "workspace", "ops")
+
+
+def allowed_imports(stage: str) -> list[str]:
+    """The ``module`` names a stage's docstring lists after "May import:" (before "Never")."""
+    docstring = ast.get_docstring(ast.parse((LIBRARY / stage / "__init__.py").read_text(encoding="utf-8"))) or ""
+    text = docstring.split("May import:", 1)[1]
+    text = text.split("Never", 1)[0].split("Nothing else", 1)[0]
+    names = text.split("``")[1::2]  # what stands between double backquotes
+    return [n for n in names if n.replace(".", "").replace("_", "").isalnum()]
+
+
+def test_each_stage_imports_only_what_its_docstring_allows() -> None:
+    """The "May import:" line of each stage package is the rule, not a wish."""
+    found = []
+    for stage in STAGES:
+        allowed = [f"adw_modules.{name}" for name in allowed_imports(stage)]
+        for path in sorted((LIBRARY / stage).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                    continue
+                target = node.module
+                if not target.startswith("adw_modules.") or target.startswith(f"adw_modules.{stage}"):
+                    continue
+                if not any(target == a or target.startswith(a + ".") for a in allowed):
+                    found.append(
+                        f"{path.relative_to(REPO)}:{node.lineno}: {stage} imports {target} (allowed: {allowed})"
+                    )
+    assert not found, "\n".join(found)
+
+
+def test_the_allow_lists_are_read() -> None:
+    assert allowed_imports("workspace") == ["config", "WorkspaceConfig", "ops.redact"]
+    assert "queue.tasks" in allowed_imports("workers") and "sources" not in allowed_imports("workers")

@@ -8,9 +8,9 @@ dataclasses with their validation: ``providers`` ([providers.NAME], models, pric
 ``routing.conditions``), ``service`` ([coordinator], [store], [health], [metrics],
 [retention]), ``github`` ([github]), ``workspace`` ([workspace]).
 
-May import: ``outcomes``, ``routing.conditions`` and ``routing.pricing`` (a condition and a
-price are each defined once, where they are used), ``queue.health`` / ``queue.retry`` (the
-policy dataclasses a section builds), ``queue.tasks`` (priorities).  Nothing else.
+May import: ``routing.conditions`` and ``routing.pricing`` (a condition and a price are each
+defined once, where they are used; neither imports config), ``queue.health``, ``queue.retry``
+(the policy dataclasses a section builds), ``queue.tasks`` (priorities).  Nothing else.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """Operations: what keeps the service observable, safe and tidy.
 
 Owns: ``secrets`` (fetching every secret by reference, registering each value with the
-redactor), ``redact`` (masking), ``logs`` (JSON logs), ``metrics`` and ``metrics_http``
+redactor), ``redact`` (masking), ``display`` (times and money as operators read them),
+``logs`` (JSON logs), ``metrics`` and ``metrics_http``
 (Prometheus, /healthz, /readyz), ``doctor`` (preflight checks), ``systemd`` (the unit),
 ``retention`` (pruning).
 
-May import anything in ``adw_modules`` below the coordinator; ``redact`` and ``secrets``
-import only ``config`` (they are used by every stage).
+May import: ``config``, ``outcomes``, ``queue``, ``routing``, ``sources`` (doctor and metrics look at
+every stage).  ``redact``, ``secrets`` and ``display`` are the exception every stage relies on:
+they import only ``config`` and each other.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Owns: ``tasks`` (states and records), ``transitions`` (the next state after an o
 ``retry`` (the backoff strategy), ``health`` (cooldowns and the circuit breaker),
 ``store/`` (every SQL statement, SQLite and PostgreSQL) with its ``schema`` and ``migrations/``.
 
-May import: ``outcomes``, ``config`` (``Target``).  Never ``workers``, ``sources`` or ``coordinator``.
+May import: ``outcomes``, ``config`` (``Target``, section settings).  Never ``workers``,
+``sources`` or ``coordinator``.
 """
 
 from __future__ import annotations

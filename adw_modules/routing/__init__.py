@@ -5,8 +5,8 @@ explanation, defined once), ``router`` (rules in priority order, fallbacks, chai
 decision trace), ``providers`` (the provider registry: availability, argv building, model
 queries), ``pricing`` (prices and cost estimates).
 
-May import: ``outcomes``, ``config``, ``ops.secrets``.  ``conditions`` and ``pricing`` import
-nothing from ``config`` (config parses with them).
+May import: ``outcomes``, ``config``, ``ops.secrets``, ``ops.redact``.  ``conditions`` and
+``pricing`` import nothing from ``config`` (config parses with them).
 
 ``ModelRouter`` is importable from here, as seed 003 shows (``from adw_modules.routing import
 ModelRouter``); it is loaded on first use so that importing ``routing.conditions`` or
