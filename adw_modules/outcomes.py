@@ -9,6 +9,7 @@ Token counts are normalised here once so parsers of different CLIs agree:
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -197,3 +198,12 @@ class Outcome:
             "retry_after_s": self.retry_after_s,
             "resets_at": self.resets_at,
         }
+
+
+class NotReady(Exception):
+    """A task cannot be prepared yet, and the source knows until when (e.g. GitHub said to come
+    back later): the coordinator puts the task back to wait until ``until``, not at once."""
+
+    def __init__(self, message: str, until: dt.datetime) -> None:
+        super().__init__(message)
+        self.until = until
