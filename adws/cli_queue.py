@@ -176,7 +176,7 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
                 click.echo(shown)
         ended = next((a for a in store.attempts_for(task_id) if a.id == attempt_id), chosen)
         for shown in transcripts.ending(ended):
-            click.echo(shown)
+            click.echo(shown, err=raw)  # --raw keeps stdout the stored lines alone
     finally:
         store.close()
 
