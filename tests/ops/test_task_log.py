@@ -70,7 +70,8 @@ def test_task_log_shows_the_transcript_of_a_finished_attempt(tmp_path: Path, wri
     lines = shown.output.splitlines()
     assert lines[0].startswith("── session ") and any(line.startswith("── success") for line in lines)
     raw = runner.invoke(cli, ["task", "log", str(task.id), "--raw", "--config", str(config)])
-    assert [json.loads(line)["type"] for line in raw.output.splitlines()][-1] == "result"
+    assert [json.loads(line)["type"] for line in raw.stdout.splitlines()][-1] == "result"
+    assert "attempt 1 ended: success" in raw.stderr  # the ending, kept off stdout
     missing = runner.invoke(cli, ["task", "log", str(task.id), "--attempt", "9", "--config", str(config)])
     assert missing.exit_code == 2 and "has no attempt 9" in missing.output
 
