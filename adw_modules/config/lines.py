@@ -16,6 +16,8 @@ _KEY_PART = rf'(?:{_BARE_KEY}|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _ASSIGNMENT = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
 _WHERE_PART = re.compile(rf'\s*({_BARE_KEY}|"(?:[^"\\]|\\.)*")(\[\d+\])?(?:\s+"(?:[^"\\]|\\.)*")?\s*(?:\.|$)')
 _LEADING_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\b")
+# 'unknown key "timout" (did you mean …)': the key is the quoted word, not the leading one.
+_UNKNOWN_KEY = re.compile(r'^unknown [\w -]+? "((?:[^"\\]|\\.)+)"')
 
 Path = tuple[str, ...]
 
@@ -80,9 +82,9 @@ class LineIndex:
     def line_of(self, where: str, message: str = "") -> int | None:
         """The line a problem at ``where`` (a table path) described by ``message`` is on."""
         path = parse_where(where)
-        leading = _LEADING_KEY.match(message)
-        if leading is not None and (*path, leading.group(1)) in self.lines:
-            return self.lines[(*path, leading.group(1))]
+        for found in (_UNKNOWN_KEY.match(message), _LEADING_KEY.match(message)):
+            if found is not None and (*path, found.group(1)) in self.lines:
+                return self.lines[(*path, found.group(1))]
         while path:
             if path in self.lines:
                 return self.lines[path]
