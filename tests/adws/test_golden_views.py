@@ -75,3 +75,26 @@ def test_task_log_ending(world: tuple[Config, Store], tmp_path: Path, task_id: i
     _, store = world
     first = store.attempts_for(task_id)[0]
     check(f"task_log_ending_{name}", "\n".join(transcripts.ending(first)), tmp_path)
+
+
+CLI_VIEWS = {
+    "providers": ["providers"],
+    "routing": ["routing"],
+    "route_critical": ["route", "--priority", "critical", "--label", "security", "--hour", "14"],
+    "route_retry": ["route", "--priority", "normal", "--label", "bug", "--retry-count", "1", "--hour", "3"],
+    "models": ["models"],
+    "models_fast_code": ["models", "--capability", "code", "--tier", "fast"],
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_VIEWS))
+def test_config_views(world: tuple[Config, Store], tmp_path: Path, name: str) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+    from tests.paths import REPO
+
+    config, _ = world
+    result = CliRunner().invoke(cli, ["--config", str(config.path), *CLI_VIEWS[name]])
+    assert result.exit_code == 0, result.output
+    check(f"cli_{name}", result.output.rstrip("\n").replace(str(REPO), "<repo>"), tmp_path)

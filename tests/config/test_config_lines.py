@@ -105,7 +105,7 @@ def test_a_typod_key_is_reported_at_its_own_line_not_its_tables(tmp_path: Path) 
     path = tmp_path / "config.toml"
     filler = "".join(f"# line {i}\n" for i in range(3, 39))
     path.write_text(
-        "[routing]\ndefault_provider = \"a\"\ndefault_model = \"m\"\n\n[providers.a]\n"
+        '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n\n[providers.a]\n'
         'command_template = ["true"]\n' + filler + "timout = 60\n",
         encoding="utf-8",
     )
@@ -113,10 +113,12 @@ def test_a_typod_key_is_reported_at_its_own_line_not_its_tables(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     (issue,) = [i for i in caught.value.issues if "timout" in i]
-    assert issue.startswith(f"{path}:{typo_line}: providers.a: unknown key \"timout\"")
+    assert issue.startswith(f'{path}:{typo_line}: providers.a: unknown key "timout"')
 
 
 def test_an_unknown_table_key_points_at_the_key_in_a_nested_table(tmp_path: Path) -> None:
-    index = LineIndex('[providers.a]\ncommand_template = ["x"]\n\n[providers.a.models.m]\ntier = "fast"\ncapabilitys = []\n')
+    index = LineIndex(
+        '[providers.a]\ncommand_template = ["x"]\n\n[providers.a.models.m]\ntier = "fast"\ncapabilitys = []\n'
+    )
     assert index.line_of("providers.a.models.m", 'unknown key "capabilitys" (did you mean "capabilities"?)') == 6
     assert index.line_of("providers.a", 'unknown key "nope"') == 1  # not written anywhere: the table's header
