@@ -3,30 +3,35 @@ failovers and skipped rule targets are marked, and it says how to look further."
 
 from __future__ import annotations
 
-import io
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from adw_modules.config.schema import load_config
 from adw_modules.queue.store import Store
-from adws.demo import run_demo
+from tests.paths import REPO
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """One demo run, with the default relative --dir, as a new user runs it."""
     tmp_path = tmp_path_factory.mktemp("demo")
-    before = Path.cwd()
-    os.chdir(tmp_path)
-    try:
-        out = io.StringIO()
-        assert run_demo(Path(".adw/demo"), out=out) == 0
-    finally:
-        os.chdir(before)
-    return out.getvalue(), tmp_path / ".adw" / "demo"
+    # A process of its own, as a user runs it (the demo installs signal handlers and logging).
+    done = subprocess.run(
+        [sys.executable, "-m", "adws.cli", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, tmp_path / ".adw" / "demo"
 
 
 def test_the_demo_rate_limit_is_a_real_429_and_is_marked_as_a_failover(demo: tuple[str, Path]) -> None:
