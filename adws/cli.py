@@ -390,4 +390,8 @@ def run_tool(command: list[str]) -> None:
 from adws import cli_github, cli_ops, cli_queue, top  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run as ``python -m adws.cli`` this file is ``__main__``, and the commands above registered
+    # themselves on the ``adws.cli`` module's group, not this copy's: run that one.
+    from adws.cli import main as registered_main
+
+    registered_main()

@@ -68,3 +68,17 @@ def test_titles_are_not_cut(demo: tuple[str, Path]) -> None:
     assert "Rotate the leaked staging token and add a pre-commit secret scan" in text
     assert "Explain the cache invalidation strategy in ARCHITECTURE.md" in text
     assert os.environ.get("ADW_DRY_RUN_STATE") is None  # the demo's agent state never leaks into ours
+
+
+def test_python_dash_m_adws_cli_has_every_command() -> None:
+    """The systemd unit falls back to ``python -m adws.cli``: it must know ``run`` and the rest."""
+    done = subprocess.run(
+        [sys.executable, "-m", "adws.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )
+    for command in ("run", "enqueue", "status", "demo", "doctor", "service", "task"):
+        assert re.search(rf"^\s+{command}\s", done.stdout, re.M), command
