@@ -204,6 +204,8 @@ class ReportsMixin(StoreBase):
         """
         if by not in USAGE_GROUPS:
             raise ValueError(f"usage: by must be one of {', '.join(USAGE_GROUPS)}, not {by!r}")
+        if by == "model":
+            return self._usage_by_model(since)
         key = self._usage_key(by)
         sums = [
             sa.func.count().label("attempts"),
@@ -227,6 +229,28 @@ class ReportsMixin(StoreBase):
             rows = _by_label(rows, labels)
         return sorted((_usage_row(r) for r in rows), key=lambda r: r["key"])
 
+    def _usage_by_model(self, since: dt.datetime | None) -> list[dict[str, Any]]:
+        """Per model, from each attempt's per-model breakdown (a haiku side call counts under
+        haiku, not under the attempt's target); an attempt without one counts under its model.
+        An attempt counts once under each model it used."""
+        columns = [attempts.c.model, attempts.c.model_usage, *(attempts.c[c] for c in _TOKEN_COLUMNS)]
+        query = sa.select(*columns, attempts.c.cost_usd)
+        if since is not None:
+            query = query.where(attempts.c.started_at >= since)
+        merged: dict[str, dict[str, Any]] = {}
+        with self._read() as conn:
+            for row in conn.execute(query).mappings():
+                parts = row["model_usage"] or {row["model"]: row}
+                for model, part in parts.items():
+                    acc = merged.setdefault(
+                        model, {"key": model, "attempts": 0, "cost_usd": 0.0, **dict.fromkeys(_TOKEN_COLUMNS, 0)}
+                    )
+                    acc["attempts"] += 1
+                    acc["cost_usd"] += part.get("cost_usd") or 0.0
+                    for column in _TOKEN_COLUMNS:
+                        acc[column] += int(part.get(column) or 0)
+        return sorted((_usage_row(r) for r in merged.values()), key=lambda r: r["key"])
+
     def _usage_key(self, by: str) -> Any:
         """The column usage groups by (the task id for ``label``: labels are expanded afterwards)."""
         if by == "provider":
@@ -238,6 +262,9 @@ class ReportsMixin(StoreBase):
                 return sa.func.date(attempts.c.started_at)  # stored as naive UTC text
             return sa.func.to_char(sa.func.timezone("UTC", attempts.c.started_at), "YYYY-MM-DD")
         return attempts.c.task_id
+
+
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
 def _by_label(rows: list[dict[str, Any]], labels: Mapping[int, list[str]]) -> list[dict[str, Any]]:

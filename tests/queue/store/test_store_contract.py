@@ -722,3 +722,45 @@ def test_datetimes_are_aware_utc_in_and_out(store: Store) -> None:
 
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         store.claim_task("o", dt.datetime(2030, 1, 1), T0)
+
+
+def test_an_attempt_keeps_its_exit_code_stderr_and_per_model_usage_and_usage_by_model_sums_them(store: Store) -> None:
+    _, attempt = claimed_with_attempt(store, "o")
+    breakdown = {
+        "claude-sonnet-4-5": {
+            "input_tokens": 101,
+            "output_tokens": 900,
+            "cache_read_tokens": 50,
+            "cache_write_tokens": 7,
+            "cost_usd": 0.02,
+        },
+        "claude-haiku-4-5": {
+            "input_tokens": 7000,
+            "output_tokens": 60,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_usd": 0.001,
+        },
+    }
+    end = AttemptEnd(
+        outcome="success",
+        input_tokens=7101,
+        output_tokens=960,
+        cache_read_tokens=50,
+        cache_write_tokens=7,
+        cost_usd=0.021,
+        exit_code=0,
+        stderr_tail="warming up\n",
+        model_usage=breakdown,
+    )
+    assert store.finish_attempt(attempt.id, "o", end, Transition(TaskState.SUCCEEDED), T0)
+    (stored,) = store.attempts_for(attempt.task_id)
+    assert (stored.exit_code, stored.stderr_tail, stored.model_usage) == (0, "warming up\n", breakdown)
+    _, other = claimed_with_attempt(store, "o", start=replace(START, model="gpt-5"))
+    assert store.finish_attempt(
+        other.id, "o", AttemptEnd(outcome="success", input_tokens=5, cost_usd=0.5), Transition(TaskState.SUCCEEDED), T0
+    )
+    rows = {r["key"]: r for r in store.usage("model")}
+    assert set(rows) == {"claude-sonnet-4-5", "claude-haiku-4-5", "gpt-5"}  # not START's model: the breakdown decides
+    assert rows["claude-haiku-4-5"]["input_tokens"] == 7000 and rows["claude-haiku-4-5"]["cost_usd"] == 0.001
+    assert rows["gpt-5"]["input_tokens"] == 5 and rows["gpt-5"]["cost_usd"] == 0.5
