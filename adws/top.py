@@ -26,6 +26,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from adw_modules.config.schema import Config, ConfigError
+from adw_modules.ops.display import format_usd
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adws import queue_views
@@ -103,14 +104,14 @@ def render(data: dict[str, Any] | None, now: dt.datetime, interval: float, error
         providers.add_column(col, justify="right" if col in ("success", "spend today") else "left", no_wrap=True)
     for p in data["providers"]:
         rate = "-" if p["success_rate"] is None else f"{p['success_rate']:.0%}"
-        cap = "" if p["daily_budget_usd"] is None else f" / ${p['daily_budget_usd']:.2f}"
+        cap = "" if p["daily_budget_usd"] is None else f" / {format_usd(p['daily_budget_usd'])}"
         providers.add_row(
             p["name"],
             Text("yes", style="green") if p["available"] else Text("no", style="red"),
             p["circuit"],
             _until(p["cooldown_until"], now),
             rate,
-            f"${p['spend_today_usd']:.4f}{cap}",
+            f"{format_usd(p['spend_today_usd'])}{cap}",
         )
     parts.append(providers)
     coords = data["coordinators"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from collections.abc import Callable
@@ -114,3 +115,24 @@ def test_task_log_follows_a_running_attempt(tmp_path: Path, write_config: Callab
             log.stdout.close()
         if att is not None and att.pid is not None:
             kill_pid(att.pid, att.create_time)
+
+
+def test_streamed_text_is_shown_as_it_arrives_and_not_repeated() -> None:
+    renderer = transcripts.Renderer("claude-stream-json")
+    delta = '{{"type":"stream_event","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{}"}}}}}}'
+    shown = [renderer.lines(delta.format(part)) for part in ("[1/3] ", "[2/3] ", "[3/3] ")]
+    assert shown == [["… [1/3]"], ["… [2/3]"], ["… [3/3]"]]  # one line per line the agent wrote
+    whole = '{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"[1/3] [2/3] [3/3] "},{"type":"tool_use","name":"Bash","input":{"command":"ls"}}]}}'
+    assert renderer.lines(whole) == ['→ Bash {"command": "ls"}']  # the text was shown already
+
+
+def test_a_rate_limit_window_reads_as_a_state_with_a_local_relative_time() -> None:
+    now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    resets = int((now + dt.timedelta(hours=4)).timestamp())
+    allowed = f'{{"type":"rate_limit_event","rate_limit_info":{{"status":"allowed","resetsAt":{resets},"rateLimitType":"five_hour"}}}}'
+    (line,) = transcripts.render(allowed, "claude-stream-json", now)
+    assert line.startswith("· five-hour limit: allowed, resets in 4.0 h (")
+    assert "⚠" not in line and str(resets) not in line
+    rejected = allowed.replace('"allowed"', '"rejected"')
+    (line,) = transcripts.render(rejected, "claude-stream-json", now)
+    assert line.startswith("✗ five-hour limit: rejected, resets in 4.0 h")
