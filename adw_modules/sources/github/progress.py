@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 from adw_modules.config.github import GitHubConfig
+from adw_modules.ops.display import format_usd
 from adw_modules.outcomes import POLICIES, ErrorKind, Policy
 from adw_modules.queue.tasks import Attempt, Task, TaskState
 
@@ -67,6 +68,20 @@ def _is_failover(a: Attempt) -> bool:
         return False
 
 
+def _attempt_line(task: Task, attempts: list[Attempt], max_attempts: int) -> str:
+    """ "3 (1 retry, 1 failover; at most 8)": this round's attempts only (a /adw follow-up or
+    a re-label starts a new round with the whole allowance), and why there was more than one."""
+    since = task.round_started_at
+    this_round = [a for a in attempts if since is None or a.started_at >= since]
+    earlier = this_round[:-1]
+    failovers = sum(1 for a in earlier if _is_failover(a))
+    retries = len(earlier) - failovers
+    words = ((retries, "retry", "retries"), (failovers, "failover", "failovers"))
+    why = [f"{n} {one if n == 1 else many}" for n, one, many in words if n]
+    detail = ", ".join(why)
+    return f"{len(this_round)} ({detail + '; ' if detail else ''}at most {max_attempts})"
+
+
 def render(task: Task, attempts: list[Attempt], max_attempts: int, work: dict[str, Any] | None = None) -> str:
     """The comment body for this task (marker included).  ``work``: the source state's
     ``workspace`` entry plus ``pr_url`` / ``pr_number`` when a pull request was opened."""
@@ -76,7 +91,7 @@ def render(task: Task, attempts: list[Attempt], max_attempts: int, work: dict[st
     if current is None:
         lines.append(f"| State | {task.state} |")
     else:
-        lines.append(f"| Attempt | {current.number} of {max_attempts} |")
+        lines.append(f"| Attempt | {_attempt_line(task, attempts, max_attempts)} |")
         lines.append(f"| Rule | {current.rule or 'defaults'} |")
         lines.append(f"| Provider / model | `{current.provider}` / `{current.model}` |")
         lines.append(f"| Duration | {_duration(current)} |")
@@ -88,7 +103,7 @@ def render(task: Task, attempts: list[Attempt], max_attempts: int, work: dict[st
         lines.append(f"| Tokens | {tin:,} in · {tout:,} out · {cache:,} cache |")
         costs = [a.cost_usd for a in finished if a.cost_usd is not None]
         sources = sorted({a.cost_source for a in finished if a.cost_source})
-        cost = f"${sum(costs):.4f}" + (f" ({', '.join(sources)})" if sources else "") if costs else "unknown"
+        cost = format_usd(sum(costs)) + (f" ({', '.join(sources)})" if sources else "") if costs else "unknown"
         lines.append(f"| Cost | {cost} |")
     if work:
         if work.get("pr_url"):
@@ -140,7 +155,7 @@ def pull_body(task: Task, attempts: list[Attempt], number: int) -> str:
     if last is not None:
         lines.append(
             f"Made by adw with `{last.provider}` / `{last.model}` (rule {last.rule or 'defaults'}), "
-            f"{len(done)} attempt(s), cost ${cost:.4f}."
+            f"{len(done)} attempt(s), cost {format_usd(cost)}."
         )
     lines.append(f"<!-- adw:pr task={task.id} -->")
     return "\n".join(lines)

@@ -81,7 +81,7 @@ write_spacing_s = 0
         progress = [c.body for c in fake.comments(REPO, n) if "<!-- adw:progress" in c.body]
         assert len(progress) == 1  # edited in place through queued -> running -> done
         body = progress[0]
-        assert "✅ done" in body and "`openrouter-dry` / `anthropic/claude-sonnet-4.5`" in body
+        assert "✅ done" in body and "`openrouter-dry` / `anthropic/claude-sonnet-4.5`" in body, body
         assert "`claude-dry/claude-sonnet-4-5`: the provider rate-limited the request" in body
         assert " in · " in body and "| Cost | $" in body and "(estimated)" in body
         assert FAKE_TOKEN not in body

@@ -135,11 +135,27 @@ def test_progress_comment_shows_failover_tokens_cost_and_is_stable() -> None:
     ]
     body = progress.render(_task(TaskState.SUCCEEDED), attempts, 8)
     assert body.startswith("<!-- adw:progress task=7 -->")
-    assert "✅ done" in body and "| Attempt | 2 of 8 |" in body and "`openrouter` / `m`" in body
+    assert "✅ done" in body and "| Attempt | 2 (1 failover; at most 8) |" in body and "`openrouter` / `m`" in body
     assert "1,200 in · 300 out" in body and "$0.0123 (reported)" in body and "| Duration | 1m 15s |" in body
     assert "`claude-cli/m`: the provider rate-limited the request (rate limited (HTTP 429))" in body
     assert "Fixed the timeout." in body
     assert progress.digest(body) == progress.digest(progress.render(_task(TaskState.SUCCEEDED), attempts, 8))
+
+
+def test_progress_attempt_line_counts_this_rounds_retries_and_failovers() -> None:
+    import dataclasses
+    import datetime as dt
+
+    first_round = [_attempt(1, "p", "crashed", "crashed"), _attempt(2, "p", "rate_limited", "rate_limited")]
+    attempts = [*first_round, _attempt(3, "q", "crashed", "crashed"), _attempt(4, "q", "success")]
+    body = progress.render(_task(TaskState.SUCCEEDED), attempts, 8)
+    assert "| Attempt | 4 (2 retries, 1 failover; at most 8) |" in body
+    # A /adw follow-up starts a new round: its attempts count from one again.
+    later = dataclasses.replace(attempts[3], started_at=attempts[3].started_at + dt.timedelta(hours=1))
+    round_two = _task(TaskState.SUCCEEDED, round_started_at=later.started_at)
+    assert "| Attempt | 1 (at most 8) |" in progress.render(round_two, [*attempts[:3], later], 8)
+    tiny = dataclasses.replace(attempts[3], cost_usd=0.000045, cost_source="estimated")
+    assert "| Cost | $0.000045 (estimated) |" in progress.render(_task(TaskState.SUCCEEDED), [tiny], 8)
 
 
 def test_progress_for_running_and_failed() -> None:
