@@ -5,6 +5,12 @@ an argv, never a shell); it never holds the value.  ``Secrets`` fetches a value 
 and hands it to its ``Redactor`` before returning it, so every value ever fetched —
 including a key a command returns later, rotated — is masked from then on.
 
+A value a command printed is kept for ``cache_ttl_s`` (default 300 s): availability checks and
+every attempt ask for the key, and a secret manager should not be run on every dispatch pass.
+Once the value is older than that the command runs again, and a rotated value it prints is
+registered like the first.  Failures are not cached: the next ask runs the command again (the
+provider registry already checks availability only once a refresh).
+
 A secret that cannot be had raises ``SecretError``, whose message says why and never
 contains the value.
 
@@ -16,13 +22,16 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import Config, ProviderConfig
 from adw_modules.ops.redact import Redactor
 
 SECRET_TIMEOUT_S = 15.0
+SECRET_CACHE_TTL_S = 300.0
 STDERR_SHOWN_CHARS = 200
 
 
@@ -38,15 +47,22 @@ class Secrets:
         environ: Mapping[str, str],
         redactor: Redactor | None = None,
         timeout_s: float = SECRET_TIMEOUT_S,
+        cache_ttl_s: float = SECRET_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.environ = environ
         self.redactor = redactor if redactor is not None else Redactor()
         self.timeout_s = timeout_s
+        self.cache_ttl_s = cache_ttl_s
+        self.clock = clock
+        # argv -> (value, when fetched); the dispatch thread and heartbeats may both ask.
+        self._cache: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._caching = threading.Lock()
 
     def provider_key(self, provider: ProviderConfig) -> str | None:
         """The provider's key, or None if it needs none.  Raises SecretError saying why not."""
         if provider.api_key_command:
-            return self._registered(run_secret_command(provider.api_key_command, self.timeout_s))
+            return self._from_command(provider.api_key_command, "api_key_command")
         if provider.api_key_env is None:
             return None
         value = self.environ.get(provider.api_key_env, "")
@@ -59,7 +75,7 @@ class Secrets:
     def github_token(self, github: GitHubConfig) -> str:
         """The token, from ``token_command`` or ``token_env``.  Raises SecretError saying why not."""
         if github.token_command:
-            return self._registered(run_secret_command(github.token_command, self.timeout_s, what="token_command"))
+            return self._from_command(github.token_command, "token_command")
         value = self.environ.get(github.token_env, "")
         if not value:
             raise SecretError(f"{github.token_env} is not set (the GitHub token, by reference: [github] token_env)")
@@ -81,6 +97,19 @@ class Secrets:
             except SecretError:
                 pass
         return self.redactor
+
+    def _from_command(self, argv: Sequence[str], what: str) -> str:
+        """What ``argv`` prints, run again only once the cached value is ``cache_ttl_s`` old."""
+        key = tuple(argv)
+        now = self.clock()
+        with self._caching:
+            cached = self._cache.get(key)
+        if cached is not None and now - cached[1] < self.cache_ttl_s:
+            return cached[0]
+        value = self._registered(run_secret_command(argv, self.timeout_s, what=what))
+        with self._caching:
+            self._cache[key] = (value, now)
+        return value
 
     def _registered(self, value: str) -> str:
         self.redactor.add(value)

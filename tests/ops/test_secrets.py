@@ -13,12 +13,20 @@ import pytest
 from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import ProviderConfig, load_config
 from adw_modules.ops.redact import MASK, Redactor
-from adw_modules.ops.secrets import SecretError, Secrets, run_secret_command, secrets_of
+from adw_modules.ops.secrets import SECRET_CACHE_TTL_S, SecretError, Secrets, run_secret_command, secrets_of
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.workers.attempt import AttemptRunner
 
 ENV = {"PATH": "/usr/bin:/bin"}
 FIRST, ROTATED = "sk-first-key-0123456789", "sk-rotated-key-9876543210"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def script(path: Path, body: str, mode: int = 0o755) -> Path:
@@ -63,10 +71,13 @@ def test_a_key_command_value_is_masked_once_fetched_and_so_is_its_rotated_value(
     text = f"first {FIRST} then {ROTATED}"
     assert redactor(text) == text  # nothing fetched yet, nothing known
 
+    clock = FakeClock()
+    registry.secrets.clock = clock
     assert registry.api_key("vault") == FIRST
     assert redactor(text) == f"first {MASK} then {ROTATED}"
 
-    assert registry.api_key("vault") == ROTATED  # the secret manager rotated the key
+    clock.now += SECRET_CACHE_TTL_S  # the cached value expires; meanwhile the manager rotated the key
+    assert registry.api_key("vault") == ROTATED
     assert redactor(text) == f"first {MASK} then {MASK}"
 
 
@@ -76,10 +87,13 @@ def test_the_coordinators_redactor_masks_a_key_rotated_after_the_config_was_appl
     # What Coordinator.apply_config does: fetch everything up front into the registry's redactor,
     # hand that redactor to the attempt runner, which fetches the key again for each attempt.
     registry = vault_registry(make_config, [str(rotating_key_command(tmp_path))])
+    clock = FakeClock()
+    registry.secrets.clock = clock
     redact = registry.secrets.fetch_all(registry.config)
     attempts = AttemptRunner(registry.config, registry, environ=ENV, redact=redact)
     assert redact(f"key {FIRST}") == f"key {MASK}"
 
+    clock.now += SECRET_CACHE_TTL_S
     env = attempts.child_env("vault")
     assert env["VAULT_KEY"] == ROTATED
     assert attempts.redact(f"the agent printed {ROTATED}") == f"the agent printed {MASK}"
@@ -87,7 +101,7 @@ def test_the_coordinators_redactor_masks_a_key_rotated_after_the_config_was_appl
 
 def test_env_keys_and_the_github_token_are_masked_once_fetched(tmp_path: Path) -> None:
     environ = {"BETA_KEY": "beta-secret-value", "GH_TOKEN": "ghp_token_from_env_123"}
-    secrets = Secrets(environ)
+    secrets = Secrets(environ, cache_ttl_s=0)  # every ask runs the command again
     gh = GitHubConfig(repositories=("acme/app",), token_env="GH_TOKEN")
     assert secrets.github_token(gh) == "ghp_token_from_env_123"
     assert secrets.redactor("t=ghp_token_from_env_123") == f"t={MASK}"
@@ -223,3 +237,93 @@ def test_values_added_while_other_threads_mask_are_all_masked() -> None:
     for t in maskers:
         t.join()
     assert redactor(" ".join(values)) == " ".join([MASK] * len(values))
+
+
+# ---------------------------------------------------------------- the key command's cache
+
+
+def counting_key_command(tmp_path: Path) -> tuple[Path, Path]:
+    """A key command that appends a line to a file each time it runs, and prints a new key each time."""
+    runs = tmp_path / "runs"
+    cmd = script(tmp_path / "key-cmd", f'echo run >> "{runs}"; echo "sk-key-$(wc -l < "{runs}" | tr -d " ")-0123456789"\n')
+    return cmd, runs
+
+
+def test_a_key_command_runs_once_per_ttl_however_often_the_key_is_asked_for(
+    make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    cmd, runs = counting_key_command(tmp_path)
+    registry = vault_registry(make_config, [str(cmd)])
+    clock = FakeClock()
+    registry.secrets.clock = clock
+
+    for _ in range(20):  # twenty dispatch passes, each refreshing availability and starting an attempt
+        registry.refresh()
+        assert registry.availability("vault").available
+        assert registry.api_key("vault") == "sk-key-1-0123456789"
+        clock.now += 10
+    assert runs.read_text().count("run") == 1
+
+    clock.now += SECRET_CACHE_TTL_S
+    assert registry.api_key("vault") == "sk-key-2-0123456789"  # expired: fetched again, rotated
+    assert runs.read_text().count("run") == 2
+    masked = registry.secrets.redactor("sk-key-1-0123456789 sk-key-2-0123456789")
+    assert masked == f"{MASK} {MASK}"
+
+
+def test_a_failed_key_command_is_not_cached(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    cmd = script(tmp_path / "key-cmd", "exit 1\n")
+    registry = vault_registry(make_config, [str(cmd)])
+    with pytest.raises(SecretError):
+        registry.api_key("vault")
+    script(cmd, "echo sk-now-it-works-123\n")  # the operator fixed the secret manager
+    assert registry.api_key("vault") == "sk-now-it-works-123"
+
+
+# ---------------------------------------------------------------- every spelling in JSON text
+
+KEY = "sk-ant-api03/AbC_dEf+xyz=="
+
+
+def json_escaped_every_way(value: str) -> list[str]:
+    """The spellings a JSON encoder (or a CLI author) may give ``value`` inside a JSON string."""
+    every_char = "".join(f"\\u{ord(c):04x}" for c in value)
+    upper_hex = "".join(f"\\u{ord(c):04X}" for c in value)
+    mixed = "".join(f"\\u{ord(c):04x}" if i % 2 else c for i, c in enumerate(value))
+    dashes = value.replace("-", "\\u002d")
+    slashes = value.replace("/", "\\/")
+    nested = json.dumps(json.dumps({"k": every_char}))  # JSON text inside a JSON string
+    return [json.dumps(value), every_char, upper_hex, mixed, dashes, slashes, nested]
+
+
+@pytest.mark.parametrize("spelling", json_escaped_every_way(KEY))
+def test_a_key_is_masked_however_json_escapes_it(spelling: str) -> None:
+    redactor = Redactor([KEY])
+    line = '{"type":"assistant","text":"my key is ' + spelling + ' ok"}'
+    masked = redactor(line)
+    assert MASK in masked
+    # Nothing left that decodes back to the key, at any depth.
+    decoded = masked
+    for _ in range(4):
+        decoded = decoded.encode().decode("unicode_escape")
+        assert KEY not in decoded
+
+
+def test_masking_an_escaped_key_keeps_the_json_valid() -> None:
+    redactor = Redactor([KEY])
+    line = json.dumps({"type": "result", "result": f"key={KEY}!", "n": 1}, ensure_ascii=False)
+    escaped = line.replace("-", "\\u002d").replace("/", "\\/")
+    assert json.loads(redactor(escaped)) == {"type": "result", "result": f"key={MASK}!", "n": 1}
+
+
+def test_a_key_outside_the_bmp_is_masked_as_its_surrogate_pair() -> None:
+    key = "key-\U0001f511-0123456789"
+    redactor = Redactor([key])
+    assert redactor(json.dumps({"t": key})) == json.dumps({"t": MASK})
+
+
+def test_text_that_only_resembles_a_key_is_left_alone() -> None:
+    redactor = Redactor([KEY])
+    near = KEY.replace("-", "\\u002e")  # '.' not '-'
+    assert redactor(near) == near
+    assert redactor("a \\n plain \\\\ line") == "a \\n plain \\\\ line"
