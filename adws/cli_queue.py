@@ -13,6 +13,7 @@ import click
 
 from adw_modules.config.schema import Config, ConfigError
 from adw_modules.ops.logs import setup_logging
+from adw_modules.ops.secrets import secrets_of
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adw_modules.sources.local import enqueue_local
@@ -144,11 +145,16 @@ def task_show(task_id: int, config_path: str | None, as_json: bool) -> None:
 @click.argument("task_id", type=int)
 @click.option("--attempt", "number", type=int, default=None, help="Attempt number (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the attempt ends.")
-@click.option("--raw", is_flag=True, help="The stored lines as they are (secrets already masked).")
+@click.option("--raw", is_flag=True, help="The stored lines as they are, but with every secret known now masked.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_path: str | None) -> None:
-    """An attempt's transcript: what the agent said and did, its tool calls, the result."""
+    """An attempt's transcript: what the agent said and did, its tool calls, the result.
+
+    Every secret the config references is masked again as it is shown, in every JSON-escaped
+    spelling too: a transcript stored before a key was known, or rotated, is masked like a new one.
+    """
     store, config = _store(config_path)
+    redact = secrets_of(config, os.environ)
     try:
         attempts = store.attempts_for(task_id)
         if not attempts:
@@ -161,7 +167,7 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
             raise click.ClickException(f"attempt {chosen.number} ran on {chosen.host}: its transcript is {path} there")
         if chosen.state == "finished" and not path.exists():
             for shown in transcripts.ending(chosen):
-                click.echo(shown)
+                click.echo(redact(shown))
             raise click.ClickException(f"attempt {chosen.number}'s transcript is gone ({path}): pruned by retention?")
         provider = config.providers.get(chosen.provider)
         fmt = provider.output_format if provider is not None else "claude-stream-json"
@@ -172,11 +178,12 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
 
         renderer = transcripts.Renderer(fmt)
         for line in transcripts.follow(path, still_running):
-            for shown in [line.rstrip("\n")] if raw else renderer.lines(line):
-                click.echo(shown)
+            masked = redact(line)  # escaped spellings, before rendering decodes them; then the decoded text
+            for shown in [masked.rstrip("\n")] if raw else renderer.lines(masked):
+                click.echo(redact(shown))
         ended = next((a for a in store.attempts_for(task_id) if a.id == attempt_id), chosen)
         for shown in transcripts.ending(ended):
-            click.echo(shown, err=raw)  # --raw keeps stdout the stored lines alone
+            click.echo(redact(shown), err=raw)  # --raw keeps stdout the stored lines alone
     finally:
         store.close()
 

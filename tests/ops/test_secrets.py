@@ -245,7 +245,9 @@ def test_values_added_while_other_threads_mask_are_all_masked() -> None:
 def counting_key_command(tmp_path: Path) -> tuple[Path, Path]:
     """A key command that appends a line to a file each time it runs, and prints a new key each time."""
     runs = tmp_path / "runs"
-    cmd = script(tmp_path / "key-cmd", f'echo run >> "{runs}"; echo "sk-key-$(wc -l < "{runs}" | tr -d " ")-0123456789"\n')
+    cmd = script(
+        tmp_path / "key-cmd", f'echo run >> "{runs}"; echo "sk-key-$(wc -l < "{runs}" | tr -d " ")-0123456789"\n'
+    )
     return cmd, runs
 
 

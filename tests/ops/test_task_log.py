@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from adw_modules.config.schema import load_config
@@ -136,3 +138,53 @@ def test_a_rate_limit_window_reads_as_a_state_with_a_local_relative_time() -> No
     rejected = allowed.replace('"allowed"', '"rejected"')
     (line,) = transcripts.render(rejected, "claude-stream-json", now)
     assert line.startswith("✗ five-hour limit: rejected, resets in 4.0 h")
+
+
+PLANTED = "sk-ant-api03-planted/SECRET-9f8e7d6c5b4a3210"
+# What the agent prints: the key JSON-escaped, "-" as \u002d (both hex cases) and "/" as \/.
+ESCAPED = PLANTED.replace("-", "\\u002d", 2).replace("-", "\\u002D").replace("/", "\\/")
+ESCAPING_AGENT = f"""
+import sys
+escaped = {json.dumps(ESCAPED)}
+print('{{"type":"system","subtype":"init","session_id":"s1","model":"m1"}}', flush=True)
+print('{{"type":"assistant","message":{{"id":"msg1","model":"m1","role":"assistant",'
+      '"content":[{{"type":"text","text":"my key is ' + escaped + '"}}],'
+      '"usage":{{"input_tokens":3,"output_tokens":4}}}}}}', flush=True)
+print('{{"type":"result","subtype":"success","is_error":false,"result":"done, key=' + escaped + '",'
+      '"session_id":"s1","num_turns":1,"duration_ms":5,"usage":{{"input_tokens":3,"output_tokens":4}}}}', flush=True)
+"""
+
+
+def test_a_json_escaped_key_is_masked_in_the_transcript_and_in_task_log(
+    tmp_path: Path, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert json.loads(f'"{ESCAPED}"') == PLANTED  # the agent really prints the key, only spelled otherwise
+    agent = tmp_path / "escaping_agent.py"
+    agent.write_text(ESCAPING_AGENT)
+    provider = (
+        f'[providers.leaky]\ncommand_template = ["{sys.executable}", "{agent}"]\n'
+        'requires_api_key = true\napi_key_env = "PLANTED_KEY"\n'
+        '[providers.leaky.models.m1]\ntier = "fast"\n'
+    )
+    url = f"sqlite:///{tmp_path / 'adw.db'}"
+    config = write_config(provider, '[routing]\ndefault_provider = "leaky"\ndefault_model = "m1"\n', url)
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLANTED_KEY": PLANTED}
+    service = Service(load_config(config), environ=environ)
+    task = enqueue_local(service.store, "Leak it escaped", "please")
+    service.run("until_idle", idle_wait_s=0)
+    attempt = service.store.attempts_for(task.id)[-1]
+    assert attempt.outcome == "success"
+    stored = transcripts.transcript_path(tmp_path / "state", attempt)
+    assert "[REDACTED]" in stored.read_text()
+    assert PLANTED not in stored.read_text() and ESCAPED not in stored.read_text()
+
+    # A transcript written before the key was known (or before it rotated) holds it as the agent printed it.
+    stored.write_text(stored.read_text().replace("[REDACTED]", ESCAPED))
+    monkeypatch.setenv("PLANTED_KEY", PLANTED)  # the CLI knows the key the way the service does
+    runner = CliRunner()
+    for extra in ([], ["--raw"]):
+        shown = runner.invoke(cli, ["task", "log", str(task.id), *extra, "--config", str(config)])
+        assert shown.exit_code == 0, shown.output
+        assert "[REDACTED]" in shown.output, extra
+        assert PLANTED not in shown.output and ESCAPED not in shown.output, extra
+        assert "\\u002d" not in shown.output.lower(), extra
