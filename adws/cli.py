@@ -33,7 +33,8 @@ def default_config_path() -> str:
 def config_error_exit(exc: ConfigError) -> NoReturn:
     for issue in exc.issues:
         click.echo(f"error: {issue}", err=True)
-    click.echo(f"{len(exc.issues)} problem(s) found", err=True)
+    if len(exc.issues) > 1:  # one problem is one line
+        click.echo(f"{len(exc.issues)} problem(s) found", err=True)
     sys.exit(EXIT_CONFIG)
 
 

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -19,7 +20,7 @@ from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adw_modules.sources.local import enqueue_local
 from adw_modules.workers import transcripts
 from adws import queue_views
-from adws.cli import _ctx, cli, config_error_exit, emit, read_options
+from adws.cli import EXIT_CONFIG, _ctx, cli, config_error_exit, emit, read_options
 from adws.service import Service, open_store
 
 
@@ -60,6 +61,17 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
 @click.argument("title")
 @click.option("--body", default=None)
 @click.option("--body-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="How --body-file is encoded.  A byte that does not decode is an error (exit 2, with its offset).",
+)
+@click.option(
+    "--replace-invalid",
+    is_flag=True,
+    help="With --body-file: replace bytes that do not decode with U+FFFD instead of failing.",
+)
 @click.option("--priority", type=click.Choice(list(PRIORITY_RANK)), default="normal", show_default=True)
 @click.option("--label", "labels", multiple=True, help="Repeatable.")
 @click.option("--repo", default=None, help="owner/name")
@@ -69,6 +81,8 @@ def enqueue_cmd(
     title: str,
     body: str | None,
     body_file: str | None,
+    encoding: str,
+    replace_invalid: bool,
     priority: str,
     labels: tuple[str, ...],
     repo: str | None,
@@ -79,7 +93,7 @@ def enqueue_cmd(
     """Add a task to the local queue; prints its id."""
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
-    text = Path(body_file).read_text(encoding="utf-8") if body_file else (body or "")
+    text = _read_body_file(Path(body_file), encoding, replace_invalid) if body_file else (body or "")
     store, _ = _store(config_path)
     try:
         task = enqueue_local(store, title, text, priority=priority, labels=labels, repo=repo, external_id=external_id)
@@ -88,6 +102,31 @@ def enqueue_cmd(
     finally:
         store.close()
     emit(as_json, {"id": task.id, "state": str(task.state)}, lambda d: str(d["id"]))
+
+
+def _read_body_file(path: Path, encoding: str, replace_invalid: bool) -> str:
+    """The file's text, newlines made ``\\n``; exit 2 with one line saying where it does not decode."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        usage_exit(f"{path}: cannot read: {exc.strerror or exc}")
+    try:
+        text = data.decode(encoding, "replace" if replace_invalid else "strict")
+    except LookupError:
+        usage_exit(f"--encoding {encoding}: unknown encoding")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : min(exc.end, exc.start + 4)].hex(" ")
+        usage_exit(
+            f"{path}: not valid {encoding} at byte offset {exc.start} (0x{bad}): {exc.reason}; "
+            "pass --encoding if the file is in another one, or --replace-invalid"
+        )
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # what reading it as text did
+
+
+def usage_exit(message: str) -> NoReturn:
+    """One line on stderr, exit 2: the command line asked for something that cannot be done."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
 
 
 @cli.command("status")

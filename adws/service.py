@@ -21,11 +21,14 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Literal
 
+import sqlalchemy as sa
+from alembic.util.exc import CommandError as AlembicError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
+from adw_modules.ops.doctor import store_location_problem
 from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.ops.secrets import SecretError, secrets_of
@@ -285,4 +288,12 @@ def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Stor
     url = config.service.store_url(dict(os.environ if environ is None else environ))
     if not url:
         raise ConfigError([f"{config.path}: store: url_env {config.service.store.url_env} is not set"])
-    return Store.open(url)
+    problem = store_location_problem(url)
+    if problem is not None:
+        raise ConfigError([problem])
+    try:
+        return Store.open(url)
+    except (OSError, sa.exc.SQLAlchemyError, AlembicError) as exc:  # what is left: the database said no
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError([f"store {shown}: cannot be opened: {first}"]) from None

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,22 +103,70 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{p}: file not found (set --config or $ADW_CONFIG)"]) from None
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_config(text, p)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data, exc.start)
+        raise ConfigError(
+            [f"{p}:{line}:{col}: not valid UTF-8 (byte offset {exc.start}: {exc.reason}); TOML files are UTF-8"]
+        ) from None
+    return parse_config(text.replace("\r\n", "\n"), p)
 
 
 def read_document(text: str, path: Path) -> tomlkit.TOMLDocument:
+    """The parsed document; any problem, whatever tomlkit raised, is ``path:line:col: message``.
+
+    Columns count from 1.  tomlkit reports a position for syntax errors but not for others
+    (a key defined twice in one table is ``KeyAlreadyPresent``, raised bare), so those are
+    placed by the standard library's parser, which reports one for everything.
+    """
     try:
         return tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:
-        msg = str(exc)
-        # tomlkit appends " at line L col C"; we put the position first, compiler-style.
-        msg = msg.split(" at line ")[0]
-        raise ConfigError([f"{path}:{exc.line}:{exc.col}: TOML syntax error: {msg}"]) from None
+        # tomlkit appends " at line L col C" (C from 0); we put the position first, compiler-style.
+        msg = str(exc).split(" at line ")[0]
+        line, col = _duplicate_position(text, msg) if " already exists" in msg else (exc.line, exc.col + 1)
+        raise ConfigError([f"{path}:{line}:{col}: TOML syntax error: {msg}"]) from None
+    except (tomlkit.exceptions.TOMLKitError, ValueError, RecursionError) as exc:
+        line, col = _duplicate_position(text, str(exc))
+        raise ConfigError([f"{path}:{line}:{col}: TOML error: {exc}"]) from None
+
+
+def _duplicate_position(text: str, message: str) -> tuple[int, int]:
+    """Where a key or table is defined again: tomllib's line (tomlkit reports the end of the
+    table, or nothing), and the key's column in it."""
+    line, col = _std_parser_position(text)
+    key = re.match(r'Key "(.+)" already exists', message)
+    lines = text.splitlines()
+    if key and line <= len(lines) and (at := lines[line - 1].find(key[1])) >= 0:
+        col = at + 1  # tomllib points past the value; the key is where to look
+    return line, col
+
+
+def _std_parser_position(text: str) -> tuple[int, int]:
+    """Where ``tomllib`` finds the document wrong: (line, column), both from 1; (1, 1) if it cannot say."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        if found:
+            return int(found[1]), int(found[2])
+        if "end of document" in str(exc):
+            return _line_col(text.encode(), len(text.encode()))
+    except RecursionError:
+        pass
+    return 1, 1
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    """The (line, column) of byte ``offset``, both from 1; the column counts bytes."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
 
 
 def parse_config(text: str, path: Path) -> Config:
