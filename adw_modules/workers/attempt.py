@@ -323,6 +323,7 @@ class RunningAttempt:
         result = self.worker.wait()
         self._transcript.close()
         summary = self.parser.finish()
+        summary.skipped_lines += result.skipped_lines  # the runner dropped these for their length
         outcome = classify.classify(
             summary,
             result.exit_code,

@@ -3,8 +3,10 @@
 ``start(spec, on_line)`` launches ``spec.argv`` (never through a shell) in a new session, so its
 pgid equals its pid, and hands back a ``Worker``; one supervisor thread per worker then
 
-* writes ``stdin_data`` and closes stdin, reads stdout line by line (no line-length limit) into
-  ``log_path`` and ``on_line``, and keeps a bounded tail of stderr, all through one selector;
+* writes ``stdin_data`` and closes stdin, reads stdout line by line into ``log_path`` and
+  ``on_line``, and keeps a bounded tail of stderr, all through one selector.  A line longer than
+  ``max_line_bytes`` (``parse_file``'s cap, 64 MB) is dropped as it streams past and counted in
+  ``skipped_lines``: a CLI printing endless bytes without a newline keeps our memory flat;
 * learns of the leader's exit from a pidfd without reaping it, so the pid and pgid stay
   reserved (no reuse) while the tree is being killed;
 * enforces ``timeout_s`` and ``idle_timeout_s`` as selector timeouts (no sleep loops).
@@ -44,6 +46,7 @@ from typing import Literal
 import psutil
 
 from adw_modules.workers import process_tree
+from adw_modules.workers.streams import MAX_LINE_BYTES
 from adw_modules.workers.process_tree import ProcessIdentity, is_alive, kill_tree
 
 __all__ = [
@@ -85,6 +88,7 @@ class RunSpec:
     kill_grace_s: float = 5.0
     log_path: Path | None = None
     stderr_tail_bytes: int = 65536
+    max_line_bytes: int = MAX_LINE_BYTES  # a longer stdout line is dropped, not buffered
 
     def __post_init__(self) -> None:
         if isinstance(self.argv, (str, bytes)):
@@ -100,6 +104,8 @@ class RunSpec:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")
         if not self.kill_grace_s >= 0:
             raise ValueError(f"kill_grace_s must be >= 0, got {self.kill_grace_s!r}")
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be >= 1, got {self.max_line_bytes!r}")
         if self.stderr_tail_bytes < 0:
             raise ValueError(f"stderr_tail_bytes must be >= 0, got {self.stderr_tail_bytes!r}")
         if self.stdin_data is not None and not isinstance(self.stdin_data, (bytes, bytearray, memoryview)):
@@ -120,6 +126,7 @@ class RunResult:
     stdout_lines: int
     stderr_tail: str
     launch_error: str | None
+    skipped_lines: int = 0  # stdout lines dropped for being longer than max_line_bytes
 
 
 class _Tail:
@@ -377,6 +384,8 @@ class Worker:
 
     def _reset_streams(self) -> None:
         self._pending = bytearray()
+        self._overlong = False  # the line being read passed max_line_bytes: drop up to its newline
+        self._skipped = 0
         self._lines = 0
         self._last_output = time.monotonic()
         self._tail = _Tail(self._spec.stderr_tail_bytes)
@@ -473,9 +482,9 @@ class Worker:
         if st.snapshot:
             # SIGKILL is asynchronous: make "wait() returned" mean "every process we found is dead".
             process_tree.wait_gone(st.snapshot.values(), _DRAIN_AFTER_KILL_S)
-        if self._pending:
+        if self._pending and not self._overlong:
             self._emit(bytes(self._pending))
-            self._pending.clear()
+        self._pending.clear()
         self._proc.wait()  # the leader has exited: this only reaps it
         ended_by = st.ended_by
         if self._abort_reason is not None and ended_by == "exit":
@@ -494,6 +503,7 @@ class Worker:
             stdout_lines=self._lines,
             stderr_tail=self._tail.text(),
             launch_error=None,
+            skipped_lines=self._skipped,
         )
 
     # -- I/O helpers (supervisor thread only)
@@ -513,19 +523,35 @@ class Worker:
         self._last_output = time.monotonic()
         self._log(data)
         start = 0
-        while True:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                self._pending += data[start:]
-                return
-            if self._pending:
-                self._pending += data[start:nl]
-                line = bytes(self._pending)
-                self._pending.clear()
-            else:
-                line = data[start:nl]
-            self._emit(line)
+        while (nl := data.find(b"\n", start)) >= 0:
+            self._end_line(data, start, nl)
             start = nl + 1
+        if start < len(data) and not self._overlong:
+            self._pending += data[start:]
+            if len(self._pending) > self._spec.max_line_bytes:
+                self._drop_line()
+
+    def _end_line(self, data: bytes, start: int, nl: int) -> None:
+        """``data[start:nl]`` ends the line being read: emit it whole, or drop it if too long."""
+        if self._overlong:
+            self._overlong = False  # counted when it passed the cap
+        elif len(self._pending) + (nl - start) > self._spec.max_line_bytes:
+            self._skipped += 1
+        elif self._pending:
+            self._pending += data[start:nl]
+            line = bytes(self._pending)
+            self._pending = bytearray()  # a fresh one: clear() keeps a long line's allocation
+            self._emit(line)
+            return
+        else:
+            self._emit(data[start:nl])
+            return
+        self._pending = bytearray()
+
+    def _drop_line(self) -> None:
+        self._skipped += 1
+        self._overlong = True
+        self._pending = bytearray()
 
     def _emit(self, raw: bytes) -> None:
         self._lines += 1

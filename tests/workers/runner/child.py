@@ -83,6 +83,13 @@ def main(mode: str, *args: str) -> int:
     if mode == "bigline":
         sys.stdout.buffer.write(b"x" * int(args[0]) + b"\ntail\n")
         return 0
+    if mode == "flood":  # flood MB [NEWLINE]: MB megabytes of one line, then (maybe) a newline and "tail"
+        block = b"x" * (1 << 20)
+        for _ in range(int(args[0])):
+            sys.stdout.buffer.write(block)
+        sys.stdout.buffer.write(b"\ntail\n" if "newline" in args[1:] else b"")
+        sys.stdout.buffer.flush()
+        return 0
     if mode == "raw":  # write args[0] (a hex string) to stdout as bytes
         sys.stdout.buffer.write(bytes.fromhex(args[0]))
         return 0

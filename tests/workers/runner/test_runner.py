@@ -388,3 +388,49 @@ def test_kill_tree_kills_a_real_orphan_and_its_child(tmp_path: Path) -> None:
     assert wait_until(lambda: gone(orphan) and gone(grandchild))
     assert not runner.is_alive(ident)
     assert runner.kill_tree(ident, grace_s=0.2) is False  # nothing left to kill
+
+
+# -- a line without end
+
+
+def peak_rss_growth_while(work: Callable[[], object]) -> tuple[int, object]:
+    """(peak RSS growth of this process while ``work`` runs, in bytes; what ``work`` returned)."""
+    me = psutil.Process()
+    gc.collect()
+    base = me.memory_info().rss
+    peak = base
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, me.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        value = work()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, me.memory_info().rss) - base, value
+
+
+@pytest.mark.parametrize("newline", [False, True])
+def test_a_200mb_line_is_dropped_and_counted_with_memory_flat(newline: bool) -> None:
+    lines: list[int] = []
+    flood = spec("flood", "200", *(["newline"] if newline else []), timeout_s=60)
+    growth, result = peak_rss_growth_while(lambda: runner.run(flood, lambda s: lines.append(len(s))))
+    assert isinstance(result, runner.RunResult)
+    assert result.ended_by == "exit" and result.exit_code == 0  # the attempt still ends, normally
+    assert result.skipped_lines == 1
+    assert lines == ([4] if newline else [])  # the line after it arrives whole
+    assert growth < 100 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MB"
+
+
+def test_the_line_cap_is_exact() -> None:
+    lines: list[str] = []
+    raw = b"12345\n123456\n1234567\n" + b"9" * 20 + b"\nend" + b"\n" + b"x" * 9
+    result = runner.run(spec("raw", raw.hex(), max_line_bytes=6), lines.append)
+    assert lines == ["12345", "123456", "end"]
+    assert result.skipped_lines == 3  # 1234567, the twenty 9s, the unterminated 9 x's
