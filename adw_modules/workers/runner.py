@@ -46,8 +46,8 @@ from typing import Literal
 import psutil
 
 from adw_modules.workers import process_tree
-from adw_modules.workers.streams import MAX_LINE_BYTES
 from adw_modules.workers.process_tree import ProcessIdentity, is_alive, kill_tree
+from adw_modules.workers.streams import MAX_LINE_BYTES
 
 __all__ = [
     "EndedBy",

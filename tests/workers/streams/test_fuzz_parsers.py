@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def line(draw: st.DrawFn) -> str | bytes:
     return text
 
 
-def check_stream(fmt: str, lines: list[str | bytes]) -> None:
+def check_stream(fmt: str, lines: Sequence[str | bytes]) -> None:
     parser = parser_for(fmt)
     for one in lines:
         parser.feed(one)
