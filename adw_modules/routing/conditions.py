@@ -147,9 +147,10 @@ class WeekdayWindow:
 
 
 def _weekdays_in_window(days: frozenset[str], others: Mapping[str, Any]) -> WeekdayWindow:
-    hours = others.get("hour_range")
-    wraps = hours is not None and hours[0] > hours[1]
-    return WeekdayWindow(days, hours[1] if wraps else None)
+    hours: tuple[int, int] | None = others.get("hour_range")
+    if hours is None or hours[0] < hours[1]:
+        return WeekdayWindow(days)
+    return WeekdayWindow(days, hours[1])
 
 
 def repo_matches(patterns: Iterable[str], repo: str | None) -> bool:
