@@ -10,10 +10,9 @@ the main thread only waits for signals and for the run's end condition.
   config kept; a good one is logged with what changed, setting by setting, and applied:
   providers and routing for attempts started from then on, job intervals (dispatch,
   heartbeat, reap, retention, GitHub poll and sync) rescheduled, ``[github]`` (repositories,
-  labels, users, prompt, token, ...) by rebuilding the GitHub source — its client too when
-  the connection changed, else the client is kept with its rate-limit backoff and its cache
-  dropped, so the next poll reads every issue afresh as after a restart.  A setting that only
-  a restart applies (``RESTART_ONLY``) is named in the log as such.
+  labels, users, prompt, token, ...) by rebuilding the GitHub source and its client, so the
+  next poll reads every issue afresh as after a restart (a backoff GitHub asked for still
+  holds).  A setting that only a restart applies (``RESTART_ONLY``) is named in the log as such.
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
 # Service settings read once at start: a reload names them, a restart applies them.
 RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
-# [github] settings of the client (its connection): a change builds a new client.
-GITHUB_CONNECTION = ("base_url", "token_env", "token_command", "read_spacing_s", "write_spacing_s")
 # Values not shown in the log (long, or a command line).
 GITHUB_UNSHOWN = ("prompt_template", "token_command")
 
@@ -139,6 +136,11 @@ class Service:
         self.signals = 0
         self.reload_requested = False
         self.scheduler = BackgroundScheduler(timezone=dt.UTC)
+        # Jobs reach into the scheduler (``_wake_dispatch``) under this lock, and not once
+        # ``stop_scheduler`` began: APScheduler's shutdown holds its job-store lock while it
+        # waits for running jobs, so a job asking for that lock then would wait forever.
+        self._scheduler_lock = threading.Lock()
+        self._scheduler_stopping = False
         self.github: GitHubSource | None = None
         self._dispatching = True  # whether this run schedules dispatch (not in --once)
         self._poll_soon = False  # a reload rebuilt the GitHub source: poll at once
@@ -208,14 +210,8 @@ class Service:
             if previous is not None:
                 self.store.release_leader("github", self.coordinator.owner)
             return
-        keep_client = (
-            previous is not None
-            and before is not None
-            and all(getattr(before, k) == getattr(after, k) for k in GITHUB_CONNECTION)
-        )
-        client = previous.client if keep_client and previous is not None else None
-        try:
-            source = make_github_source(new, self.store, self.coordinator, self.environ, client=client)
+        try:  # a new client too: a fresh token, and every issue read afresh, as after a restart
+            source = make_github_source(new, self.store, self.coordinator, self.environ)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error(
@@ -223,8 +219,9 @@ class Service:
                     extra={"data": {"event": "config.rejected", "issue": issue}},
                 )
             return
-        if client is not None and previous is not None:
-            client.forget_changes("/repos/")  # read every issue afresh, as after a restart
+        if previous is not None and before is not None and before.base_url == after.base_url:
+            # The same GitHub: what it asked us (wait until ...) still holds.
+            source.client.inherit_backoff(previous.client)
             source.backoff_until, source.backoff_reason = previous.backoff_until, previous.backoff_reason
         self.github = source
         self._poll_soon = True
@@ -240,8 +237,8 @@ class Service:
         }
         if self._dispatching:
             out["dispatch"] = svc.coordinator.dispatch_interval_s
-        gh = self.config.github
-        if self.github is not None and gh is not None:
+        if self.github is not None:  # its settings: a [github] that could not be applied is not in force
+            gh = self.github.cfg
             out["github_poll"] = gh.poll_interval_s
             out["github_sync"] = gh.sync_interval_s
         return out
@@ -265,9 +262,18 @@ class Service:
     # -- the run
     def _wake_dispatch(self) -> None:
         self.wake.set()
-        job = self.scheduler.get_job("dispatch")
-        if job is not None:
-            job.modify(next_run_time=dt.datetime.now(dt.UTC))
+        with self._scheduler_lock:
+            if self._scheduler_stopping:
+                return
+            job = self.scheduler.get_job("dispatch")
+            if job is not None:
+                job.modify(next_run_time=dt.datetime.now(dt.UTC))
+
+    def stop_scheduler(self) -> None:
+        """Stop the periodic jobs, waiting for those running to finish."""
+        with self._scheduler_lock:
+            self._scheduler_stopping = True
+        self.scheduler.shutdown(wait=True)
 
     def _jobs(self) -> dict[str, Callable[[], object]]:
         c = self.coordinator
@@ -373,7 +379,7 @@ class Service:
                 self.wake.clear()
             self.drain()
         finally:
-            self.scheduler.shutdown(wait=True)
+            self.stop_scheduler()
             try:
                 if self.github is not None:
                     self.github.sync()  # the issue shows how the drain left things
@@ -405,15 +411,9 @@ class Service:
 
 
 def make_github_source(
-    config: Config,
-    store: Store,
-    coordinator: Coordinator,
-    environ: Mapping[str, str],
-    *,
-    client: GitHubClient | None = None,
+    config: Config, store: Store, coordinator: Coordinator, environ: Mapping[str, str]
 ) -> GitHubSource:
-    """The GitHub source for ``config``, registered as the coordinator's GitHub prompt renderer;
-    ``client``: keep this one (a reload that left the connection settings alone)."""
+    """The GitHub source for ``config``, registered as the coordinator's GitHub prompt renderer."""
     gh = config.github
     assert gh is not None
     try:
@@ -425,7 +425,7 @@ def make_github_source(
     source = GitHubSource(
         gh,
         store,
-        client or GitHubClient(gh.base_url, token, pace_s=(gh.read_spacing_s, gh.write_spacing_s)),
+        GitHubClient(gh.base_url, token, pace_s=(gh.read_spacing_s, gh.write_spacing_s)),
         redact=redact,
         max_attempts=config.service.coordinator.max_total_attempts,
     )

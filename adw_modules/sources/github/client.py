@@ -85,6 +85,11 @@ class GitHubClient:
         backoff = self.backoff
         return backoff if backoff is not None and self.clock() < backoff.until else None
 
+    def inherit_backoff(self, other: GitHubClient) -> None:
+        """Take over what GitHub told ``other`` (a client this one replaces): its backoff, and how
+        many transient failures in a row it had (the next delay grows from there)."""
+        self.backoff, self.failures = other.backoff, other.failures
+
     def _backing_off(self, backoff: Backoff) -> Backoff:
         self.backoff = backoff
         return backoff
