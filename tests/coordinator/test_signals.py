@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from apscheduler.schedulers.base import STATE_STOPPED
 
+from adw_modules.config.schema import load_config
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import TaskState
 from adw_modules.sources.local import enqueue_local
+from adws.service import Service
 from tests.coordinator.harness import Coord, Setup, process_gone, wait_for
 from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
 
@@ -247,3 +252,40 @@ def test_sighup_names_the_settings_that_need_a_restart(
     assert sqlite_setup.store_url not in reloaded["msg"]  # a database URL is not shown
     c.signal(signal.SIGTERM)
     assert c.wait(10) == 0
+
+
+def _held_by_another_thread(lock: Any) -> bool:
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
+def test_stopping_while_a_job_wakes_dispatch_does_not_deadlock(sqlite_setup: Setup) -> None:
+    """A GitHub poll (or an attempt's end) that wakes dispatch just as the service stops: APScheduler's
+    shutdown waits for running jobs while holding its job-store lock, which waking dispatch takes."""
+    service = Service(load_config(sqlite_setup.config("deadlock")))
+    entered, proceed, woke = threading.Event(), threading.Event(), threading.Event()
+
+    def poll_like_job() -> None:
+        entered.set()
+        proceed.wait(20)
+        service._wake_dispatch()  # what github_poll does after polling
+        woke.set()
+
+    runner = threading.Thread(target=service.run, name="service", daemon=True)
+    runner.start()
+    wait_for(lambda: service.scheduler.running, 20, "the scheduler to start")
+    service.scheduler.add_job(poll_like_job, id="poll-like")
+    assert entered.wait(20)
+    service.request_stop()
+    # Shutdown has begun and holds the job-store lock, waiting for the job above (APScheduler internals).
+    wait_for(
+        lambda: service.scheduler.state == STATE_STOPPED and _held_by_another_thread(service.scheduler._jobstores_lock),
+        20,
+        "the scheduler's shutdown to wait for the running job",
+    )
+    proceed.set()
+    runner.join(20)
+    assert not runner.is_alive(), "the service deadlocked stopping its scheduler"
+    assert woke.is_set()
