@@ -7,11 +7,17 @@ the main thread only waits for signals and for the run's end condition.
   keep being renewed meanwhile); then they are killed and their tasks go back to queued
   without counting a failure.  A second signal skips the wait.
 - SIGHUP: reload config.toml.  A bad file is rejected with its errors logged and the old
-  config kept; a good one is logged with what changed.
+  config kept; a good one is logged with what changed, setting by setting, and applied:
+  providers and routing for attempts started from then on, job intervals (dispatch,
+  heartbeat, reap, retention, GitHub poll and sync) rescheduled, ``[github]`` (repositories,
+  labels, users, prompt, token, ...) by rebuilding the GitHub source and its client, so the
+  next poll reads every issue afresh as after a restart (a backoff GitHub asked for still
+  holds).  A setting that only a restart applies (``RESTART_ONLY``) is named in the log as such.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -25,6 +31,7 @@ import sqlalchemy as sa
 from alembic.util.exc import CommandError as AlembicError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
@@ -42,6 +49,10 @@ log = logging.getLogger("adw.service")
 
 Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
+# Service settings read once at start: a reload names them, a restart applies them.
+RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
+# Values not shown in the log (long, or a command line).
+GITHUB_UNSHOWN = ("prompt_template", "token_command")
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
@@ -61,9 +72,60 @@ def config_changes(old: Config, new: Config) -> list[str]:
         new.routing.default_model,
     ):
         out.append("routing defaults changed")
-    if old.service != new.service:
-        out.append("service settings changed (some apply only after a restart: store url, state_dir)")
+    out += service_changes(old, new)
+    out += github_changes(old.github, new.github)
     return out
+
+
+def _setting_changes(prefix: str, old: object, new: object, unshown: tuple[str, ...] = ()) -> list[str]:
+    """One entry per dataclass field that differs: "prefix field old -> new"."""
+    out = []
+    for f in dataclasses.fields(old):  # type: ignore[arg-type]
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a == b:
+            continue
+        if f.name in unshown or dataclasses.is_dataclass(a):
+            out.append(f"{prefix}{f.name} changed")
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys = sorted({*a, *b} - {k for k in a if k in b and a[k] == b[k]}, key=str)
+            unset = "(unset)"
+            out += [f"{prefix}{f.name}.{k} {_shown(a.get(k, unset))} -> {_shown(b.get(k, unset))}" for k in keys]
+        elif isinstance(a, tuple | frozenset) and isinstance(b, tuple | frozenset):
+            added, removed = sorted(set(b) - set(a), key=str), sorted(set(a) - set(b), key=str)
+            parts = [f"+{x}" for x in added] + [f"-{x}" for x in removed]
+            out.append(f"{prefix}{f.name} " + (" ".join(parts) if parts else "reordered"))
+        else:
+            out.append(f"{prefix}{f.name} {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def service_changes(old: Config, new: Config) -> list[str]:
+    """Each changed service setting by name; those only a restart applies say so."""
+    out = []
+    for section in ("coordinator", "store", "health", "metrics", "retention"):
+        a, b = getattr(old.service, section), getattr(new.service, section)
+        unshown = ("url", "url_env") if section == "store" else ()  # a database URL can hold a password
+        for change in _setting_changes(f"{section}.", a, b, unshown):
+            name = change.split(" ", 1)[0]
+            restart = section in RESTART_ONLY or name in RESTART_ONLY
+            out.append(change + (" (applies after a restart)" if restart else ""))
+    return out
+
+
+def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[str]:
+    if old is None and new is None:
+        return []
+    if old is None:
+        return ["github added"]
+    if new is None:
+        return ["github removed"]
+    return _setting_changes("github.", old, new, GITHUB_UNSHOWN)
 
 
 class Service:
@@ -77,7 +139,14 @@ class Service:
         self.signals = 0
         self.reload_requested = False
         self.scheduler = BackgroundScheduler(timezone=dt.UTC)
+        # Jobs reach into the scheduler (``_wake_dispatch``) under this lock, and not once
+        # ``stop_scheduler`` began: APScheduler's shutdown holds its job-store lock while it
+        # waits for running jobs, so a job asking for that lock then would wait forever.
+        self._scheduler_lock = threading.Lock()
+        self._scheduler_stopping = False
         self.github: GitHubSource | None = None
+        self._dispatching = True  # whether this run schedules dispatch (not in --once)
+        self._poll_soon = False  # a reload rebuilt the GitHub source: poll at once
         if config.github is not None:
             self.github = make_github_source(config, self.store, self.coordinator, self.environ)
 
@@ -120,52 +189,126 @@ class Service:
                 log.error(f"reload rejected: {issue}", extra={"data": {"event": "config.rejected", "issue": issue}})
             return False
         changes = config_changes(self.config, new)
-        self.config = new
+        old, self.config = self.config, new
         self.coordinator.apply_config(new)
         install_redaction(self.coordinator.redact)
+        self._reload_github(old, new)
+        if self.scheduler.running:
+            self._reschedule()
         log.info(
             "config reloaded: " + ("; ".join(changes) or "no changes"),
             extra={"data": {"event": "config.reloaded", "changes": changes, "fingerprint": new.fingerprint}},
         )
         return True
 
+    def _reload_github(self, old: Config, new: Config) -> None:
+        """Rebuild the GitHub source for a changed ``[github]`` (or coordinator attempt bound)."""
+        before, after = old.github, new.github
+        attempts_changed = old.service.coordinator.max_total_attempts != new.service.coordinator.max_total_attempts
+        if before == after and not (after is not None and attempts_changed):
+            return
+        previous = self.github
+        if after is None:
+            self.github = None  # its jobs go in _reschedule; queued tasks keep the old prompt renderer
+            if previous is not None:
+                self.store.release_leader("github", self.coordinator.owner)
+            return
+        try:  # a new client too: a fresh token, and every issue read afresh, as after a restart
+            source = make_github_source(new, self.store, self.coordinator, self.environ)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error(
+                    f"reload: [github] not applied, the old settings stay: {issue}",
+                    extra={"data": {"event": "config.rejected", "issue": issue}},
+                )
+            return
+        if previous is not None and before is not None and before.base_url == after.base_url:
+            # The same GitHub: what it asked us (wait until ...) still holds.
+            source.client.inherit_backoff(previous.client)
+            source.backoff_until, source.backoff_reason = previous.backoff_until, previous.backoff_reason
+        self.github = source
+        self._poll_soon = True
+
+    def _intervals(self) -> dict[str, float]:
+        """The interval of each periodic job this config asks for, by job id."""
+        svc = self.config.service
+        out = {
+            "heartbeat": svc.coordinator.heartbeat_s,
+            "reap": svc.coordinator.reap_interval_s,
+            "refresh": REFRESH_S,
+            "retention": svc.retention.interval_s,
+        }
+        if self._dispatching:
+            out["dispatch"] = svc.coordinator.dispatch_interval_s
+        if self.github is not None:  # its settings: a [github] that could not be applied is not in force
+            gh = self.github.cfg
+            out["github_poll"] = gh.poll_interval_s
+            out["github_sync"] = gh.sync_interval_s
+        return out
+
+    def _reschedule(self) -> None:
+        """Bring the scheduled jobs in line with the config: new intervals, GitHub jobs added or removed."""
+        wanted = self._intervals()
+        for job_id in ("github_poll", "github_sync"):
+            if job_id not in wanted and self.scheduler.get_job(job_id) is not None:
+                self.scheduler.remove_job(job_id)
+        for job_id, seconds in wanted.items():
+            job = self.scheduler.get_job(job_id)
+            if job is None:
+                self._add_job(job_id, seconds, at_once=True)
+            elif job.trigger.interval != dt.timedelta(seconds=seconds):
+                self.scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
+        if self._poll_soon and (job := self.scheduler.get_job("github_poll")) is not None:
+            job.modify(next_run_time=dt.datetime.now(dt.UTC))
+        self._poll_soon = False
+
     # -- the run
     def _wake_dispatch(self) -> None:
         self.wake.set()
-        job = self.scheduler.get_job("dispatch")
-        if job is not None:
-            job.modify(next_run_time=dt.datetime.now(dt.UTC))
+        with self._scheduler_lock:
+            if self._scheduler_stopping:
+                return
+            job = self.scheduler.get_job("dispatch")
+            if job is not None:
+                job.modify(next_run_time=dt.datetime.now(dt.UTC))
+
+    def stop_scheduler(self) -> None:
+        """Stop the periodic jobs, waiting for those running to finish."""
+        with self._scheduler_lock:
+            self._scheduler_stopping = True
+        self.scheduler.shutdown(wait=True)
+
+    def _jobs(self) -> dict[str, Callable[[], object]]:
+        c = self.coordinator
+        return {
+            "dispatch": c.dispatch,
+            "heartbeat": c.heartbeat,
+            "reap": c.reap,
+            "refresh": c.refresh,
+            "retention": self.prune,
+            "github_poll": self.github_poll,
+            "github_sync": self.github_sync,
+        }
+
+    def _add_job(self, job_id: str, seconds: float, at_once: bool) -> None:
+        # One run at a time; a backlog of missed runs collapses into one.
+        self.scheduler.add_job(
+            self._jobs()[job_id],
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            **({"next_run_time": dt.datetime.now(dt.UTC)} if at_once else {}),
+        )
 
     def _schedule(self, dispatch: bool) -> None:
-        svc = self.config.service.coordinator
-        c = self.coordinator
-        now = dt.datetime.now(dt.UTC)
-
-        def every(job: Callable[[], object], seconds: float, name: str, at_once: bool = False) -> None:
-            # One run at a time; a backlog of missed runs collapses into one.
-            self.scheduler.add_job(
-                job,
-                "interval",
-                seconds=seconds,
-                id=name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-                **({"next_run_time": now} if at_once else {}),
-            )
-
-        c.on_change = self.wake.set
-        if dispatch:
-            every(c.dispatch, svc.dispatch_interval_s, "dispatch", at_once=True)
-            c.on_change = self._wake_dispatch
-        every(c.heartbeat, svc.heartbeat_s, "heartbeat")
-        every(c.reap, svc.reap_interval_s, "reap", at_once=True)
-        every(c.refresh, REFRESH_S, "refresh")
-        every(self.prune, self.config.service.retention.interval_s, "retention")
-        gh = self.config.github
-        if self.github is not None and gh is not None:
-            every(self.github_poll, gh.poll_interval_s, "github_poll", at_once=True)
-            every(self.github_sync, gh.sync_interval_s, "github_sync", at_once=True)
+        self._dispatching = dispatch
+        self.coordinator.on_change = self._wake_dispatch if dispatch else self.wake.set
+        at_once = {"dispatch", "reap", "github_poll", "github_sync"}
+        for job_id, seconds in self._intervals().items():
+            self._add_job(job_id, seconds, at_once=job_id in at_once)
 
     def prune(self) -> None:
         svc = self.config.service
@@ -173,20 +316,28 @@ class Service:
 
     def _github_leader(self) -> bool:
         """One coordinator polls and writes to GitHub; all of them dispatch."""
-        gh = self.config.github
-        assert gh is not None
+        assert self.github is not None
+        gh = self.github.cfg
         now = utcnow()
         hold = dt.timedelta(seconds=max(3 * gh.poll_interval_s, 3 * gh.sync_interval_s, 60))
         return self.store.acquire_leader("github", self.coordinator.owner, now + hold, now)
 
+    def _github_remaining(self) -> int | None:
+        """Rate-limit points left, as of the current GitHub client's last response (a reload may
+        have replaced it)."""
+        source = self.github
+        return None if source is None else source.client.quota()[0]
+
     def github_poll(self) -> None:
-        if self.github is not None and self._github_leader():
-            self.github.poll()
+        source = self.github  # a reload may swap it meanwhile: this run finishes with this one
+        if source is not None and self._github_leader():
+            source.poll()
             self._wake_dispatch()
 
     def github_sync(self) -> None:
-        if self.github is not None and self._github_leader():
-            self.github.sync()
+        source = self.github
+        if source is not None and self._github_leader():
+            source.sync()
 
     def idle(self, idle_wait_s: float) -> bool:
         """Nothing queued or running, and no retry due within ``idle_wait_s``."""
@@ -206,7 +357,7 @@ class Service:
                 self.store,
                 listen,
                 providers=lambda: list(self.config.providers),
-                github_quota=None if self.github is None else self.github.client.quota,
+                github_remaining=self._github_remaining,
                 scheduler_running=lambda: bool(self.scheduler.running),
             )
         c = self.coordinator
@@ -231,7 +382,7 @@ class Service:
                 self.wake.clear()
             self.drain()
         finally:
-            self.scheduler.shutdown(wait=True)
+            self.stop_scheduler()
             try:
                 if self.github is not None:
                     self.github.sync()  # the issue shows how the drain left things
@@ -265,6 +416,7 @@ class Service:
 def make_github_source(
     config: Config, store: Store, coordinator: Coordinator, environ: Mapping[str, str]
 ) -> GitHubSource:
+    """The GitHub source for ``config``, registered as the coordinator's GitHub prompt renderer."""
     gh = config.github
     assert gh is not None
     try:

@@ -17,6 +17,12 @@ added to ``TaskView`` here, ``router.TaskAttrs`` and ``config.routing.SCENARIO_A
 Registry order is the order conditions are parsed and checked in: the first one that fails
 is the one a trace reports.
 
+A condition may read the rule's other conditions through ``bind``: ``weekdays`` does.  A
+window that wraps past midnight belongs to the day it starts, so with ``hour_range = [22, 6]``
+and ``weekdays = ["fri"]`` the rule holds from Friday 22:00 to Saturday 05:59 (and not on
+Friday 02:00, which is Thursday night's window): in the after-midnight part of a wrapping
+``hour_range`` the weekday tested is the day before.
+
 This module imports nothing from ``adw_modules.config``: config parses with it.
 """
 
@@ -108,6 +114,43 @@ def hour_in_range(hour: int, start: int, end: int) -> bool:
     if start < end:
         return start <= hour < end
     return hour >= start or hour < end
+
+
+def day_before(weekday: str) -> str:
+    return WEEKDAYS[(WEEKDAYS.index(weekday) - 1) % len(WEEKDAYS)]
+
+
+@dataclass(frozen=True)
+class WeekdayWindow:
+    """``weekdays`` as a rule tests them: ``after_midnight_end`` is the end hour of the rule's
+    ``hour_range`` when it wraps past midnight (else None); before that hour the day tested is
+    the one the window started on, the day before."""
+
+    days: frozenset[str]
+    after_midnight_end: int | None = None
+
+    def window_day(self, hour: int, weekday: str) -> str:
+        if self.after_midnight_end is not None and hour < self.after_midnight_end:
+            return day_before(weekday)
+        return weekday
+
+    def holds(self, hour: int, weekday: str) -> bool:
+        return self.window_day(hour, weekday) in self.days
+
+    def explain(self, hour: int, weekday: str) -> str:
+        day = self.window_day(hour, weekday)
+        if day == weekday:
+            return f"weekday {weekday} not in {_list(self.days)}"
+        return (
+            f"weekday {weekday} {hour:02d}:00 is in the window that started on {day}: {day} not in {_list(self.days)}"
+        )
+
+
+def _weekdays_in_window(days: frozenset[str], others: Mapping[str, Any]) -> WeekdayWindow:
+    hours: tuple[int, int] | None = others.get("hour_range")
+    if hours is None or hours[0] < hours[1]:
+        return WeekdayWindow(days)
+    return WeekdayWindow(days, hours[1])
 
 
 def repo_matches(patterns: Iterable[str], repo: str | None) -> bool:
@@ -209,6 +252,12 @@ class Condition:
     """(parsed value, task, local hour, local weekday) -> whether the condition holds."""
     explain: Callable[[Any, TaskView, int, str, str], str]
     """(parsed value, task, hour, weekday, time zone) -> why it does not hold, for the trace."""
+    bind: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    """(parsed value, the rule's parsed values) -> the value ``holds``/``explain`` get, for a
+    condition whose meaning depends on the rule's other conditions; None: the parsed value."""
+
+    def bound(self, value: Any, values: Mapping[str, Any]) -> Any:
+        return value if self.bind is None else self.bind(value, values)
 
     def parse(self, value: Any, report: Report) -> Any:
         """The parsed value of ``value`` as written, or None (each problem passed to ``report``)."""
@@ -259,10 +308,11 @@ CONDITIONS: tuple[Condition, ...] = (
         explain=lambda want, task, hour, weekday, tz: f"hour {hour} outside [{want[0]}, {want[1]}) {tz}",
     ),
     Condition(
-        "weekdays",
+        "weekdays",  # of the window's start when hour_range wraps past midnight
         _names(WEEKDAYS),
-        holds=lambda want, task, hour, weekday: weekday in want,
-        explain=lambda want, task, hour, weekday, tz: f"weekday {weekday} not in {_list(want)}",
+        holds=lambda want, task, hour, weekday: want.holds(hour, weekday),
+        explain=lambda want, task, hour, weekday, tz: want.explain(hour, weekday),
+        bind=_weekdays_in_window,
     ),
     Condition(
         "repo",  # glob patterns, e.g. "acme/*"
@@ -317,7 +367,11 @@ class Conditions:
     checks: tuple[Check, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        checks = tuple((c.key, c.holds, self.values[c.key]) for c in CONDITIONS if self.values.get(c.key) is not None)
+        checks = tuple(
+            (c.key, c.holds, c.bound(self.values[c.key], self.values))
+            for c in CONDITIONS
+            if self.values.get(c.key) is not None
+        )
         object.__setattr__(self, "checks", checks)
 
     def __getattr__(self, key: str) -> Any:
@@ -331,4 +385,5 @@ class Conditions:
         value = self.values.get(key)
         if value is None:
             return f"{key} does not hold"
-        return CONDITIONS_BY_KEY[key].explain(value, task, hour, weekday, tz)
+        condition = CONDITIONS_BY_KEY[key]
+        return condition.explain(condition.bound(value, self.values), task, hour, weekday, tz)

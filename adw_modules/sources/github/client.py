@@ -7,7 +7,9 @@ comments, labels) happens only when something changed.
 
 PyGithub is built with ``retry=None``: its own retry sleeps inside the call for up to an
 hour on a rate limit, which would stall the poller; instead a rate limit or outage becomes
-``Backoff`` with the time to come back, and the source skips its cycles until then.
+``Backoff`` with the time to come back.  The client remembers it: until then every call
+raises the same ``Backoff`` without a request, whoever makes it (the poller, the sync, a
+prompt being built on the dispatch thread), so nothing keeps asking a GitHub that said no.
 """
 
 from __future__ import annotations
@@ -74,10 +76,28 @@ class GitHubClient:
         self._default_branches: dict[str, str] = {}
         self.failures = 0  # consecutive transient failures, for backoff growth
         self.requests = 0
+        # The last Backoff GitHub gave us, in force until its time: calls before then make no request.
+        self.backoff: Backoff | None = None
 
     # ------------------------------------------------------------ plumbing
+    def backoff_in_force(self) -> Backoff | None:
+        """The Backoff GitHub asked for, while it lasts."""
+        backoff = self.backoff
+        return backoff if backoff is not None and self.clock() < backoff.until else None
+
+    def inherit_backoff(self, other: GitHubClient) -> None:
+        """Take over what GitHub told ``other`` (a client this one replaces): its backoff, and how
+        many transient failures in a row it had (the next delay grows from there)."""
+        self.backoff, self.failures = other.backoff, other.failures
+
+    def _backing_off(self, backoff: Backoff) -> Backoff:
+        self.backoff = backoff
+        return backoff
+
     def _call(self, fn: Callable[[], T]) -> T:
         """Run one PyGithub call; rate limits, 5xx and network errors become ``Backoff``."""
+        if (backoff := self.backoff_in_force()) is not None:
+            raise Backoff(backoff.until, backoff.reason)  # a fresh exception: no shared traceback
         self.requests += 1
         try:
             result = fn()
@@ -94,6 +114,7 @@ class GitHubClient:
                 raise self._transient(f"GitHub unreachable: {type(exc).__name__}") from None
             raise
         self.failures = 0
+        self.backoff = None
         return result
 
     @staticmethod
@@ -107,18 +128,20 @@ class GitHubClient:
         now = self.clock()
         if "retry-after" in headers:  # secondary rate limit
             until = now + dt.timedelta(seconds=float(headers["retry-after"]))
-            return Backoff(until, f"secondary rate limit: retry after {headers['retry-after']} s")
+            return self._backing_off(Backoff(until, f"secondary rate limit: retry after {headers['retry-after']} s"))
         if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
             until = dt.datetime.fromtimestamp(int(headers["x-ratelimit-reset"]), dt.UTC)
-            return Backoff(max(until, now), f"rate limit exhausted until {until:%H:%M:%S} UTC")
+            return self._backing_off(Backoff(max(until, now), f"rate limit exhausted until {until:%H:%M:%S} UTC"))
         # A secondary limit without retry-after: GitHub asks for at least a minute.
         self.failures += 1
-        return Backoff(now + dt.timedelta(seconds=min(900, 60 * 2 ** (self.failures - 1))), "secondary rate limit")
+        delay = min(900, 60 * 2 ** (self.failures - 1))
+        return self._backing_off(Backoff(now + dt.timedelta(seconds=delay), "secondary rate limit"))
 
     def _transient(self, reason: str) -> Backoff:
         self.failures += 1
         delay = min(600.0, 5.0 * 2 ** (self.failures - 1))
-        return Backoff(self.clock() + dt.timedelta(seconds=delay), f"{reason}; retrying in {delay:.0f} s")
+        until = self.clock() + dt.timedelta(seconds=delay)
+        return self._backing_off(Backoff(until, f"{reason}; retrying in {delay:.0f} s"))
 
     def quota(self) -> tuple[int, int, dt.datetime | None]:
         """(remaining, limit, reset) as of the last response."""

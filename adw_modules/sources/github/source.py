@@ -15,6 +15,17 @@ idle cycle costs no rate-limit points — and:
 the lifecycle label and the single progress comment (found again by its hidden marker,
 edited in place, secrets redacted).  Both are idempotent, so a crash between a store write
 and a GitHub write is repaired by the next cycle.
+
+A ``/adw`` command that arrives while an attempt runs cannot reach that attempt's prompt: it
+is kept (``instruction_id`` in the source state, the comment's id), the prompt records which
+command it was built with (``instruction_delivered``), and ``sync()`` queues the next round
+once the attempt has ended (succeeded or failed; not cancelled) without it.  A command is
+acted on once (``instruction_requeued``), so a round that fails before its prompt is built
+does not loop.
+
+``prompt()`` honours GitHub's backoff: while the client is rate-limited or backing off an
+outage, or when a fetch is answered so, it raises ``outcomes.NotReady`` with the time GitHub
+gave, and the coordinator puts the task back until then instead of asking again each pass.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from github import GithubException
 
 from adw_modules.config.github import GitHubConfig
 from adw_modules.ops.redact import Redactor
+from adw_modules.outcomes import NotReady
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TERMINAL_STATES, NewTask, Task, TaskState
 from adw_modules.sources.github import progress, triggers
@@ -44,6 +56,8 @@ ACTIVE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRY_WAIT)
 SYNC_OVERLAP = dt.timedelta(seconds=2)
 # How long a finished task's pull request is watched for /adw commands.
 PR_WATCH = dt.timedelta(days=14)
+# The ends of an attempt after which a command that came during it starts the next round.
+FOLLOW_UP_AFTER = (TaskState.SUCCEEDED, TaskState.FAILED)
 
 
 def external_id(repo: str, number: int) -> str:
@@ -268,12 +282,14 @@ class GitHubSource:
             instruction = body[len(self.cfg.command) :].strip()
             if instruction.lower() == "retry":
                 instruction = ""
+            # Stored before the task's state is read: if it reads running, the attempt's end comes
+            # later and ``sync`` sees this command then (see ``_follow_up``).
+            command = {"include_thread": True, "instruction": instruction, "instruction_by": who.actor}
+            self.store.update_source_state(task.id, {**command, "instruction_id": cid}, self.clock())
             current = self.store.get_task(task.id)
             if current is not None and current.state in (*TERMINAL_STATES, TaskState.RETRY_WAIT):
                 self.store.requeue_task(task.id, self.clock(), reset_retries=True)
-            self.store.update_source_state(
-                task.id, {"include_thread": True, "instruction": instruction, "instruction_by": who.actor}, self.clock()
-            )
+                self.store.update_source_state(task.id, {"instruction_requeued": cid}, self.clock())
             self.store.add_event(
                 "github.command",
                 f"@{who.actor}: {self.cfg.command} {instruction}".strip(),
@@ -339,6 +355,7 @@ class GitHubSource:
         state = self.store.source_state(task.id)
         if not state.get("trigger_event_id"):
             return  # not (or no longer) triggered by an authorised label
+        task = self._follow_up(task, state)
         changes: dict[str, Any] = {}
         want = progress.lifecycle_label(self.cfg, task.state)
         have = state.get("lifecycle_label")
@@ -387,6 +404,29 @@ class GitHubSource:
             changes.update(comment_id=int(comment_id), comment_digest=digest)
         if changes:
             self.store.update_source_state(task.id, changes, self.clock())
+
+    def _follow_up(self, task: Task, state: dict[str, Any]) -> Task:
+        """Queue the next round for a command that came while the task's last attempt ran (its
+        prompt was built without it); the task as it now is."""
+        command = int(state.get("instruction_id") or 0)
+        acted_on = max(int(state.get("instruction_delivered") or 0), int(state.get("instruction_requeued") or 0))
+        if command <= acted_on or task.state not in FOLLOW_UP_AFTER:
+            return task
+        if not self.store.requeue_task(task.id, self.clock(), reset_retries=True):
+            return task  # running again already (listed before it was requeued): its end is checked
+        self.store.update_source_state(task.id, {"instruction_requeued": command}, self.clock())
+        who = state.get("instruction_by")
+        self.store.add_event(
+            "github.command",
+            f"@{who}'s command came while the task ran: the next round is queued",
+            task_id=task.id,
+            now=self.clock(),
+        )
+        log.info(
+            f"github task {task.id}: @{who}'s command came during the run; queued again",
+            extra={"data": {"event": "github.follow_up", "task": task.id, "comment": command}},
+        )
+        return self.store.get_task(task.id) or task
 
     def _open_pull(self, task: Task, number: int, branch: str) -> tuple[dict[str, Any], str | None]:
         """The task's draft PR and the digest of the description it was opened with (None for an
@@ -440,23 +480,19 @@ class GitHubSource:
         return [text for _, text in sorted(items, key=lambda item: item[0])]
 
     def prompt(self, task: Task) -> str:
-        """The prompt for a GitHub task: the configured template, issue text fenced as untrusted."""
-        comments = ""
+        """The prompt for a GitHub task: the configured template, issue text fenced as untrusted.
+
+        Raises ``NotReady`` (until when GitHub said) while GitHub rate-limits or is backing off,
+        rather than failing at once: reading the thread would only be refused again."""
         state = self.store.source_state(task.id)
-        if (self.cfg.include_comments or state.get("include_thread")) and task.repo:
-            own = self.client.me()
-            parts = [
-                f"Comment by @{login}:\n{text}"
-                for _, login, text in self._thread(self.client.comments(task.repo, issue_number(task)), own)
-            ]
-            if state.get("pr_number"):
-                parts += self._pull_thread(task.repo, int(state["pr_number"]), own)
-            if state.get("instruction"):
-                parts.append(
-                    f"Follow-up request from @{state.get('instruction_by')}:\n"
-                    f"{triggers.sanitize(str(state['instruction']))}"
-                )
-            comments = ("\n\n" + "\n\n".join(parts) + "\n") if parts else ""
+        try:
+            comments = self._comments_part(task, state)
+        except Backoff as exc:
+            raise NotReady(f"GitHub: {exc.reason}", exc.until) from None
+        command = state.get("instruction_id")
+        if command and command != state.get("instruction_delivered"):
+            # This prompt carries the thread as it was when ``state`` was read: that command too.
+            self.store.update_source_state(task.id, {"instruction_delivered": command}, self.clock())
         return self.cfg.prompt_template.format(
             title=task.title,
             body=task.body,
@@ -466,3 +502,21 @@ class GitHubSource:
             url=task.url or "",
             comments=comments,
         )
+
+    def _comments_part(self, task: Task, state: dict[str, Any]) -> str:
+        """The issue thread (and the pull request's review, and a follow-up request), if asked for."""
+        if not ((self.cfg.include_comments or state.get("include_thread")) and task.repo):
+            return ""
+        own = self.client.me()
+        parts = [
+            f"Comment by @{login}:\n{text}"
+            for _, login, text in self._thread(self.client.comments(task.repo, issue_number(task)), own)
+        ]
+        if state.get("pr_number"):
+            parts += self._pull_thread(task.repo, int(state["pr_number"]), own)
+        if state.get("instruction"):
+            parts.append(
+                f"Follow-up request from @{state.get('instruction_by')}:\n"
+                f"{triggers.sanitize(str(state['instruction']))}"
+            )
+        return ("\n\n" + "\n\n".join(parts) + "\n") if parts else ""
