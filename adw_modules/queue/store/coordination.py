@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.rows import provider_state_record, provider_state_values
 from adw_modules.queue.store.schema import coordinators, leader_leases, provider_state, source_state
+from adw_modules.queue.store.text import storable_json
 from adw_modules.queue.tasks import ProviderState
 
 
@@ -47,7 +48,8 @@ class CoordinationMixin(StoreBase):
             data = {**(dict(row[0]) if row is not None else {}), **changes}
             ins = self._insert(source_state).values(task_id=task_id, data=data, updated_at=now)
             conn.execute(ins.on_conflict_do_update(index_elements=["task_id"], set_={"data": data, "updated_at": now}))
-        return data
+        stored: dict[str, Any] = storable_json(data)  # what reads will return
+        return stored
 
     # ------------------------------------------------------------------ provider health
     def provider_states(self) -> dict[str, ProviderState]:
