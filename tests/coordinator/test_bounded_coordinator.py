@@ -153,7 +153,7 @@ def test_a_failure_keeping_the_work_does_not_lose_the_result(tmp_path: Path, sto
         def finish(self, wt: Worktree, message: str, push: bool) -> Any:
             raise RuntimeError("git exploded")
 
-        class cfg:  # noqa: N801 - the attribute name Workspaces has
+        class cfg:
             @staticmethod
             def should_push(succeeded: bool) -> bool:
                 return False
@@ -212,7 +212,7 @@ def test_a_store_failure_before_the_attempt_is_counted_and_released(tmp_path: Pa
 def test_a_prompt_that_is_not_ready_waits_until_the_source_says(tmp_path: Path, stores: list[Store]) -> None:
     """A renderer raising NotReady (GitHub rate-limited until a reset) was requeued at once:
     a request every dispatch pass."""
-    coord, store, clock = build(tmp_path, counted_provider(tmp_path))
+    coord, store, _clock = build(tmp_path, counted_provider(tmp_path))
     stores.append(store)
     until = T0 + dt.timedelta(minutes=7)
 
@@ -299,7 +299,7 @@ def test_tasks_waiting_for_a_busy_provider_are_not_claimed_each_pass(tmp_path: P
 def test_the_daily_cap_resets_at_midnight_in_the_routing_timezone(tmp_path: Path, stores: list[Store]) -> None:
     """The cap reset at UTC midnight while routing (hours, weekdays) uses [routing] timezone."""
     routing = ROUTE_A + 'timezone = "Europe/Berlin"\n'
-    coord, store, clock = build(tmp_path, counted_provider(tmp_path, extra="daily_budget_usd = 1.0"), routing)
+    coord, store, _clock = build(tmp_path, counted_provider(tmp_path, extra="daily_budget_usd = 1.0"), routing)
     stores.append(store)
     berlin_midnight = dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC)  # 00:00 on the 23rd in Berlin
 

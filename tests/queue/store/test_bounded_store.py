@@ -115,7 +115,7 @@ def test_abandoned_attempts_wait_and_then_fail_saying_what_happened(store: Store
                 "could not record the result: DataError: boom",
             )
             assert store.claim_task("o", now + LEASE, now) is None  # waits its backoff
-    assert t.state is TaskState.FAILED
+    assert t is not None and t.state is TaskState.FAILED
     assert t.last_error == "could not record the result 3 times: DataError: boom"
 
 
