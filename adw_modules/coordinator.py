@@ -343,7 +343,8 @@ class Coordinator(Finishing):
                 )
                 return
             if task.attempt_count >= self.svc.max_total_attempts:
-                release = Release(TaskState.FAILED, f"gave up after {task.attempt_count} attempts; last: {detail}")
+                why = f"gave up after {task.attempt_count} attempts; last: {detail}"
+                release = Release(TaskState.FAILED, why, counted=True)
             else:
                 release = Release(TaskState.RETRY_WAIT, detail, not_before, counted=True)
             self._release(task, now, release)
