@@ -12,7 +12,6 @@ waits for the worker and then records the outcome and the provider's health.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -21,6 +20,7 @@ import random
 import socket
 import threading
 import uuid
+import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,52 +28,60 @@ import psutil
 
 from adw_modules.config.schema import Config, Target
 from adw_modules.dispatch import (
-    Ending,
     Gates,
     Load,
     Plan,
     Prepared,
+    Progress,
     Release,
     Slot,
-    attempt_end,
     ensure_dir,
     failover_source,
-    health_update,
     remaining_budget,
     render_prompt,
+    short_error,
     task_attrs,
-    workspace_state,
 )
-from adw_modules.outcomes import StreamEvent
+from adw_modules.dispatch import log_event as _event
+from adw_modules.finishing import Finishing
+from adw_modules.outcomes import NotReady, StreamEvent
 from adw_modules.queue import health
 from adw_modules.queue.store import RECOVERED_EVENT, Store
 from adw_modules.queue.tasks import (
     Attempt,
     AttemptStart,
-    CircuitState,
-    ProviderState,
     Task,
     TaskState,
-    Transition,
 )
-from adw_modules.queue.transitions import after_attempt
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workers import runner
-from adw_modules.workers.attempt import AttemptRequest, AttemptResult, AttemptRunner
+from adw_modules.workers.attempt import AttemptRequest, AttemptRunner
 from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree
 
 log = logging.getLogger("adw.coordinator")
 
 Clock = Callable[[], dt.datetime]
 NO_TARGET_RECHECK = dt.timedelta(seconds=60)
+CANDIDATES_PER_READ = 100  # tasks a dispatch pass reads at a time, in claim order
+ORPHAN_MESSAGE = "crashed: coordinator restarted, its orphan worker killed"
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Coordinator:
+def local_day(now: dt.datetime, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+    """The start of ``now``'s day and of the next one in ``timezone`` (the routing timezone), as
+    UTC: daily spend caps reset at local midnight, the day the operator's rules speak of."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    start = dt.datetime.combine(today, dt.time(), zone)
+    following = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), zone)
+    return start.astimezone(dt.UTC), following.astimezone(dt.UTC)
+
+
+class Coordinator(Finishing):
     def __init__(
         self,
         config: Config,
@@ -157,7 +165,7 @@ class Coordinator:
             if att.owner in live:
                 continue  # another live coordinator with this name on this host (e.g. `adw run --once`)
             self._kill_local_worker(att)
-            if self.store.abandon_attempt(att.id, att.owner, now, "coordinator restarted: orphan worker killed"):
+            if self.store.abandon_attempt(att.id, att.owner, now, ORPHAN_MESSAGE, self.svc.max_total_attempts):
                 recovered += 1
                 self.store.add_event(
                     RECOVERED_EVENT,
@@ -188,13 +196,13 @@ class Coordinator:
                     until[name] = g.until
             elif g.trial:
                 trials.add(name)
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        day, next_day = local_day(now, self.config.routing.timezone)
         spend = self.store.spend_since(day)
         for name, pc in self.config.providers.items():
             cap = pc.daily_budget_usd
             if name not in down and cap is not None and spend.get(name, 0.0) >= cap:
                 down[name] = f"daily spend ${spend[name]:.2f} reached its cap of ${cap:.2f}"
-                until[name] = day + dt.timedelta(days=1)
+                until[name] = next_day
         return Gates(down, until, trials)
 
     def load(self, now: dt.datetime) -> Load:
@@ -214,7 +222,12 @@ class Coordinator:
 
     # ------------------------------------------------------------ dispatch
     def dispatch(self) -> int:
-        """Claim and start as many tasks as there is room for; returns how many started."""
+        """Claim and start as many tasks as there is room for; returns how many started.
+
+        Candidates are read first, in claim order; one whose target is busy (max_concurrency,
+        rpm) is left unclaimed, its wait reason stored and announced only when it changes, so a
+        pass over many waiting tasks writes nothing (no claim, release and event per task).
+        """
         with self.lock:
             if not self.claiming:
                 return 0
@@ -227,44 +240,116 @@ class Coordinator:
         seen: set[int] = set()
         started = 0
         while room > 0 and self.claiming:
-            now = self.clock()  # per claim: preparing the previous one (git, GitHub) may have taken long
-            lease = now + dt.timedelta(seconds=self.svc.lease_s)
-            task = self.store.claim_task(self.owner, lease, now, exclude_ids=seen)
-            if task is None:
+            batch = self.store.claimable_tasks(now, CANDIDATES_PER_READ, exclude_ids=seen)
+            if not batch:
                 break
-            seen.add(task.id)
-            if self._start(task, now, gates, load):
-                started += 1
-                room -= 1
+            for candidate in batch:
+                seen.add(candidate.id)
+                if room <= 0 or not self.claiming:
+                    break
+                if self._waits_for_busy(candidate, now, gates, load):
+                    continue
+                now = self.clock()  # per claim: preparing the previous one (git, GitHub) may have taken long
+                lease = now + dt.timedelta(seconds=self.svc.lease_s)
+                task = self.store.claim_task(self.owner, lease, now, task_id=candidate.id)
+                if task is not None and self._start(task, now, gates, load, candidate.wait_reason):
+                    started += 1
+                    room -= 1
         return started
 
-    def _release(self, task: Task, now: dt.datetime, release: Release | None) -> bool:
+    def _waits_for_busy(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> bool:
+        """Is an unclaimed task's target busy?  Then it stays unclaimed; its reason is stored and
+        announced once (not once per pass).  Anything else is for the claimed pipeline to decide."""
+        if task.cancel_requested:
+            return False
+        try:
+            routed = self._route(task, now, gates)
+        except Exception:  # the guarded pipeline reports it, once the task is claimed
+            return False
+        if isinstance(routed, Release):
+            return False
+        busy = self.busy_reason(routed[1].provider, load)
+        if busy is None:
+            return False
+        reason = f"waiting for {routed[1].provider}: {busy}"
+        if task.wait_reason != reason and self.store.note_waiting(task.id, reason, now):
+            self.store.add_event("task.waiting", reason, task_id=task.id, now=now)
+            _event(log, "task.waiting", task=task.id, state=str(task.state), reason=reason)
+        return True
+
+    def _release(self, task: Task, now: dt.datetime, release: Release | None, previous: str | None = None) -> bool:
         """Give a claimed task back as ``release`` says (None: it is no longer ours, nothing to give
-        back).  Always False: the task did not start."""
+        back); announced unless it waits for the same reason as before its claim (``previous``).
+        Always False: the task did not start."""
         if release is None:
             return False
-        if self.store.release_task(task.id, self.owner, release.state, release.not_before, release.reason):
+        if self.store.release_task(
+            task.id, self.owner, release.state, release.not_before, release.reason, counted=release.counted
+        ):
+            if release.state is not TaskState.FAILED and release.reason == previous:
+                return False
             kind = "task.failed" if release.state is TaskState.FAILED else "task.waiting"
             self.store.add_event(kind, release.reason, task_id=task.id, now=now)
             _event(log, kind, task=task.id, state=str(release.state), reason=release.reason)
         return False
 
-    def _start(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> bool:
-        """Start an attempt of a claimed task, step by step; False when the task did not start."""
+    def _start(
+        self, task: Task, now: dt.datetime, gates: Gates, load: Load, previous_reason: str | None = None
+    ) -> bool:
+        """Start an attempt of a claimed task; False when it did not start.  An exception in any
+        step gives the task back to wait a backoff (counted: a start that always fails ends)
+        and gives back the trial slot it took; if even that fails, the lease runs out and the
+        reaper requeues it."""
+        progress = Progress()
+        try:
+            return self._start_steps(task, now, gates, load, previous_reason, progress)
+        except Exception as exc:
+            log.exception("starting task %s failed", task.id)
+            self._start_failed(task, progress, exc)
+            return progress.supervised
+
+    def _start_steps(
+        self, task: Task, now: dt.datetime, gates: Gates, load: Load, previous: str | None, progress: Progress
+    ) -> bool:
+        """The pipeline: plan -> prepare -> take the trial slot -> launch -> record."""
         plan = self._plan(task, now, gates, load)
         if not isinstance(plan, Plan):
-            return self._release(task, now, plan)
+            return self._release(task, now, plan, previous)
         ready = self._prepare(task, now)
         if not isinstance(ready, Prepared):
-            return self._release(task, now, ready)
-        trial = self._take_trial(task, plan.target.provider, gates, ready.now)
+            return self._release(task, now, ready, previous)
+        trial = self._take_trial(task, plan.target.provider, gates, ready.now, progress)
         if isinstance(trial, Release):
-            return self._release(task, ready.now, trial)
-        slot = self._launch(task, plan, ready, trial, load)
+            return self._release(task, ready.now, trial, previous)
+        slot = self._launch(task, plan, ready, trial, load, progress)
         if slot is None:
             return False  # lost the task between claim and start; whoever has it now runs it
-        self._record_start(slot, ready.now)
+        self._record_start(slot, ready.now, progress)
         return True
+
+    def _start_failed(self, task: Task, progress: Progress, exc: Exception) -> None:
+        """Undo what a failed start took: the trial slot, then the claim (or the attempt row)."""
+        if progress.supervised:
+            return  # the watcher records the attempt as usual
+        if progress.trial_provider is not None:
+            self._release_trial(progress.trial_provider, task.id)
+        now = self.clock()
+        detail = f"could not start: {self.redact(short_error(exc))}"
+        not_before = now + dt.timedelta(seconds=self._backoff_s(task))
+        try:
+            if progress.attempt_id is not None:
+                self.store.abandon_attempt(
+                    progress.attempt_id, self.owner, now, detail, self.svc.max_total_attempts, not_before
+                )
+                return
+            if task.attempt_count >= self.svc.max_total_attempts:
+                why = f"gave up after {task.attempt_count} attempts; last: {detail}"
+                release = Release(TaskState.FAILED, why, counted=True)
+            else:
+                release = Release(TaskState.RETRY_WAIT, detail, not_before, counted=True)
+            self._release(task, now, release)
+        except Exception:  # bounded all the same: the lease expires and the reaper counts it
+            log.exception("giving back task %s after a failed start failed", task.id)
 
     def _plan(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> Plan | Release:
         """Route the task, then check its target is not busy and the task's budget not spent."""
@@ -298,28 +383,40 @@ class Coordinator:
         """Render the prompt, prepare the worktree, then re-check the claim's lease."""
         try:
             prompt = self.prompt_renderers.get(task.source, render_prompt)(task)
+        except NotReady as exc:  # the source knows until when (e.g. GitHub's rate-limit reset)
+            return Release(TaskState.RETRY_WAIT, str(exc), exc.until)
         except Exception as exc:  # e.g. GitHub unreachable while fetching comments: try again later
-            return Release(TaskState.QUEUED, f"could not build the prompt: {exc}")
+            # Not counted as an attempt (no agent ran; an outage must not fail tasks), but waits.
+            wait = dt.timedelta(seconds=self._backoff_s(task))
+            return Release(
+                TaskState.RETRY_WAIT, f"could not build the prompt: {self.redact(short_error(exc))}", now + wait
+            )
         try:
             worktree = self._worktree(task)
         except WorkspaceError as exc:
             return Release(TaskState.RETRY_WAIT, f"workspace: {exc}", now + NO_TARGET_RECHECK)
         # Preparing (prompt from GitHub, git fetch) may have outlasted part of the claim's lease.
         now = self.clock()
-        if self.store.renew_leases(self.owner, [(task.id, None)], now + dt.timedelta(seconds=self.svc.lease_s)):
+        if self.store.renew_leases(self.owner, [(task.id, None)], now + dt.timedelta(seconds=self.svc.lease_s), now):
             return None  # reaped meanwhile: whoever holds it now runs it
         return Prepared(prompt, worktree, now)
 
-    def _take_trial(self, task: Task, provider: str, gates: Gates, now: dt.datetime) -> bool | Release:
+    def _take_trial(
+        self, task: Task, provider: str, gates: Gates, now: dt.datetime, progress: Progress
+    ) -> bool | Release:
         """A half-open provider runs one trial attempt at a time: take its slot (True), or wait."""
         if provider not in gates.trials:
             return False
+        progress.trial_provider = provider  # from here on a failed start gives the slot back
         state = self.store.update_provider_state(provider, lambda s: health.start_trial(s, task.id, now) or s)
         if state.probe_attempt_id != task.id:
+            progress.trial_provider = None  # not ours
             return Release(TaskState.QUEUED, f"{provider}: another trial attempt is running")
         return True
 
-    def _launch(self, task: Task, plan: Plan, ready: Prepared, trial: bool, load: Load) -> Slot | None:
+    def _launch(
+        self, task: Task, plan: Plan, ready: Prepared, trial: bool, load: Load, progress: Progress
+    ) -> Slot | None:
         """Record the attempt as started and start its worker; None when the task was lost meanwhile."""
         previous = failover_source(task, plan.history)
         target = plan.target
@@ -338,6 +435,7 @@ class Coordinator:
             if trial:
                 self._release_trial(target.provider, task.id)
             return None
+        progress.attempt_id = attempt.id
         load.running[target.provider] = load.running.get(target.provider, 0) + 1
         load.started[target.provider] = load.started.get(target.provider, 0) + 1
         request = self._request(task, plan, ready, attempt.number)
@@ -369,7 +467,7 @@ class Coordinator:
             inject=plan.decision.inject,
         )
 
-    def _record_start(self, slot: Slot, now: dt.datetime) -> None:
+    def _record_start(self, slot: Slot, now: dt.datetime, progress: Progress) -> None:
         """Store the worker's pid and the start event, then supervise the worker whatever failed."""
         task, target, ident = slot.task, slot.target, slot.running.identity
         previous = slot.failover_from
@@ -387,6 +485,7 @@ class Coordinator:
             # Whatever failed above, a started worker is supervised: watched, its lease renewed,
             # its outcome recorded (else it would run unsupervised, and the task twice).
             self._supervise(slot)
+            progress.supervised = True
         _event(
             log,
             "attempt.started",
@@ -412,153 +511,9 @@ class Coordinator:
         number = int(task.external_id.rsplit("#", 1)[1]) if task.source == "github" else None
         return self.workspaces.prepare(task.repo, task.id, number, task.title)
 
-    def _keep_work(self, slot: Slot, succeeded: bool, now: dt.datetime) -> None:
-        """Commit what the worker left, push the branch, and tell the task's source about it."""
-        assert self.workspaces is not None and slot.worktree is not None
-        task, wt = slot.task, slot.worktree
-        ref = f" (#{task.external_id.rsplit('#', 1)[1]})" if task.source == "github" else ""
-        message = f"adw: {task.title}{ref}\n\nWork of adw task {task.id}, attempt {slot.number} on {slot.target}."
-        try:
-            changes = self.workspaces.finish(wt, message, push=self.workspaces.cfg.should_push(succeeded))
-        except WorkspaceError as exc:
-            self.store.add_event("workspace.error", self.redact(str(exc)), task_id=task.id, now=now)
-            _event(log, "workspace.error", task=task.id, error=self.redact(str(exc)))
-            return
-        self.store.update_source_state(task.id, {"workspace": workspace_state(wt, changes)}, now)
-        _event(
-            log, "workspace.kept", task=task.id, branch=wt.branch, commits=changes.commits_ahead, pushed=changes.pushed
-        )
-
     def _on_event(self, task_id: int, event: StreamEvent) -> None:
         if event.signal is not None:
             _event(log, "attempt.signal", task=task_id, signal=str(event.signal), message=event.message)
-
-    # ------------------------------------------------------------ finishing
-    def _watch(self, slot: Slot) -> None:
-        try:
-            result = slot.running.wait()
-            self._finish(slot, result)
-        except Exception:  # a bug here must not leave the slot taken forever
-            log.exception("recording attempt of task %s failed", slot.task.id)
-        finally:
-            if slot.trial and not slot.health_recorded:
-                self._release_trial(slot.target.provider, slot.task.id)
-            with self.lock:
-                # The task may already run again here (a failover is requeued at once): remove
-                # only this attempt's slot, never its successor's.
-                if self.slots.get(slot.task.id) is slot:
-                    del self.slots[slot.task.id]
-                self.idle.notify_all()
-            if self.on_change is not None:
-                self.on_change()
-
-    def _finish(self, slot: Slot, result: AttemptResult) -> None:
-        """Record a finished attempt, step by step: decide its end, keep its work, store it, then
-        the provider's health and the events.  A lost lease or fenced write records nothing more."""
-        now = self.clock()
-        with self.lock:
-            stop_reason = slot.stop_reason  # read once: a heartbeat may set it while we record
-        if stop_reason == "lease lost":
-            _event(log, "attempt.dropped", task=slot.task.id, reason="lease lost: another coordinator owns the task")
-            return
-        ending = self._ending(slot, result, stop_reason, now)
-        if slot.worktree is not None and stop_reason in (None, "shutdown"):
-            self._keep_work(slot, ending.outcome.ok, now)
-        if not self.store.finish_attempt(slot.attempt_id, self.owner, ending.end, ending.transition, now):
-            _event(log, "attempt.dropped", task=slot.task.id, reason="fenced out: the lease was lost")
-            return
-        if stop_reason is None:
-            self._record_health(slot, result, now)
-            slot.health_recorded = True
-        self._report_finish(slot, result, ending, now)
-
-    def _ending(self, slot: Slot, result: AttemptResult, stop_reason: str | None, now: dt.datetime) -> Ending:
-        """The attempt's end and the task's next state: requeued on shutdown, cancelled on the
-        operator's request, else as the outcome's policy says."""
-        # Whatever a CLI printed may echo a secret: mask before anything is stored, logged or posted.
-        outcome = dataclasses.replace(
-            result.outcome, message=result.outcome.message and self.redact(result.outcome.message)
-        )
-        end = attempt_end(result, self.redact)
-        if stop_reason == "shutdown":
-            end = dataclasses.replace(
-                end,
-                outcome="cancelled",
-                error_kind="cancelled",
-                error_message="coordinator shut down; task requeued",
-            )
-            transition = Transition(TaskState.QUEUED, wait_reason="requeued: coordinator shut down mid-attempt")
-        elif stop_reason == "cancelled":
-            end = dataclasses.replace(
-                end, outcome="cancelled", error_kind="cancelled", error_message="cancelled by operator"
-            )
-            transition = Transition(
-                TaskState.CANCELLED, last_error="cancelled by operator", last_error_kind="cancelled"
-            )
-        else:
-            # task.attempt_count was counted at claim time (this attempt included).
-            transition = after_attempt(
-                slot.task, outcome, slot.target, self.svc.retry, self.svc.max_total_attempts, now, self.rng
-            )
-        return Ending(outcome, end, transition)
-
-    def _report_finish(self, slot: Slot, result: AttemptResult, ending: Ending, now: dt.datetime) -> None:
-        """The attempt.finished event (store and log)."""
-        task, target, end, transition = slot.task, slot.target, ending.end, ending.transition
-        message = f"attempt {slot.number} on {target}: {end.outcome}"
-        if end.error_message:
-            message += f" ({end.error_message})"
-        message += f" -> {transition.state}"
-        self.store.add_event(
-            "attempt.finished",
-            message,
-            task_id=task.id,
-            attempt_id=slot.attempt_id,
-            provider=target.provider,
-            data={"state": str(transition.state)},
-            now=now,
-        )
-        _event(
-            log,
-            "attempt.finished",
-            task=task.id,
-            attempt=slot.number,
-            target=str(target),
-            outcome=end.outcome,
-            error=end.error_message,
-            next_state=str(transition.state),
-            tokens_in=end.input_tokens,
-            tokens_out=end.output_tokens,
-            cost_usd=end.cost_usd,
-            duration_s=result.to_dict()["duration_s"],
-        )
-
-    def _record_health(self, slot: Slot, result: AttemptResult, now: dt.datetime) -> None:
-        """Update the provider's circuit with this outcome; announce a change of circuit."""
-        fn = health_update(result.outcome, now, self.config.service.health)
-        before: list[CircuitState] = []
-
-        def update(state: ProviderState) -> ProviderState:
-            before.append(state.circuit)  # the locked read: no second query for the old circuit
-            return fn(state)
-
-        after = self.store.update_provider_state(slot.target.provider, update)
-        if before[-1] != after.circuit:
-            self.store.add_event(
-                "provider.circuit",
-                f"{slot.target.provider}: circuit {after.circuit}"
-                + (f" until {after.cooldown_until:%H:%M:%S} ({after.cooldown_reason})" if after.cooldown_until else ""),
-                provider=slot.target.provider,
-                now=now,
-            )
-            _event(
-                log,
-                "provider.circuit",
-                provider=slot.target.provider,
-                circuit=str(after.circuit),
-                cooldown_until=after.cooldown_until,
-                reason=after.cooldown_reason,
-            )
 
     # ------------------------------------------------------------ periodic duties
     def heartbeat(self) -> None:
@@ -567,7 +522,7 @@ class Coordinator:
         with self.lock:
             held = [(tid, s.attempt_id) for tid, s in self.slots.items() if s.stop_reason != "lease lost"]
         try:
-            lost = self.store.renew_leases(self.owner, held, now + dt.timedelta(seconds=self.svc.lease_s))
+            lost = self.store.renew_leases(self.owner, held, now + dt.timedelta(seconds=self.svc.lease_s), now)
             self.store.heartbeat_coordinator(self.owner, now)
             cancels = self.store.cancel_requested(self.owner)
         except Exception:
@@ -606,24 +561,16 @@ class Coordinator:
     def reap(self) -> int:
         """Requeue tasks whose owner stopped heartbeating; kill their workers if they run here."""
         now = self.clock()
-        reaped = self.store.reap_expired(now)
+        reaped = self.store.reap_expired(now, self.svc.max_total_attempts)
         for task, att in reaped:
             if att is not None:
                 self._kill_local_worker(att)
-            self.store.add_event(RECOVERED_EVENT, "lease expired; task requeued", task_id=task.id, now=now)
+            what = f"lease expired; task {task.state}" + (
+                f": {task.last_error}" if task.state is TaskState.FAILED else ""
+            )
+            self.store.add_event(RECOVERED_EVENT, what, task_id=task.id, now=now)
             _event(log, RECOVERED_EVENT, task=task.id, previous_owner=None if att is None else att.owner)
         return len(reaped)
-
-    def _release_trial(self, provider: str, task_id: int) -> None:
-        """Give back a half-open trial slot that no recorded outcome released (cancel, shutdown,
-        lost lease, a start that failed): else the provider would wait for that trial forever."""
-        try:
-            self.store.update_provider_state(
-                provider,
-                lambda s: dataclasses.replace(s, probe_attempt_id=None) if s.probe_attempt_id == task_id else s,
-            )
-        except Exception:
-            log.exception("releasing the trial slot of %s failed", provider)
 
     def _kill_local_worker(self, att: Attempt) -> None:
         """Kill an attempt's process tree if it runs on this host (pid + create time, so never a reused pid)."""
@@ -679,8 +626,3 @@ def _process_alive(coordinator: Mapping[str, Any]) -> bool:
         return False
     started = coordinator["started_at"].timestamp()
     return created <= started + 1 and started - created < 600
-
-
-def _event(logger: logging.Logger, event: str, **fields: Any) -> None:
-    text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    logger.info(f"{event} {text}", extra={"data": {"event": event, **fields}})

@@ -11,7 +11,9 @@ access, no threads.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +62,16 @@ class Release:
     state: TaskState
     reason: str
     not_before: dt.datetime | None = None
+    counted: bool = False  # counts toward max_total_attempts (a start that failed), unlike a wait
+
+
+@dataclass
+class Progress:
+    """How far a start got, so a step that raises can give back what the earlier ones took."""
+
+    trial_provider: str | None = None  # the half-open provider whose trial slot may be ours
+    attempt_id: int | None = None  # the attempt row, once recorded
+    supervised: bool = False  # the watcher owns the attempt from here on
 
 
 @dataclass
@@ -194,6 +206,38 @@ def workspace_state(wt: Worktree, changes: Changes) -> dict[str, Any]:
     }
 
 
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: a database error's text carries its SQL and parameters
+    (a worker's whole result), which belongs in the log, not in a task's reason."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def without_texts(end: AttemptEnd, transition: Transition, why: str) -> tuple[AttemptEnd, Transition]:
+    """An attempt's end and transition with every text a worker produced left out: what is
+    recorded when the store refused the full record (so the task moves on all the same)."""
+    note = f"result not recorded: {why}"
+    bare = dataclasses.replace(
+        end,
+        error_message=note,
+        session_id=None,
+        result_text=None,
+        stderr_tail=None,
+        log_path=None,
+        model_usage={},
+    )
+    last_error = None if transition.last_error is None else note
+    wait = None if transition.wait_reason is None else note
+    return bare, dataclasses.replace(transition, last_error=last_error, wait_reason=wait)
+
+
 def ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
+    """One structured log line: "event k=v …", the fields also as the record's data."""
+    text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    logger.info(f"{event} {text}", extra={"data": {"event": event, **fields}})

@@ -258,7 +258,7 @@ def test_lost_lease_kills_worker_and_drops_its_result(tmp_path: Path) -> None:
     coord.heartbeat()  # finds the lease gone: kills its worker, writes nothing
     assert coord.wait_idle(10)
     (att,) = store.attempts_for(task.id)
-    assert att.outcome == "crashed" and "lease expired" in (att.error_message or "")
+    assert att.outcome == "crashed" and "lease lost" in (att.error_message or "")
     t = store.get_task(task.id)
     assert t is not None and t.state is TaskState.QUEUED and t.owner is None
 

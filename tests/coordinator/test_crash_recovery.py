@@ -87,7 +87,7 @@ def test_other_coordinator_recovers_after_the_lease_expires(
     other = Coord(sqlite_setup.config("beta", lease_s=3, heartbeat_s=1, reap_interval_s=1), mode="until_idle")
     coords.append(other)
     assert other.wait(60) == 0, other.output()[-3000:]
-    _check_completed_once(sqlite_setup, store, task_id, orphan, "lease expired")
+    _check_completed_once(sqlite_setup, store, task_id, orphan, "lease lost")
     first, second = store.attempts_for(task_id)
     assert first.owner.startswith("alpha/") and second.owner.startswith("beta/")
     assert first.ended_at is not None and first.ended_at > t.lease_expires_at  # reaped only once expired

@@ -21,6 +21,15 @@ Guarantees callers rely on:
   against a buggy caller.
 * All datetimes are timezone-aware UTC in and out; naive ones are refused (ValueError
   wrapped in sqlalchemy.exc.StatementError).
+* No text makes a write fail: NUL and lone surrogates are replaced in every text and JSON
+  column, while a task's title and body keep NUL through a reversible escape (``text``).
+* Leases on PostgreSQL are counted and compared with the database's clock (``now()``), so a
+  host with a skewed clock can neither reap early nor hold a lease too long; on SQLite (one
+  host) with the caller's ``now``.
+* Ending a crashed attempt (reaper, orphan recovery, a result that could not be recorded)
+  counts toward ``max_total_attempts`` when the caller passes it; past it the task fails
+  saying what happened how often.  The reaper also frees half-open trial slots whose task no
+  longer runs.
 
 Lock order on PostgreSQL is always tasks row first, then attempts rows, so a finishing
 owner and a reaper cannot deadlock.
@@ -35,6 +44,7 @@ Layout: ``Store`` (below) is assembled from one mixin per concern, each over ``S
 * ``reports``: metrics aggregates, load and spend, events, counts and usage.
 * ``pruning``: retention (deleting old rows, keeping their totals and source state).
 * ``coordination``: source state, provider health, the coordinators registry, the leader lease.
+* ``text``: what makes any text storable on both backends (the column types the schema uses).
 """
 
 from __future__ import annotations

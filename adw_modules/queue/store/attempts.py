@@ -18,12 +18,14 @@ from adw_modules.queue.store.rows import (
     attempt_record,
     crashed_attempt_values,
     finished_attempt_values,
+    lease_clock,
+    lease_value,
     task_record,
 )
-from adw_modules.queue.store.schema import attempts, tasks
+from adw_modules.queue.store.schema import attempts, provider_state, tasks
 from adw_modules.queue.tasks import Attempt, AttemptEnd, AttemptStart, Task, TaskState, Transition
 
-REAPED_MESSAGE = "lease expired: coordinator {owner} stopped heartbeating"
+REAPED_MESSAGE = "lease lost: coordinator {owner} stopped heartbeating"
 
 
 class _FencedOut(Exception):
@@ -134,13 +136,15 @@ class AttemptsMixin(StoreBase):
         owner: str,
         held: Collection[tuple[int, int | None]],
         lease_until: dt.datetime,
+        now: dt.datetime | None = None,
     ) -> set[int]:
         """Extend the leases of (task_id, attempt_id) pairs we run; return the task ids we lost.
 
         Each renewal is fenced on owner, state running and current_attempt_id (an
         attempt_id of None matches a claimed task with no attempt yet).  A lease that
         has expired but was not reaped yet is renewed: the reaper fences on the expired
-        value, so exactly one of the two wins.
+        value, so exactly one of the two wins.  Given the caller's ``now``, a lease on
+        PostgreSQL is as long as ``lease_until - now`` from the database's clock.
         """
         lost: set[int] = set()
         if not held:
@@ -156,7 +160,9 @@ class AttemptsMixin(StoreBase):
                 stmt = (
                     sa.update(tasks)
                     .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE, current)
-                    .values(lease_expires_at=lease_until)  # updated_at tracks changes, not heartbeats
+                    .values(
+                        lease_expires_at=lease_value(self._sqlite, lease_until, now)
+                    )  # updated_at tracks changes, not heartbeats
                 )
                 if conn.execute(stmt).rowcount != 1:
                     lost.add(task_id)
@@ -221,12 +227,22 @@ class AttemptsMixin(StoreBase):
         return True
 
     def _requeue_crashed(
-        self, conn: Connection, task: RowMapping, message: str, now: dt.datetime
+        self,
+        conn: Connection,
+        task: RowMapping,
+        message: str,
+        now: dt.datetime,
+        max_total_attempts: int | None = None,
+        not_before: dt.datetime | None = None,
     ) -> tuple[Task, Attempt | None]:
-        """Finish the task's running attempt as crashed and put the task back in the queue.
+        """Finish the task's running attempt as crashed and put the task back in the queue, or
+        fail it when that was its ``max_total_attempts``-th attempt.
 
-        The caller holds the task row (PG lock / SQLite write lock) and has checked it is
-        still running under the owner and lease it read.
+        ``message`` is "<what happened>: <detail>" (e.g. "lease lost: coordinator X stopped
+        heartbeating"); a task that fails here says how often that happened ("lease lost 3
+        times: …").  A claim that never started an attempt counts too: whatever ended it (a
+        crash while preparing) may happen again.  The caller holds the task row (PG lock /
+        SQLite write lock) and has checked it is still running under the owner and lease it read.
         """
         attempt_row = (
             conn.execute(
@@ -239,17 +255,23 @@ class AttemptsMixin(StoreBase):
             .first()
         )
         values: dict[str, Any] = {
-            "state": TaskState.QUEUED.value,
-            "not_before": None,
-            "wait_reason": None,
+            "state": TaskState.QUEUED.value if not_before is None else TaskState.RETRY_WAIT.value,
+            "not_before": not_before,
+            "wait_reason": None if not_before is None else message,
             "last_error": message,
             "last_error_kind": "crashed",
             "updated_at": now,
             **UNOWNED_VALUES,
         }
-        if attempt_row is None:
-            # Claimed but never started: nothing ran, so it does not count as an attempt.
-            values["attempt_count"] = tasks.c.attempt_count - 1
+        if max_total_attempts is not None and task["attempt_count"] >= max_total_attempts:
+            what, _, detail = message.partition(": ")
+            same = self._crashes_like(conn, task, what)
+            values.update(
+                state=TaskState.FAILED.value,
+                not_before=None,
+                wait_reason=None,
+                last_error=gave_up_reason(what, detail, same, task["attempt_count"]),
+            )
         row = (
             conn.execute(
                 sa.update(tasks)
@@ -267,16 +289,47 @@ class AttemptsMixin(StoreBase):
         )
         return task_record(row), None if attempt_row is None else attempt_record(attempt_row)
 
-    def reap_expired(self, now: dt.datetime) -> list[tuple[Task, Attempt | None]]:
-        """Requeue every running task whose lease expired before ``now``.
+    def _crashes_like(self, conn: Connection, task: RowMapping, what: str) -> int:
+        """How many of the task's attempts this round the store ended as "<what>: …"."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(attempts)
+            .where(
+                attempts.c.task_id == task["id"],
+                attempts.c.outcome == "crashed",
+                sa.func.substr(attempts.c.error_message, 1, len(what) + 2) == f"{what}: ",
+            )
+        )
+        if task["round_started_at"] is not None:
+            query = query.where(attempts.c.started_at >= task["round_started_at"])
+        return int(conn.execute(query).scalar_one())
 
-        Its running attempt (if any) ends as crashed ("lease expired: coordinator <owner>
+    def _clear_dead_trials(self, conn: Connection) -> None:
+        """A half-open trial slot lives as long as its task runs under a lease: free every slot
+        whose task does not (its coordinator died mid-trial, or never finished it)."""
+        live = sa.exists().where(tasks.c.id == provider_state.c.probe_attempt_id, tasks.c.state == RUNNING_STATE)
+        conn.execute(
+            sa.update(provider_state)
+            .where(provider_state.c.probe_attempt_id.is_not(None), ~live)
+            .values(probe_attempt_id=None)
+        )
+
+    def reap_expired(
+        self, now: dt.datetime, max_total_attempts: int | None = None
+    ) -> list[tuple[Task, Attempt | None]]:
+        """Requeue every running task whose lease expired before now (the database's clock on
+        PostgreSQL, ``now`` on SQLite), and free trial slots no running task holds.
+
+        Its running attempt (if any) ends as crashed ("lease lost: coordinator <owner>
         stopped heartbeating"); the task goes back to queued with owner cleared and
-        retry_count unchanged (at-least-once: the attempt stays counted in attempt_count).
+        retry_count unchanged (at-least-once: the attempt stays counted in attempt_count),
+        or fails when that was its ``max_total_attempts``-th attempt ("lease lost N times").
         Several reapers at once reap each task once.  Returns what was reaped, so the
         caller can kill a local orphan by its pid/create_time.
         """
-        pick = sa.select(tasks).where(tasks.c.state == RUNNING_STATE, tasks.c.lease_expires_at < now)
+        pick = sa.select(tasks).where(
+            tasks.c.state == RUNNING_STATE, tasks.c.lease_expires_at < lease_clock(self._sqlite, now)
+        )
         if not self._sqlite:
             # Rows another reaper (or a finishing owner) holds are theirs to settle.
             pick = pick.with_for_update(skip_locked=True)
@@ -285,14 +338,26 @@ class AttemptsMixin(StoreBase):
             expired = list(conn.execute(pick.order_by(tasks.c.id)).mappings())
             for task in expired:
                 message = REAPED_MESSAGE.format(owner=task["owner"])
-                out.append(self._requeue_crashed(conn, task, message, now))
+                out.append(self._requeue_crashed(conn, task, message, now, max_total_attempts))
+            self._clear_dead_trials(conn)
         return out
 
-    def abandon_attempt(self, attempt_id: int, expected_owner: str, now: dt.datetime, message: str) -> bool:
-        """End a previous incarnation's orphan attempt as crashed and requeue its task.
+    def abandon_attempt(
+        self,
+        attempt_id: int,
+        expected_owner: str,
+        now: dt.datetime,
+        message: str,
+        max_total_attempts: int | None = None,
+        not_before: dt.datetime | None = None,
+    ) -> bool:
+        """End a running attempt as crashed and requeue its task (an orphan of a previous
+        incarnation, or our own attempt whose result could not be recorded).
 
-        Fenced on the attempt still running under ``expected_owner`` (and its task still
-        running under that owner); False if someone already settled it.
+        ``message`` is "<what happened>: <detail>"; past ``max_total_attempts`` the task fails
+        saying how often that happened.  With ``not_before`` the task waits in retry_wait
+        until then.  Fenced on the attempt still running under ``expected_owner`` (and its
+        task still running under that owner); False if someone already settled it.
         """
         with self._write() as conn:
             task = (
@@ -321,7 +386,8 @@ class AttemptsMixin(StoreBase):
             ).first()
             if live is None:
                 return False
-            self._requeue_crashed(conn, task, message, now)
+            self._requeue_crashed(conn, task, message, now, max_total_attempts, not_before)
+            self._clear_dead_trials(conn)
         return True
 
     def running_attempts(self, host: str | None = None, owner: str | None = None) -> list[Attempt]:
@@ -338,3 +404,11 @@ class AttemptsMixin(StoreBase):
         query = sa.select(attempts).where(attempts.c.task_id == task_id).order_by(attempts.c.number)
         with self._read() as conn:
             return [attempt_record(r) for r in conn.execute(query).mappings()]
+
+
+def gave_up_reason(what: str, detail: str, same: int, attempts_in_all: int) -> str:
+    """Why a task failed at its attempt limit: "lease lost 3 times: <detail>"."""
+    times = f"{same} time" + ("" if same == 1 else "s")
+    if same >= attempts_in_all:
+        return f"{what} {times}: {detail}"
+    return f"gave up after {attempts_in_all} attempts ({what} {times}); last: {detail}"

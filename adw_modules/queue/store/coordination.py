@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.rows import provider_state_record, provider_state_values
 from adw_modules.queue.store.schema import coordinators, leader_leases, provider_state, source_state
+from adw_modules.queue.store.text import storable_json
 from adw_modules.queue.tasks import ProviderState
 
 
@@ -25,16 +28,28 @@ class CoordinationMixin(StoreBase):
         return dict(row[0]) if row is not None else {}
 
     def update_source_state(self, task_id: int, changes: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
-        """Merge ``changes`` into the task's source state (one transaction); returns the result."""
+        """Merge ``changes`` into the task's source state (one transaction); returns the result.
+
+        Concurrent merges (poll, sync, another host) lose nothing, the first merge of a task
+        included: on PostgreSQL one ``INSERT … ON CONFLICT DO UPDATE SET data = data || new``
+        (a row lock cannot guard a row that does not exist yet); on SQLite the write lock
+        serialises the read and the write.
+        """
+        if not self._sqlite:
+            ins = pg_insert(source_state).values(task_id=task_id, data=dict(changes), updated_at=now)
+            merged = sa.type_coerce(source_state.c.data, JSONB).op("||")(sa.type_coerce(ins.excluded.data, JSONB))
+            stmt = ins.on_conflict_do_update(
+                index_elements=["task_id"], set_={"data": merged, "updated_at": now}
+            ).returning(source_state.c.data)
+            with self._write() as conn:
+                return dict(conn.execute(stmt).scalar_one())
         with self._write() as conn:
-            # Row lock on PostgreSQL so concurrent merges (poll, sync, another host) lose nothing.
-            row = conn.execute(
-                sa.select(source_state.c.data).where(source_state.c.task_id == task_id).with_for_update()
-            ).first()
+            row = conn.execute(sa.select(source_state.c.data).where(source_state.c.task_id == task_id)).first()
             data = {**(dict(row[0]) if row is not None else {}), **changes}
             ins = self._insert(source_state).values(task_id=task_id, data=data, updated_at=now)
             conn.execute(ins.on_conflict_do_update(index_elements=["task_id"], set_={"data": data, "updated_at": now}))
-        return data
+        stored: dict[str, Any] = storable_json(data)  # what reads will return
+        return stored
 
     # ------------------------------------------------------------------ provider health
     def provider_states(self) -> dict[str, ProviderState]:

@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from adw_modules.queue.store.base import StoreBase, utcnow
-from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, task_record
+from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, lease_value, task_record
 from adw_modules.queue.store.schema import attempts, retired_sources, tasks
+from adw_modules.queue.store.text import as_read_back
 from adw_modules.queue.tasks import PRIORITY_RANK, NewTask, Task, TaskState
 
 _CLAIMABLE = (TaskState.QUEUED.value, TaskState.RETRY_WAIT.value)
@@ -72,7 +73,8 @@ class TaskQueueMixin(StoreBase):
                 conn.execute(sa.delete(retired_sources).where(retired))
                 return task_record(created), True
             row = conn.execute(sa.select(tasks).where(key).with_for_update()).mappings().one()
-            if all(row[k] == v for k, v in described.items()):
+            # Compared as they read back (store/text.py), else unstorable text would look changed each poll.
+            if all(row[k] == (as_read_back(str(v)) if k in ("title", "body") else v) for k, v in described.items()):
                 return task_record(row), False
             updated = (
                 conn.execute(sa.update(tasks).where(key).values(updated_at=now, **described).returning(*tasks.c))
@@ -122,8 +124,9 @@ class TaskQueueMixin(StoreBase):
         lease_until: dt.datetime,
         now: dt.datetime,
         exclude_ids: Collection[int] = (),
+        task_id: int | None = None,
     ) -> Task | None:
-        """Atomically take one claimable task, or None if there is none for us now.
+        """Atomically take one claimable task (``task_id``: that one), or None if there is none for us now.
 
         Claimable: queued, or retry_wait with not_before <= now (a NULL not_before is
         claimable too).  Order: priority (critical first), then created_at, then id.
@@ -146,11 +149,13 @@ class TaskQueueMixin(StoreBase):
         pick = sa.select(cand_t.c.id).where(claimable(cand_t))
         if exclude_ids:
             pick = pick.where(cand_t.c.id.not_in(list(exclude_ids)))
+        if task_id is not None:
+            pick = pick.where(cand_t.c.id == task_id)
         pick = pick.order_by(cand_t.c.priority_rank, cand_t.c.created_at, cand_t.c.id).limit(1)
         values = {
             "state": RUNNING_STATE,
             "owner": owner,
-            "lease_expires_at": lease_until,
+            "lease_expires_at": lease_value(self._sqlite, lease_until, now),
             "attempt_count": tasks.c.attempt_count + 1,
             "wait_reason": None,
             "updated_at": now,
@@ -168,6 +173,39 @@ class TaskQueueMixin(StoreBase):
             row = conn.execute(stmt.values(**values).returning(*tasks.c)).mappings().first()
         return None if row is None else task_record(row)
 
+    def claimable_tasks(self, now: dt.datetime, limit: int, exclude_ids: Collection[int] = ()) -> list[Task]:
+        """The next ``limit`` tasks ``claim_task`` would take, in its order, without taking any
+        (so a dispatch pass can leave alone the tasks whose provider is busy)."""
+        query = sa.select(tasks).where(
+            sa.or_(
+                tasks.c.state == TaskState.QUEUED.value,
+                sa.and_(
+                    tasks.c.state == TaskState.RETRY_WAIT.value,
+                    sa.or_(tasks.c.not_before.is_(None), tasks.c.not_before <= now),
+                ),
+            )
+        )
+        if exclude_ids:
+            query = query.where(tasks.c.id.not_in(list(exclude_ids)))
+        query = query.order_by(tasks.c.priority_rank, tasks.c.created_at, tasks.c.id).limit(limit)
+        with self._read() as conn:
+            return [task_record(r) for r in conn.execute(query).mappings()]
+
+    def note_waiting(self, task_id: int, reason: str, now: dt.datetime) -> bool:
+        """Say why an unclaimed (queued / retry_wait) task waits; True only when the reason
+        changed, so the caller announces each reason once, not once per dispatch pass."""
+        stmt = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.state.in_(_CLAIMABLE),
+                sa.or_(tasks.c.wait_reason.is_(None), tasks.c.wait_reason != reason),
+            )
+            .values(wait_reason=reason, updated_at=now)
+        )
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
     def release_task(
         self,
         task_id: int,
@@ -175,13 +213,15 @@ class TaskQueueMixin(StoreBase):
         state: TaskState,
         not_before: dt.datetime | None,
         wait_reason: str | None,
+        counted: bool = False,
     ) -> bool:
         """Give back a claimed task that never started an attempt (e.g. no usable target).
 
         Fenced on owner, state running and no running attempt.  The task takes ``state``
         (anything but running), ``not_before`` and ``wait_reason`` (for a task released as
         failed, the reason is its ``last_error``); owner and lease are cleared and
-        attempt_count goes back down (nothing ran).  False if fenced out.
+        attempt_count goes back down (nothing ran) unless ``counted`` (starting it failed: that
+        counts toward max_total_attempts, so a start that always fails ends).  False if fenced out.
         """
         state = TaskState(state)
         if state is TaskState.RUNNING:
@@ -202,7 +242,7 @@ class TaskQueueMixin(StoreBase):
             .values(
                 state=state.value,
                 not_before=not_before,
-                attempt_count=tasks.c.attempt_count - 1,
+                attempt_count=tasks.c.attempt_count - (0 if counted else 1),
                 **why,
                 updated_at=utcnow(),
                 **UNOWNED_VALUES,

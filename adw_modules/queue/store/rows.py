@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from adw_modules.queue.tasks import (
@@ -152,6 +153,20 @@ def crashed_attempt_values(message: str, now: dt.datetime) -> dict[str, Any]:
         "error_kind": "crashed",
         "error_message": message,
     }
+
+
+def lease_clock(sqlite: bool, now: dt.datetime) -> Any:
+    """What leases are compared with: the database's clock on PostgreSQL (coordinators on
+    several hosts must not reap each other by a skewed host clock), ``now`` on SQLite (one host)."""
+    return now if sqlite else sa.func.now()
+
+
+def lease_value(sqlite: bool, lease_until: dt.datetime, now: dt.datetime | None) -> Any:
+    """A lease as stored: ``lease_until`` on SQLite; on PostgreSQL the same length counted from
+    the database's clock (when ``now`` says where the caller's clock stands)."""
+    if sqlite or now is None or lease_until.tzinfo is None:
+        return lease_until  # (a naive datetime is refused by the column type, as everywhere)
+    return sa.func.now() + sa.literal(lease_until - now, sa.Interval())
 
 
 # Clears everything that ties a task to an owner; the "lease" check constraint demands it

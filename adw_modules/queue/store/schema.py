@@ -13,9 +13,9 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from adw_modules.queue.store.text import EscapedText, StorableJSON, StorableString, StorableText
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 
 UTC = dt.UTC
@@ -62,8 +62,9 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         return value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (comparable, compact); SQLite's JSON is text checked by json1.
-JSONType: Any = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# JSONB on PostgreSQL (comparable, compact); SQLite's JSON is text checked by json1.  Every
+# string in it, like every text column's, is made storable on write (see store/text.py).
+JSONType: Any = StorableJSON()
 
 STATES_SQL = ", ".join(f"'{s.value}'" for s in TaskState)
 CLAIMABLE_STATES_SQL = f"'{TaskState.QUEUED.value}', '{TaskState.RETRY_WAIT.value}'"
@@ -75,20 +76,20 @@ tasks = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("external_id", sa.String(255), nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("title", EscapedText(), nullable=False),
+    sa.Column("body", EscapedText(), nullable=False),
     sa.Column("labels", JSONType, nullable=False),
     sa.Column("priority", sa.String(16), nullable=False),
     # Denormalised from priority so the claim query can walk an index in claim order.
     sa.Column("priority_rank", sa.SmallInteger, nullable=False),
     sa.Column("repo", sa.String(255)),
-    sa.Column("url", sa.Text),
+    sa.Column("url", StorableText()),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("retry_count", sa.Integer, nullable=False),
     sa.Column("attempt_count", sa.Integer, nullable=False),
     sa.Column("not_before", UTCDateTime()),
-    sa.Column("wait_reason", sa.Text),
-    sa.Column("last_error", sa.Text),
+    sa.Column("wait_reason", StorableText()),
+    sa.Column("last_error", StorableText()),
     sa.Column("last_error_kind", sa.String(64)),
     sa.Column("owner", sa.String(255)),
     sa.Column("lease_expires_at", UTCDateTime()),
@@ -158,19 +159,19 @@ attempts = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("outcome", sa.String(64)),
     sa.Column("error_kind", sa.String(64)),
-    sa.Column("error_message", sa.Text),
+    sa.Column("error_message", StorableText()),
     sa.Column("input_tokens", sa.BigInteger, nullable=False),
     sa.Column("output_tokens", sa.BigInteger, nullable=False),
     sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
     sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
     sa.Column("cost_usd", sa.Float),
     sa.Column("cost_source", sa.String(64)),
-    sa.Column("log_path", sa.Text),
-    sa.Column("session_id", sa.String(255)),
-    sa.Column("result_text", sa.Text),
+    sa.Column("log_path", StorableText()),
+    sa.Column("session_id", StorableString(255)),
+    sa.Column("result_text", StorableText()),
     sa.Column("failover_from", sa.String(255)),
     sa.Column("exit_code", sa.Integer),
-    sa.Column("stderr_tail", sa.Text),
+    sa.Column("stderr_tail", StorableText()),
     sa.Column("model_usage", JSONType),
     # Attempt numbers are how logs and GitHub comments name an attempt: never reused.
     sa.UniqueConstraint("task_id", "number"),
@@ -205,11 +206,11 @@ provider_state = sa.Table(
     sa.Column("provider", sa.String(64), primary_key=True),
     sa.Column("circuit", sa.String(16), nullable=False),
     sa.Column("cooldown_until", UTCDateTime()),
-    sa.Column("cooldown_reason", sa.Text),
+    sa.Column("cooldown_reason", StorableText()),
     sa.Column("trips", sa.Integer, nullable=False),
     sa.Column("consecutive_failures", sa.Integer, nullable=False),
     sa.Column("probe_attempt_id", sa.Integer),
-    sa.Column("disabled_reason", sa.Text),
+    sa.Column("disabled_reason", StorableText()),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("recent", JSONType, nullable=False),
     sa.CheckConstraint("circuit IN ('closed', 'open', 'half_open')", name="circuit"),
@@ -221,7 +222,7 @@ events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("message", StorableText(), nullable=False),
     sa.Column("task_id", sa.Integer, sa.ForeignKey("tasks.id", ondelete="CASCADE")),
     sa.Column("attempt_id", sa.Integer, sa.ForeignKey("attempts.id", ondelete="CASCADE")),
     sa.Column("provider", sa.String(64)),

@@ -1,0 +1,263 @@
+"""How the coordinator finishes an attempt: keep its work, record its end, its provider's health
+and its events, whatever fails on the way (``Finishing``, a part of ``Coordinator``).
+
+Each attempt's watcher thread runs ``_watch``: it waits for the worker, then ``_finish``
+records, step by step.  The store is asked to record the end in full, then without the
+worker's texts, then to end the attempt as "could not record the result" (counted toward
+``max_total_attempts``); if all fail, the slot ends and the lease expires, and the reaper
+requeues the task (counted too).  So no failure here makes a task run again unbounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import random
+import threading
+from collections.abc import Callable
+
+from adw_modules.config.schema import Config
+from adw_modules.config.service import CoordinatorConfig
+from adw_modules.dispatch import (
+    Ending,
+    Slot,
+    attempt_end,
+    health_update,
+    short_error,
+    without_texts,
+    workspace_state,
+)
+from adw_modules.dispatch import log_event as _event
+from adw_modules.queue.store import Store
+from adw_modules.queue.tasks import CircuitState, ProviderState, Task, TaskState, Transition
+from adw_modules.queue.transitions import after_attempt
+from adw_modules.workers.attempt import AttemptResult
+from adw_modules.workspace.worktrees import WorkspaceError, Workspaces
+
+log = logging.getLogger("adw.coordinator")
+
+
+class Finishing:
+    """The finishing half of ``Coordinator`` (which sets these attributes)."""
+
+    store: Store
+    owner: str
+    config: Config
+    svc: CoordinatorConfig
+    rng: random.Random
+    clock: Callable[[], dt.datetime]
+    redact: Callable[[str], str]
+    workspaces: Workspaces | None
+    lock: threading.RLock
+    idle: threading.Condition
+    slots: dict[int, Slot]
+    on_change: Callable[[], None] | None
+
+    def _backoff_s(self, task: Task) -> float:
+        """How long a task waits after its start or its recording failed: the retry backoff."""
+        return self.svc.retry.delay(max(1, task.attempt_count), self.rng)
+
+    def _keep_work(self, slot: Slot, succeeded: bool, now: dt.datetime) -> None:
+        """Commit what the worker left, push the branch, and tell the task's source about it."""
+        assert self.workspaces is not None and slot.worktree is not None
+        task, wt = slot.task, slot.worktree
+        ref = f" (#{task.external_id.rsplit('#', 1)[1]})" if task.source == "github" else ""
+        message = f"adw: {task.title}{ref}\n\nWork of adw task {task.id}, attempt {slot.number} on {slot.target}."
+        try:
+            changes = self.workspaces.finish(wt, message, push=self.workspaces.cfg.should_push(succeeded))
+            self.store.update_source_state(task.id, {"workspace": workspace_state(wt, changes)}, now)
+        except Exception as exc:  # whatever failed here, the attempt's result is still recorded
+            if not isinstance(exc, WorkspaceError):
+                log.exception("keeping the work of task %s failed", task.id)
+            error = self.redact(str(exc) if isinstance(exc, WorkspaceError) else short_error(exc))
+            with contextlib.suppress(Exception):
+                self.store.add_event("workspace.error", error, task_id=task.id, now=now)
+            _event(log, "workspace.error", task=task.id, error=error)
+            return
+        _event(
+            log, "workspace.kept", task=task.id, branch=wt.branch, commits=changes.commits_ahead, pushed=changes.pushed
+        )
+
+    def _watch(self, slot: Slot) -> None:
+        try:
+            result = slot.running.wait()
+            self._finish(slot, result)
+        except Exception:  # a bug here must not leave the slot taken forever
+            log.exception("recording attempt of task %s failed", slot.task.id)
+        finally:
+            if slot.trial and not slot.health_recorded:
+                self._release_trial(slot.target.provider, slot.task.id)
+            with self.lock:
+                # The task may already run again here (a failover is requeued at once): remove
+                # only this attempt's slot, never its successor's.
+                if self.slots.get(slot.task.id) is slot:
+                    del self.slots[slot.task.id]
+                self.idle.notify_all()
+            if self.on_change is not None:
+                self.on_change()
+
+    def _finish(self, slot: Slot, result: AttemptResult) -> None:
+        """Record a finished attempt, step by step: decide its end, keep its work, store it, then
+        the provider's health and the events.  A lost lease or fenced write records nothing more."""
+        now = self.clock()
+        with self.lock:
+            stop_reason = slot.stop_reason  # read once: a heartbeat may set it while we record
+        if stop_reason == "lease lost":
+            _event(log, "attempt.dropped", task=slot.task.id, reason="lease lost: another coordinator owns the task")
+            return
+        ending = self._ending(slot, result, stop_reason, now)
+        if slot.worktree is not None and stop_reason in (None, "shutdown"):
+            self._keep_work(slot, ending.outcome.ok, now)
+        if not self._record_end(slot, ending, now):
+            return
+        try:
+            if stop_reason is None:
+                self._record_health(slot, result, now)
+                slot.health_recorded = True
+            self._report_finish(slot, result, ending, now)
+        except Exception:  # the attempt and the task are recorded; only health or an event is missing
+            log.exception("reporting the end of task %s attempt %s failed", slot.task.id, slot.number)
+
+    def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime) -> bool:
+        """Store the attempt's end and move its task on; True if that happened.
+
+        The store makes any text storable, so this only fails when the store itself fails.
+        Then the attempt is recorded once more without its texts; if that fails too, it is
+        ended as "could not record the result" (counted: the task fails after
+        max_total_attempts of those) and the task waits a backoff.  If even that fails, this
+        slot ends, its lease is no longer renewed, and the reaper requeues the task (counted).
+        """
+        try:
+            recorded = self.store.finish_attempt(slot.attempt_id, self.owner, ending.end, ending.transition, now)
+        except Exception as exc:
+            log.exception("recording task %s attempt %s failed", slot.task.id, slot.number)
+            bare = self._record_bare_end(slot, ending, now, exc)
+            if bare is None:
+                return False
+            recorded = bare
+        if not recorded:
+            _event(log, "attempt.dropped", task=slot.task.id, reason="fenced out: the lease was lost")
+        return recorded
+
+    def _record_bare_end(self, slot: Slot, ending: Ending, now: dt.datetime, exc: Exception) -> bool | None:
+        """The fallbacks of ``_record_end``; None when the attempt was ended as not recorded."""
+        why = self.redact(short_error(exc))
+        end, transition = without_texts(ending.end, ending.transition, why)
+        try:
+            return self.store.finish_attempt(slot.attempt_id, self.owner, end, transition, now)
+        except Exception:
+            log.exception("recording task %s attempt %s without its texts failed", slot.task.id, slot.number)
+        wait = now + dt.timedelta(seconds=self._backoff_s(slot.task))
+        try:
+            self.store.abandon_attempt(
+                slot.attempt_id,
+                self.owner,
+                now,
+                f"could not record the result: {why}",
+                self.svc.max_total_attempts,
+                wait,
+            )
+        except Exception:  # bounded all the same: the lease runs out and the reaper counts it
+            log.exception("ending task %s attempt %s as not recorded failed", slot.task.id, slot.number)
+        return None
+
+    def _ending(self, slot: Slot, result: AttemptResult, stop_reason: str | None, now: dt.datetime) -> Ending:
+        """The attempt's end and the task's next state: requeued on shutdown, cancelled on the
+        operator's request, else as the outcome's policy says."""
+        # Whatever a CLI printed may echo a secret: mask before anything is stored, logged or posted.
+        outcome = dataclasses.replace(
+            result.outcome, message=result.outcome.message and self.redact(result.outcome.message)
+        )
+        end = attempt_end(result, self.redact)
+        if stop_reason == "shutdown":
+            end = dataclasses.replace(
+                end,
+                outcome="cancelled",
+                error_kind="cancelled",
+                error_message="coordinator shut down; task requeued",
+            )
+            transition = Transition(TaskState.QUEUED, wait_reason="requeued: coordinator shut down mid-attempt")
+        elif stop_reason == "cancelled":
+            end = dataclasses.replace(
+                end, outcome="cancelled", error_kind="cancelled", error_message="cancelled by operator"
+            )
+            transition = Transition(
+                TaskState.CANCELLED, last_error="cancelled by operator", last_error_kind="cancelled"
+            )
+        else:
+            # task.attempt_count was counted at claim time (this attempt included).
+            transition = after_attempt(
+                slot.task, outcome, slot.target, self.svc.retry, self.svc.max_total_attempts, now, self.rng
+            )
+        return Ending(outcome, end, transition)
+
+    def _report_finish(self, slot: Slot, result: AttemptResult, ending: Ending, now: dt.datetime) -> None:
+        """The attempt.finished event (store and log)."""
+        task, target, end, transition = slot.task, slot.target, ending.end, ending.transition
+        message = f"attempt {slot.number} on {target}: {end.outcome}"
+        if end.error_message:
+            message += f" ({end.error_message})"
+        message += f" -> {transition.state}"
+        self.store.add_event(
+            "attempt.finished",
+            message,
+            task_id=task.id,
+            attempt_id=slot.attempt_id,
+            provider=target.provider,
+            data={"state": str(transition.state)},
+            now=now,
+        )
+        _event(
+            log,
+            "attempt.finished",
+            task=task.id,
+            attempt=slot.number,
+            target=str(target),
+            outcome=end.outcome,
+            error=end.error_message,
+            next_state=str(transition.state),
+            tokens_in=end.input_tokens,
+            tokens_out=end.output_tokens,
+            cost_usd=end.cost_usd,
+            duration_s=result.to_dict()["duration_s"],
+        )
+
+    def _record_health(self, slot: Slot, result: AttemptResult, now: dt.datetime) -> None:
+        """Update the provider's circuit with this outcome; announce a change of circuit."""
+        fn = health_update(result.outcome, now, self.config.service.health)
+        before: list[CircuitState] = []
+
+        def update(state: ProviderState) -> ProviderState:
+            before.append(state.circuit)  # the locked read: no second query for the old circuit
+            return fn(state)
+
+        after = self.store.update_provider_state(slot.target.provider, update)
+        if before[-1] != after.circuit:
+            self.store.add_event(
+                "provider.circuit",
+                f"{slot.target.provider}: circuit {after.circuit}"
+                + (f" until {after.cooldown_until:%H:%M:%S} ({after.cooldown_reason})" if after.cooldown_until else ""),
+                provider=slot.target.provider,
+                now=now,
+            )
+            _event(
+                log,
+                "provider.circuit",
+                provider=slot.target.provider,
+                circuit=str(after.circuit),
+                cooldown_until=after.cooldown_until,
+                reason=after.cooldown_reason,
+            )
+
+    def _release_trial(self, provider: str, task_id: int) -> None:
+        """Give back a half-open trial slot that no recorded outcome released (cancel, shutdown,
+        lost lease, a start that failed): else the provider would wait for that trial forever."""
+        try:
+            self.store.update_provider_state(
+                provider,
+                lambda s: dataclasses.replace(s, probe_attempt_id=None) if s.probe_attempt_id == task_id else s,
+            )
+        except Exception:
+            log.exception("releasing the trial slot of %s failed", provider)
