@@ -235,7 +235,7 @@ class Coordinator(Finishing):
         if room <= 0:
             return 0
         now = self.clock()
-        gates = self.unavailable(now)
+        gates_at, gates = now, self.unavailable(now)
         load = self.load(now)
         seen: set[int] = set()
         started = 0
@@ -247,6 +247,11 @@ class Coordinator(Finishing):
                 seen.add(candidate.id)
                 if room <= 0 or not self.claiming:
                     break
+                if candidate.updated_at > gates_at:
+                    # It ended an attempt after this pass looked at provider health (a failover
+                    # requeued at once): look again, or it goes straight back where it failed.
+                    gates_at = self.clock()
+                    gates = self.unavailable(gates_at)
                 if self._waits_for_busy(candidate, now, gates, load):
                     continue
                 now = self.clock()  # per claim: preparing the previous one (git, GitHub) may have taken long

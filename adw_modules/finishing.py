@@ -99,8 +99,8 @@ class Finishing:
                 self.on_change()
 
     def _finish(self, slot: Slot, result: AttemptResult) -> None:
-        """Record a finished attempt, step by step: decide its end, keep its work, store it, then
-        the provider's health and the events.  A lost lease or fenced write records nothing more."""
+        """Record a finished attempt, step by step: decide its end, keep its work, the provider's
+        health, store the end, then the events.  A lost lease or fenced write records no end."""
         now = self.clock()
         with self.lock:
             stop_reason = slot.stop_reason  # read once: a heartbeat may set it while we record
@@ -110,14 +110,21 @@ class Finishing:
         ending = self._ending(slot, result, stop_reason, now)
         if slot.worktree is not None and stop_reason in (None, "shutdown"):
             self._keep_work(slot, ending.outcome.ok, now)
+        if stop_reason is None:
+            # Health first: a failed-over task is claimable the moment its end is recorded, and
+            # a dispatch pass must then already see this provider cooling down (else it routes
+            # the task straight back to it).  What the provider answered is true even if our
+            # lease turns out to be lost below.
+            try:
+                self._record_health(slot, result, now)
+                slot.health_recorded = True
+            except Exception:
+                log.exception("recording the health of %s after task %s failed", slot.target.provider, slot.task.id)
         if not self._record_end(slot, ending, now):
             return
         try:
-            if stop_reason is None:
-                self._record_health(slot, result, now)
-                slot.health_recorded = True
             self._report_finish(slot, result, ending, now)
-        except Exception:  # the attempt and the task are recorded; only health or an event is missing
+        except Exception:  # the attempt and the task are recorded; only an event is missing
             log.exception("reporting the end of task %s attempt %s failed", slot.task.id, slot.number)
 
     def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime) -> bool:
