@@ -356,7 +356,7 @@ def test_a_task_that_failed_over_after_the_pass_read_health_is_routed_with_fresh
     read = store.claimable_tasks
     policy = coord.config.service.health
 
-    def claimable_after_a_failover(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def claimable_after_a_failover(*args, **kwargs):
         # What the watcher thread does between the pass's health read and its claim.
         store.update_provider_state(
             "a", lambda s: health.on_failure(s, ErrorKind.RATE_LIMITED, clock(), policy, retry_after_s=90)
