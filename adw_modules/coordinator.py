@@ -359,7 +359,9 @@ class Coordinator(Finishing):
     def _plan(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> Plan | Release:
         """Route the task, then check its target is not busy and the task's budget not spent."""
         if task.cancel_requested:
-            return Release(TaskState.CANCELLED, "cancelled before it could start")
+            return Release(
+                TaskState.CANCELLED, f"cancelled before it could start: {task.cancel_reason or 'cancel requested'}"
+            )
         routed = self._route(task, now, gates)
         if isinstance(routed, Release):
             return routed

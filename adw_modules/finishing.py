@@ -170,6 +170,15 @@ class Finishing:
             log.exception("ending task %s attempt %s as not recorded failed", slot.task.id, slot.number)
         return None
 
+    def _cancel_reason(self, slot: Slot) -> str:
+        """Who or what asked to cancel the task (read now: it was asked after the claim)."""
+        try:
+            task = self.store.get_task(slot.task.id)
+        except Exception:  # the reason is a nicety; the cancellation is not
+            log.exception("reading why task %s was cancelled failed", slot.task.id)
+            return "cancel requested"
+        return (task.cancel_reason if task is not None else None) or "cancel requested"
+
     def _ending(self, slot: Slot, result: AttemptResult, stop_reason: str | None, now: dt.datetime) -> Ending:
         """The attempt's end and the task's next state: requeued on shutdown, cancelled on the
         operator's request, else as the outcome's policy says."""
@@ -187,12 +196,9 @@ class Finishing:
             )
             transition = Transition(TaskState.QUEUED, wait_reason="requeued: coordinator shut down mid-attempt")
         elif stop_reason == "cancelled":
-            end = dataclasses.replace(
-                end, outcome="cancelled", error_kind="cancelled", error_message="cancelled by operator"
-            )
-            transition = Transition(
-                TaskState.CANCELLED, last_error="cancelled by operator", last_error_kind="cancelled"
-            )
+            why = f"cancelled: {self._cancel_reason(slot)}"
+            end = dataclasses.replace(end, outcome="cancelled", error_kind="cancelled", error_message=why)
+            transition = Transition(TaskState.CANCELLED, last_error=why, last_error_kind="cancelled")
         else:
             # task.attempt_count was counted at claim time (this attempt included).
             transition = after_attempt(

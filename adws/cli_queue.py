@@ -254,7 +254,7 @@ def cancel_cmd(task_id: int, config_path: str | None, as_json: bool) -> None:
     """Cancel a task; a running worker is killed by the coordinator that owns it."""
     store, _ = _store(config_path)
     try:
-        state = store.request_cancel(task_id, dt.datetime.now(dt.UTC))
+        state = store.request_cancel(task_id, dt.datetime.now(dt.UTC), reason="adw cancel")
     finally:
         store.close()
     if state is None:

@@ -43,7 +43,7 @@ _KEYS = (
     "write_spacing_s",
     "command",
 )
-_LIFECYCLE = ("queued", "running", "done", "failed", "pr_open")
+_LIFECYCLE = ("queued", "running", "done", "failed", "cancelled", "pr_open")
 _PLACEHOLDERS = ("title", "body", "labels", "repo", "number", "url", "comments")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 

@@ -81,6 +81,7 @@ class Task:
     created_at: dt.datetime
     updated_at: dt.datetime
     round_started_at: dt.datetime | None = None  # the current round's start; None: since creation
+    cancel_reason: str | None = None  # who or what asked to cancel it ("issue closed", "adw cancel")
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)

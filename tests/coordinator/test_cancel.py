@@ -42,6 +42,10 @@ def test_cancel_kills_the_running_worker(
     assert process_gone(workers[task.id]), "the cancelled task's worker still runs"
     (a,) = store.attempts_for(task.id)
     assert (a.state, a.outcome, a.error_kind) == ("finished", "cancelled", "cancelled"), a
+    assert a.error_message == "cancelled: adw cancel"  # what cancelled it, not "by operator" for all
+    cancelled = store.get_task(task.id)
+    assert cancelled is not None and cancelled.last_error == "cancelled: adw cancel"
+    assert any("cancelled: adw cancel" in e["message"] for e in store.events(task_id=task.id))
     # Only that task: the other worker runs on, under the same coordinator.
     assert not process_gone(workers[other.id])
     t = store.get_task(other.id)

@@ -252,8 +252,10 @@ class TaskQueueMixin(StoreBase):
             return conn.execute(stmt).rowcount == 1
 
     # ------------------------------------------------------------------ operator actions
-    def request_cancel(self, task_id: int, now: dt.datetime) -> TaskState | None:
-        """Cancel a task: at once if waiting, via its owner if running.
+    def request_cancel(self, task_id: int, now: dt.datetime, reason: str = "adw cancel") -> TaskState | None:
+        """Cancel a task: at once if waiting, via its owner if running.  ``reason`` says who or
+        what asked ("issue closed", "adw cancel"); it is kept as ``cancel_reason`` (and, for a
+        task cancelled at once, as its last error), so every view can say why.
 
         queued / retry_wait -> cancelled (returns CANCELLED); running -> cancel_requested
         set (returns RUNNING: the owner kills its worker and finishes with a cancelled
@@ -269,14 +271,22 @@ class TaskQueueMixin(StoreBase):
                 conn.execute(
                     sa.update(tasks)
                     .where(tasks.c.id == task_id, tasks.c.state.in_(_CLAIMABLE))
-                    .values(state=TaskState.CANCELLED.value, not_before=None, wait_reason=None, updated_at=now)
+                    .values(
+                        state=TaskState.CANCELLED.value,
+                        not_before=None,
+                        wait_reason=None,
+                        updated_at=now,
+                        cancel_reason=reason,
+                        last_error=f"cancelled: {reason}",
+                        last_error_kind="cancelled",
+                    )
                 )
                 return TaskState.CANCELLED
             if state == RUNNING_STATE:
                 conn.execute(
                     sa.update(tasks)
                     .where(tasks.c.id == task_id, tasks.c.state == RUNNING_STATE)
-                    .values(cancel_requested=True, updated_at=now)
+                    .values(cancel_requested=True, cancel_reason=reason, updated_at=now)
                 )
                 return TaskState.RUNNING
             return TaskState(state)

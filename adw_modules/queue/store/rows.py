@@ -47,6 +47,7 @@ def task_record(row: RowMapping) -> Task:
         current_attempt_id=row["current_attempt_id"],
         excluded_targets=list(row["excluded_targets"] or []),
         cancel_requested=bool(row["cancel_requested"]),
+        cancel_reason=row["cancel_reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -104,6 +104,7 @@ tasks = sa.Table(
     # When the current round began (`adw retry --reset`, a /adw follow-up, a re-label); None:
     # at creation.  The per-task budget counts the spend of this round only.
     sa.Column("round_started_at", UTCDateTime()),
+    sa.Column("cancel_reason", sa.Text),  # migration 0007
     # One task per issue however many coordinators poll GitHub at once.
     sa.UniqueConstraint("source", "external_id"),
     sa.CheckConstraint(f"state IN ({STATES_SQL})", name="state"),

@@ -51,6 +51,7 @@ def lifecycle_label(cfg: GitHubConfig, state: TaskState) -> str | None:
         TaskState.RUNNING: cfg.labels["running"],
         TaskState.SUCCEEDED: cfg.labels["done"],
         TaskState.FAILED: cfg.labels["failed"],
+        TaskState.CANCELLED: cfg.labels["cancelled"],
     }.get(state)
 
 
@@ -122,6 +123,8 @@ def render(task: Task, attempts: list[Attempt], max_attempts: int, work: dict[st
             )
     if task.state is TaskState.RETRY_WAIT and task.wait_reason:
         lines += ["", f"Waiting: {task.wait_reason}."]
+    if task.state is TaskState.CANCELLED:
+        lines += ["", f"**Why:** {task.last_error or 'cancelled'}."]
     if task.state is TaskState.FAILED:
         why = _PLAIN.get(task.last_error_kind or "", "it failed")
         lines += ["", f"**Why it failed:** {why}." + (f" Last error: {task.last_error}" if task.last_error else "")]

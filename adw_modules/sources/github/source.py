@@ -324,7 +324,7 @@ class GitHubSource:
                 why = f'label "{self.cfg.trigger_label}" removed'
             else:
                 continue  # still open and labelled: listed on a page that changed under us
-            state = self.store.request_cancel(task.id, self.clock())
+            state = self.store.request_cancel(task.id, self.clock(), reason=f"{why} on GitHub")
             self.store.add_event("github.cancel", f"{why}: cancel ({state})", task_id=task.id, now=self.clock())
             log.info(
                 f"github {repo}#{issue_number(task)}: {why}; task {task.id} cancelled",

@@ -138,8 +138,14 @@ def test_label_removal_and_close_cancel_and_relabel_requeues(fake: FakeGitHub, s
     fake.close_issue(REPO, b, actor="maintainer")
     assert source.poll()
     assert store.cancel_requested("coord/1") == [ta.id]
+    a_state = store.get_task(ta.id)
+    assert a_state is not None and a_state.cancel_reason == 'label "adw" removed on GitHub'
     b_state = store.get_task(tb.id)
     assert b_state is not None and b_state.state is TaskState.CANCELLED
+    assert (b_state.cancel_reason, b_state.last_error) == (
+        "issue closed on GitHub",
+        "cancelled: issue closed on GitHub",
+    )
     kinds = [e["message"] for e in store.events(task_id=tb.id)]
     assert any("issue closed" in k for k in kinds)
     # Reopening alone is the same trigger: nothing runs.  Re-applying the label is a new one.

@@ -169,13 +169,20 @@ def test_progress_for_running_and_failed() -> None:
     assert "**Why it failed:** the agent CLI crashed. Last error: p:m: the CLI crashed" in failed
 
 
+def test_a_cancelled_task_says_what_cancelled_it_and_gets_its_label() -> None:
+    task = _task(TaskState.CANCELLED, last_error="cancelled: issue closed on GitHub", last_error_kind="cancelled")
+    body = progress.render(task, [_attempt(1, "p", "cancelled", "cancelled")], 8)
+    assert "⛔ cancelled" in body and "**Why:** cancelled: issue closed on GitHub." in body
+    assert progress.lifecycle_label(CFG, TaskState.CANCELLED) == "adw:cancelled"
+
+
 def test_lifecycle_labels() -> None:
     assert progress.lifecycle_label(CFG, TaskState.QUEUED) == "adw:queued"
     assert progress.lifecycle_label(CFG, TaskState.RETRY_WAIT) == "adw:queued"
     assert progress.lifecycle_label(CFG, TaskState.RUNNING) == "adw:running"
     assert progress.lifecycle_label(CFG, TaskState.SUCCEEDED) == "adw:done"
     assert progress.lifecycle_label(CFG, TaskState.FAILED) == "adw:failed"
-    assert progress.lifecycle_label(CFG, TaskState.CANCELLED) is None
+    assert progress.lifecycle_label(CFG, TaskState.CANCELLED) == "adw:cancelled"  # #12: say it, do not drop the label
 
 
 def test_redactor_masks_longest_first_and_ignores_short_values() -> None:
