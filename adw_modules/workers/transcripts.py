@@ -109,6 +109,7 @@ class Renderer:
         self.fmt = fmt
         self.now = now
         self._streamed = ""
+        self._last_text = ""
 
     def lines(self, line: str) -> list[str]:
         if not self.fmt.startswith("claude"):
@@ -118,9 +119,14 @@ class Renderer:
             self._streamed += delta
             return [f"… {delta.strip()}"] if delta.strip() else []
         shown = render(line, self.fmt, self.now)
-        if self._streamed and '"type":"assistant"' in line.replace(" ", ""):
+        compact = line.replace(" ", "")
+        if self._streamed and '"type":"assistant"' in compact:
             streamed, self._streamed = self._streamed.strip(), ""
             shown = [s for s in shown if s.strip() != streamed]
+        if '"type":"result"' in compact and len(shown) > 1 and shown[1].strip() == self._last_text:
+            shown = shown[:1]  # the result repeats the agent's last message, shown just above
+        elif shown and '"type":"assistant"' in compact:
+            self._last_text = shown[-1].strip()
         return shown
 
 

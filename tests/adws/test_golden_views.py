@@ -98,3 +98,57 @@ def test_config_views(world: tuple[Config, Store], tmp_path: Path, name: str) ->
     result = CliRunner().invoke(cli, ["--config", str(config.path), *CLI_VIEWS[name]])
     assert result.exit_code == 0, result.output
     check(f"cli_{name}", result.output.rstrip("\n").replace(str(REPO), "<repo>"), tmp_path)
+
+
+def test_doctor(world: tuple[Config, Store], tmp_path: Path) -> None:
+    import sys
+
+    from adw_modules.ops.doctor import DiskUsage, Probes, run_doctor
+    from adws.cli_ops import doctor_text
+    from tests.paths import REPO
+
+    config, _ = world
+    gib = 1024**3
+    probes = Probes(
+        environ={"PATH": str(tmp_path / "empty-bin"), "TZ": "UTC"},  # no timedatectl: the same answer everywhere
+        disk_usage=lambda _p: DiskUsage(100 * gib, 60 * gib, 40 * gib),
+        now=lambda: scene.NOW,
+    )
+    text = doctor_text(run_doctor(config.path, probes))
+    text = text.replace(str(REPO), "<repo>").replace(sys.executable, "<python>")
+    check("doctor", text, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "recorded", "task_id", "outcome"),
+    [
+        ("success", "success.jsonl", 1, None),
+        ("rate_limited", "rate_limit_429.jsonl", 1, None),
+        ("timed_out", "dropped_connection.jsonl", 3, "timeout"),
+        ("running", "success.jsonl", 4, None),
+    ],
+)
+def test_task_log(
+    world: tuple[Config, Store], tmp_path: Path, name: str, recorded: str, task_id: int, outcome: str | None
+) -> None:
+    """What ``adw task log`` prints: the transcript rendered, then how the attempt ended."""
+    import dataclasses
+
+    from tests.paths import FIXTURES
+
+    _, store = world
+    attempts = store.attempts_for(task_id)
+    attempt = attempts[-1] if name == "success" else attempts[0]
+    if outcome is not None:
+        attempt = dataclasses.replace(
+            attempt,
+            outcome=outcome,
+            error_kind=outcome,
+            error_message="timed out after 1800 s",
+            exit_code=-15,
+            stderr_tail="",
+        )
+    renderer = transcripts.Renderer("claude-stream-json", now=scene.NOW)
+    lines = (FIXTURES / "recorded" / "claude-cli" / recorded).read_text(encoding="utf-8").splitlines(keepends=True)
+    shown = [out for line in lines for out in renderer.lines(line)] + transcripts.ending(attempt)
+    check(f"task_log_{name}", "\n".join(shown), tmp_path)
