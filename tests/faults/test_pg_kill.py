@@ -53,7 +53,9 @@ pytestmark = pytest.mark.postgres
 
 N_TASKS = 80
 N_COORDINATORS = 2
-KILL_AT = tuple(k / 20 for k in range(1, 16))  # 15 kills, about one per 0.2 s of the run  # fractions of the tasks done when all connections are terminated
+KILL_AT = tuple(
+    k / 20 for k in range(1, 16)
+)  # 15 kills, about one per 0.2 s of the run  # fractions of the tasks done when all connections are terminated
 
 
 def terminate_connections(admin: sa.Engine, database: str) -> int:
