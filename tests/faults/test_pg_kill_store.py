@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from adw_modules.queue.store import Store
+from adw_modules.queue.store.base import REPEATABLE_AFTER_COMMIT
 from adw_modules.queue.store.schema import metadata
 from adw_modules.queue.tasks import NewTask
 from tests.coordinator.harness import PG_ADMIN_URL, scratch_pg_database
@@ -127,3 +128,9 @@ def test_a_method_runs_again_once_not_twice(pg: tuple[Store, Dropper]) -> None:
         store.list_tasks()
     assert drop.dropped == 2
     assert len(store.list_tasks()) == 1  # and the store works on afterwards
+
+
+def test_every_repeatable_name_is_a_store_method() -> None:
+    """A renamed method would silently lose its repeat after an unknown commit."""
+    public = {name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))}
+    assert REPEATABLE_AFTER_COMMIT <= public, REPEATABLE_AFTER_COMMIT - public
