@@ -623,7 +623,12 @@ class Coordinator(Finishing):
 
 def _process_alive(coordinator: Mapping[str, Any]) -> bool:
     """Is this coordinator row's process still running here?  (Its pid, started no later than it
-    registered: a pid reused by a younger process does not count.)"""
+    registered: a pid reused by a younger process does not count.)
+
+    No bound on how long before registering the process started: a pid is reused only after
+    its process ended, so a live process older than the registration is the one that
+    registered, however long it ran first (a service that waited for its database, a test
+    process that has run for ten minutes)."""
     try:
         proc = psutil.Process(int(coordinator["pid"]))
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -632,4 +637,4 @@ def _process_alive(coordinator: Mapping[str, Any]) -> bool:
     except (psutil.Error, ValueError, TypeError):
         return False
     started = coordinator["started_at"].timestamp()
-    return created <= started + 1 and started - created < 600
+    return created <= started + 1  # 1 s: create_time's boot-time base is whole seconds

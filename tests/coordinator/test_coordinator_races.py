@@ -8,6 +8,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import psutil
+
 from adw_modules.coordinator import Coordinator, Slot
 from adw_modules.queue.tasks import CircuitState, ProviderState, TaskState
 from adw_modules.sources.local import enqueue_local
@@ -57,6 +59,26 @@ def test_a_live_sibling_with_the_same_name_is_not_an_orphan(tmp_path: Path) -> N
     assert coord.running() == 1
     (att,) = store.running_attempts()
     assert att.pid is not None and os.path.exists(f"/proc/{att.pid}")
+    coord.stop_all("shutdown")
+    assert coord.wait_idle(10)
+
+
+def test_a_sibling_whose_process_ran_long_before_it_registered_is_not_an_orphan(tmp_path: Path) -> None:
+    """The cause of the flaky test above: liveness refused a process that had run for more than
+    600 s before its coordinator registered, so late in a long (CPU-starved) suite run the
+    pytest process itself, and so the coordinator it runs, counted as dead, and a sibling
+    killed its worker.  Here the coordinator registers 700 s after its process began."""
+    coord, store, clock = make(
+        tmp_path, provider("a", 'ADW_DRY_RUN_FAIL = "hang"'), '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n'
+    )
+    began = dt.datetime.fromtimestamp(psutil.Process().create_time(), dt.UTC)
+    store.register_coordinator(coord.owner, coord.name, coord.host, os.getpid(), began + dt.timedelta(seconds=700))
+    enqueue_local(store, "long")
+    assert coord.dispatch() == 1
+    sibling = Coordinator(coord.config, store, clock=clock)
+    sibling.startup()
+    assert sibling.recover_orphans() == 0
+    assert coord.running() == 1
     coord.stop_all("shutdown")
     assert coord.wait_idle(10)
 

@@ -1,11 +1,34 @@
-"""``StoreBase``: what every part of the store shares (lifecycle, transactions, dialect INSERT)."""
+"""``StoreBase``: what every part of the store shares (lifecycle, transactions, dialect INSERT),
+and the retry of a public method whose PostgreSQL connection was dropped under it.
+
+A dropped connection (PostgreSQL restarted or failed over, ``pg_terminate_backend``, an idle
+killer, a network cut) fails the transaction that was using it; the pool's pre-ping replaces
+connections that died while idle.  Each public store method is one transaction, so the
+method is run once more, on a fresh connection, when that is known to be safe:
+
+* the connection died before COMMIT was sent: nothing was written, the repeat is the first
+  write (reads are always in this case: they write nothing);
+* it died while COMMIT was on its way, so the transaction may or may not have committed:
+  only the methods in ``REPEATABLE_AFTER_COMMIT`` are repeated.  Each is fenced or
+  idempotent, so a repeat after a commit that did happen is harmless (see there).  Any other
+  method raises, as before: the caller's own recovery (a lease running out, the reaper)
+  applies, and the unknown commit costs at most one more run of that one task.
+
+Once per call, never more: a database that keeps dropping connections is an outage the
+caller must see.  Only the outermost public method retries (one calling another inside it
+does not multiply the tries), and never after one of its write transactions committed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -16,6 +39,72 @@ from adw_modules.queue.store.engine import make_engine, migrate
 from adw_modules.queue.store.schema import coordinators
 
 UTC = dt.UTC
+log = logging.getLogger("adw.store")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Public methods that may run again when their COMMIT was cut off (it may have committed):
+REPEATABLE_AFTER_COMMIT = frozenset(
+    {
+        # Fenced on owner + attempt id: a repeat after a commit finds the attempt no longer
+        # running under us and changes nothing (returns False / None).  For finish_attempt
+        # the caller then records no health or events for that attempt (it logs it as
+        # dropped): the task and attempt rows already hold what the first commit wrote.
+        "finish_attempt",
+        "abandon_attempt",
+        "set_attempt_process",
+        # Idempotent: the repeat writes the same values again.
+        "renew_leases",
+        "record_usage",
+        "heartbeat_coordinator",
+        "register_coordinator",
+        "unregister_coordinator",
+        "save_provider_state",
+        "acquire_leader",
+        "release_leader",
+        "forget_attempt_logs",
+        # A log line: a repeat after a commit stores the event twice, which only shows.
+        "add_event",
+    }
+)
+
+
+class _CallScope(threading.local):
+    """Per thread: how deep in public store methods we are, and what the current call did."""
+
+    depth = 0
+    committed_writes = 0  # write transactions of this call that committed
+    committing = False  # the current write transaction's COMMIT was sent
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """The driver lost the connection (SQLAlchemy recognised a disconnect and invalidated it)."""
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _retry_on_dropped_connection(name: str, method: F) -> F:
+    @functools.wraps(method)
+    def call(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
+        scope = self._scope
+        if scope.depth:  # inside another public method: that one decides
+            return method(self, *args, **kwargs)
+        for attempt in (1, 2):
+            scope.depth, scope.committed_writes, scope.committing = 1, 0, False
+            try:
+                return method(self, *args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempt == 2 or not self._may_repeat(name, exc):
+                    raise
+                log.warning(
+                    "store.%s: the database connection was dropped (%s); running it again on a new one",
+                    name,
+                    type(exc.orig).__name__,
+                    extra={"data": {"event": "store.reconnected", "method": name}},
+                )
+            finally:
+                scope.depth = 0
+        raise AssertionError("unreachable")
+
+    return call  # type: ignore[return-value]
 
 
 def utcnow() -> dt.datetime:
@@ -24,10 +113,20 @@ def utcnow() -> dt.datetime:
 
 
 class StoreBase:
-    """The engine and its transactions; ``Store`` adds the queries, one mixin per concern."""
+    """The engine and its transactions; ``Store`` adds the queries, one mixin per concern.
+
+    Every public method a subclass defines is wrapped to run once more after a dropped
+    connection when that is safe (module docstring)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.isfunction(value):
+                setattr(cls, name, _retry_on_dropped_connection(name, value))
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._scope = _CallScope()
         self._sqlite = engine.dialect.name == "sqlite"
         # Write transactions on SQLite take the write lock up front (see engine._configure_sqlite).
         self._writer = engine.execution_options(adw_sqlite_begin="IMMEDIATE") if self._sqlite else engine
@@ -65,19 +164,31 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        scope = self._scope
+        scope.committing = False
         with self._writer.begin() as conn:
             yield conn
+            scope.committing = True  # the body is done: leaving the block sends COMMIT
+        scope.committing = False
+        scope.committed_writes += 1
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self._engine.begin() as conn:
             yield conn
 
+    def _may_repeat(self, name: str, exc: BaseException) -> bool:
+        """May the public method ``name``, which failed with ``exc``, run once more?"""
+        scope = self._scope
+        if not dropped_connection(exc) or scope.committed_writes:
+            return False
+        return not scope.committing or name in REPEATABLE_AFTER_COMMIT
+
     def _insert(self, table: sa.Table) -> Any:
         """A dialect INSERT, which has ON CONFLICT on both backends."""
         return sqlite_dialect.insert(table) if self._sqlite else pg_dialect.insert(table)
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # not wrapped (StoreBase's own): a health check must see a drop
         """A trivial read: raises SQLAlchemyError if the store cannot be reached."""
         with self._read() as conn:
             conn.execute(sa.select(coordinators.c.id).limit(1)).all()
