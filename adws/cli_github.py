@@ -20,6 +20,7 @@ LABEL_COLORS = {
     "running": "1d76db",
     "done": "0e8a16",
     "failed": "d93f0b",
+    "cancelled": "bfbfbf",
     "pr_open": "6f42c1",
 }
 
@@ -61,7 +62,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
                 if name in row["missing_labels"] and (
                     create_labels or (interactive and click.confirm(f"{repo}: create label {name!r}?", default=True))
                 ):
-                    client.create_label(repo, name, LABEL_COLORS[kind], f"adw: {kind}")
+                    client.create_label(repo, name, LABEL_COLORS.get(kind, "ededed"), f"adw: {kind}")
                     row["created"].append(name)
             row["missing_labels"] = [n for n in row["missing_labels"] if n not in row["created"]]
         except (Backoff, GithubException) as exc:

@@ -44,7 +44,14 @@ def test_check_reports_and_creates_missing_labels(tmp_path: Path) -> None:
         assert data["login"] == "adw-bot" and data["scopes"] == ["repo", "read:org"]
         app, missing = data["repositories"]
         assert app["reachable"] and app["push"] is True
-        assert app["missing_labels"] == ["adw:queued", "adw:running", "adw:done", "adw:failed", "adw:pr-open"]
+        assert app["missing_labels"] == [
+            "adw:queued",
+            "adw:running",
+            "adw:done",
+            "adw:failed",
+            "adw:cancelled",
+            "adw:pr-open",
+        ]
         assert not missing["reachable"] and "404" in missing["error"]
 
         config = write_config(tmp_path, fake.base_url, ["acme/app"])
