@@ -16,7 +16,15 @@ import pytest
 import sqlalchemy as sa
 
 from adw_modules.queue.store import Store
-from tests.coordinator.harness import PG_ADMIN_URL, WORKER, Coord, Setup, coordinators, kill_pid, scratch_pg_database
+from tests.coordinator.harness import (
+    PG_ADMIN_URL,
+    WORKER,
+    Coord,
+    Setup,
+    coordinators,
+    kill_pid,
+    scratch_pg_database,
+)
 
 
 @pytest.fixture

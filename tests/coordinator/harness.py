@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import psutil
+import pytest
 import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
@@ -296,6 +297,18 @@ def adw(config: Path, *args: str, timeout_s: float = 60) -> subprocess.Completed
 
 
 # ---------------------------------------------------------------- PostgreSQL
+
+
+def require_postgres(admin_url: str = PG_ADMIN_URL) -> None:
+    """Fail the test, saying how to fix it, when the PostgreSQL server is not reachable."""
+    admin = sa.create_engine(admin_url, connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable ({exc.orig}); set ADW_TEST_PG_URL", pytrace=False)
+    finally:
+        admin.dispose()
 
 
 @contextmanager

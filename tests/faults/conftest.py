@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from adw_modules.queue.store import Store
 from adw_modules.queue.store.schema import metadata
-from tests.coordinator.harness import PG_ADMIN_URL, scratch_pg_database
+from tests.coordinator.harness import require_postgres, scratch_pg_database
 from tests.paths import REPO
 
 BACKENDS = [
@@ -26,14 +26,7 @@ MATRIX: dict[tuple[str, int, str, str], str] = {}
 
 @pytest.fixture(scope="session")
 def faults_pg_url() -> Iterator[str]:
-    admin = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable ({exc.orig}); set ADW_TEST_PG_URL", pytrace=False)
-    finally:
-        admin.dispose()
+    require_postgres()
     with scratch_pg_database() as url:
         Store.open(url).close()  # migrated once
         yield url

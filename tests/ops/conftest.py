@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.coordinator.harness import PG_ADMIN_URL, scratch_pg_database
+from tests.coordinator.harness import require_postgres, scratch_pg_database
 
 REPO = Path(__file__).resolve().parent.parent.parent
 AGENT = REPO / "tools" / "dry-run-agent.py"
@@ -71,14 +70,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test, dropped (WITH FORCE) afterwards."""
-    admin = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable ({exc.orig}); set ADW_TEST_PG_URL", pytrace=False)
-    finally:
-        admin.dispose()
+    require_postgres()
     with scratch_pg_database() as url:
         yield url
 
