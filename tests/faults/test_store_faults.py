@@ -57,6 +57,7 @@ METHODS = [
 LEAD_INS: dict[str, dict[str, int]] = {"release_task": {"start_attempt": 1}}
 LAUNCH_FAILS_ONCE = {"abandon_attempt"}
 QUIET_S = 0.4  # nothing changed for this long and nothing runs: the task has settled
+QUIET_PASSES = 5  # ... and for this many passes of the loop
 CASE_DEADLINE_S = 12.0
 
 log = logging.getLogger("tests.faults")
@@ -105,19 +106,23 @@ def run_until_settled(coord: Coordinator, store: Store, task: Task, tmp_path: Pa
     has changed for QUIET_S while nothing runs."""
     deadline = time.monotonic() + CASE_DEADLINE_S
     last, changed_at = snapshot(store, task.id, tmp_path), time.monotonic()
+    passes_since_change = 0
     while time.monotonic() < deadline:
         duty("dispatch", coord.dispatch)
         coord.wait_idle(0.2)
         duty("heartbeat", coord.heartbeat)
         duty("reap", coord.reap)
         now = snapshot(store, task.id, tmp_path)
+        passes_since_change += 1
         if now != last:
-            last, changed_at = now, time.monotonic()
+            last, changed_at, passes_since_change = now, time.monotonic(), 0
         current = store.get_task(task.id)
         assert current is not None
         if current.state in TERMINAL_STATES and coord.running() == 0:
             return current
-        quiet = time.monotonic() - changed_at > QUIET_S
+        # Quiet in time AND in passes: under CPU load one pass (the one a fault broke) can
+        # outlast QUIET_S on its own, and the next pass would have done the work.
+        quiet = time.monotonic() - changed_at > QUIET_S and passes_since_change >= QUIET_PASSES
         if quiet and current.state is not TaskState.RUNNING and coord.running() == 0:
             return current
         time.sleep(0.02)  # a backoff of 50-100 ms is what the loop waits for
