@@ -102,7 +102,8 @@ class Renderer:
 
     Text that streams in pieces (Claude's ``stream_event`` text deltas, written with
     partial messages on) is shown as it arrives, marked ``…``; the complete message that
-    follows with the same text is then not shown again.
+    follows with the same text is then not shown again, nor a result that repeats the
+    agent's last message.
     """
 
     def __init__(self, fmt: str, now: dt.datetime | None = None) -> None:
@@ -112,53 +113,61 @@ class Renderer:
         self._last_text = ""
 
     def lines(self, line: str) -> list[str]:
-        if not self.fmt.startswith("claude"):
-            return render(line, self.fmt, self.now)
-        delta = _text_delta(line)
+        text, obj = _decoded(line, self.fmt)
+        if obj is None:
+            return _as_is(text)
+        kind = obj.get("type")
+        delta = _text_delta(obj) if kind == "stream_event" else None
         if delta is not None:
             self._streamed += delta
             return [f"… {delta.strip()}"] if delta.strip() else []
-        shown = render(line, self.fmt, self.now)
-        compact = line.replace(" ", "")
-        if self._streamed and '"type":"assistant"' in compact:
-            streamed, self._streamed = self._streamed.strip(), ""
-            shown = [s for s in shown if s.strip() != streamed]
-        if '"type":"result"' in compact and len(shown) > 1 and shown[1].strip() == self._last_text:
+        shown = _render(obj, text, self.now)
+        if kind == "assistant":
+            if self._streamed:
+                streamed, self._streamed = self._streamed.strip(), ""
+                shown = [s for s in shown if s.strip() != streamed]
+            if shown:
+                self._last_text = shown[-1].strip()
+        elif kind == "result" and len(shown) > 1 and shown[1].strip() == self._last_text:
             shown = shown[:1]  # the result repeats the agent's last message, shown just above
-        elif shown and '"type":"assistant"' in compact:
-            self._last_text = shown[-1].strip()
         return shown
 
 
-def _text_delta(line: str) -> str | None:
-    if '"stream_event"' not in line:
-        return None
-    try:
-        obj = json.loads(line)
-        delta = obj["event"]["delta"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if obj.get("type") == "stream_event" and isinstance(delta, dict) and delta.get("type") == "text_delta":
-        text = delta.get("text")
-        return text if isinstance(text, str) else None
+def _text_delta(obj: dict[str, Any]) -> str | None:
+    event = obj.get("event")
+    delta = event.get("delta") if isinstance(event, dict) else None
+    if isinstance(delta, dict) and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+        return str(delta["text"])
     return None
 
 
-def render(line: str, fmt: str, now: dt.datetime | None = None) -> list[str]:
-    """What to show for one transcript line (maybe nothing); ``now`` for relative times."""
+def _decoded(line: str, fmt: str) -> tuple[str, dict[str, Any] | None]:
+    """The line without its line end, and its JSON object when it is a Claude line that has one."""
     text = line.rstrip("\r\n")
     if not fmt.startswith("claude"):
-        return [text] if text.strip() else []
+        return text, None
     try:
         obj = json.loads(text)
     except ValueError:
-        return [text] if text.strip() else []
-    if not isinstance(obj, dict):
-        return [text]
+        return text, None
+    return text, obj if isinstance(obj, dict) else None
+
+
+def _as_is(text: str) -> list[str]:
+    return [text] if text.strip() else []
+
+
+def _render(obj: dict[str, Any], text: str, now: dt.datetime | None) -> list[str]:
     try:
         return _claude(obj, now or dt.datetime.now(dt.UTC))
     except (TypeError, ValueError, AttributeError):  # an odd shape: show it as it is
         return [text]
+
+
+def render(line: str, fmt: str, now: dt.datetime | None = None) -> list[str]:
+    """What to show for one transcript line (maybe nothing); ``now`` for relative times."""
+    text, obj = _decoded(line, fmt)
+    return _as_is(text) if obj is None else _render(obj, text, now)
 
 
 STDERR_LINES = 20
