@@ -142,6 +142,8 @@ def model_usage_of(summary: StreamSummary, target: Target, price_for: PriceLooku
     reported it, else estimated at that model's own price (cache reads and writes at theirs).
     A CLI without a breakdown gives one entry, for the main model, with the attempt's totals."""
     parts = summary.per_model or {summary.main_model or target.model: summary.usage}
+    if all(usage.total_tokens == 0 for usage in parts.values()):
+        return {}  # nothing was used: no breakdown to keep
     out: dict[str, dict[str, Any]] = {}
     for model, usage in parts.items():
         cost = usage.cost_usd
@@ -154,7 +156,7 @@ def model_usage_of(summary: StreamSummary, target: Target, price_for: PriceLooku
             "cache_write_tokens": usage.cache_write_tokens,
             "cost_usd": cost,
         }
-    return out if any(sum(v for k, v in d.items() if k != "cost_usd") for d in out.values()) else {}
+    return out
 
 
 def cost_of(summary: StreamSummary, target: Target, price_for: PriceLookup) -> tuple[float | None, str | None]:
