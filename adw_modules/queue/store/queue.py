@@ -24,6 +24,19 @@ _REQUEUEABLE = (
 )
 
 
+def claimable_now(t: sa.Table | Any, now: dt.datetime) -> Any:
+    """Claimable: queued, or retry_wait whose not_before has come (NULL counts as come)."""
+    return sa.or_(
+        t.c.state == TaskState.QUEUED.value,
+        sa.and_(t.c.state == TaskState.RETRY_WAIT.value, sa.or_(t.c.not_before.is_(None), t.c.not_before <= now)),
+    )
+
+
+def claim_order(t: sa.Table | Any) -> tuple[Any, ...]:
+    """The order tasks are claimed in: priority (critical first), then oldest, then id."""
+    return (t.c.priority_rank, t.c.created_at, t.c.id)
+
+
 class TaskQueueMixin(StoreBase):
     """Tasks in and out of the queue: upsert, lookups, claim, release, cancel, requeue."""
 
@@ -135,23 +148,14 @@ class TaskQueueMixin(StoreBase):
         exactly one claimer however many race.
         """
 
-        def claimable(t: sa.Table | Any) -> Any:
-            return sa.or_(
-                t.c.state == TaskState.QUEUED.value,
-                sa.and_(
-                    t.c.state == TaskState.RETRY_WAIT.value,
-                    sa.or_(t.c.not_before.is_(None), t.c.not_before <= now),
-                ),
-            )
-
         # An alias, so the inner SELECT is not correlated away into the outer UPDATE.
         cand_t = tasks.alias("cand_t")
-        pick = sa.select(cand_t.c.id).where(claimable(cand_t))
+        pick = sa.select(cand_t.c.id).where(claimable_now(cand_t, now))
         if exclude_ids:
             pick = pick.where(cand_t.c.id.not_in(list(exclude_ids)))
         if task_id is not None:
             pick = pick.where(cand_t.c.id == task_id)
-        pick = pick.order_by(cand_t.c.priority_rank, cand_t.c.created_at, cand_t.c.id).limit(1)
+        pick = pick.order_by(*claim_order(cand_t)).limit(1)
         values = {
             "state": RUNNING_STATE,
             "owner": owner,
@@ -163,12 +167,12 @@ class TaskQueueMixin(StoreBase):
         if self._sqlite:
             # Compare-and-set under the write lock: the re-check of the predicate in the
             # outer WHERE makes it correct even without the lock.
-            stmt = sa.update(tasks).where(tasks.c.id == pick.scalar_subquery(), claimable(tasks))
+            stmt = sa.update(tasks).where(tasks.c.id == pick.scalar_subquery(), claimable_now(tasks, now))
         else:
             # The CTE is an optimisation fence (Oban): the planner cannot turn the
             # LIMIT 1 into a nested loop that locks and updates more rows.
             cand = pick.with_for_update(skip_locked=True).cte("cand")
-            stmt = sa.update(tasks).where(tasks.c.id == cand.c.id, claimable(tasks))
+            stmt = sa.update(tasks).where(tasks.c.id == cand.c.id, claimable_now(tasks, now))
         with self._write() as conn:
             row = conn.execute(stmt.values(**values).returning(*tasks.c)).mappings().first()
         return None if row is None else task_record(row)
@@ -176,18 +180,10 @@ class TaskQueueMixin(StoreBase):
     def claimable_tasks(self, now: dt.datetime, limit: int, exclude_ids: Collection[int] = ()) -> list[Task]:
         """The next ``limit`` tasks ``claim_task`` would take, in its order, without taking any
         (so a dispatch pass can leave alone the tasks whose provider is busy)."""
-        query = sa.select(tasks).where(
-            sa.or_(
-                tasks.c.state == TaskState.QUEUED.value,
-                sa.and_(
-                    tasks.c.state == TaskState.RETRY_WAIT.value,
-                    sa.or_(tasks.c.not_before.is_(None), tasks.c.not_before <= now),
-                ),
-            )
-        )
+        query = sa.select(tasks).where(claimable_now(tasks, now))
         if exclude_ids:
             query = query.where(tasks.c.id.not_in(list(exclude_ids)))
-        query = query.order_by(tasks.c.priority_rank, tasks.c.created_at, tasks.c.id).limit(limit)
+        query = query.order_by(*claim_order(tasks)).limit(limit)
         with self._read() as conn:
             return [task_record(r) for r in conn.execute(query).mappings()]
 
