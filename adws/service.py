@@ -38,10 +38,9 @@ from adw_modules.ops import retention
 from adw_modules.ops.doctor import store_location_problem
 from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
-from adw_modules.ops.secrets import SecretError, secrets_of
+from adw_modules.ops.secrets import SecretError
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import TaskState
-from adw_modules.sources.github.auth import github_token
 from adw_modules.sources.github.client import GitHubClient
 from adw_modules.sources.github.source import GitHubSource
 
@@ -420,16 +419,16 @@ def make_github_source(
     gh = config.github
     assert gh is not None
     try:
-        token = github_token(gh, environ)
+        # The coordinator's secrets, already fetched for ``config`` (apply_config runs first): one
+        # fetch, one cache, and one redactor that learns a rotated token for the logs and GitHub alike.
+        token = coordinator.registry.secrets.github_token(gh)
     except SecretError as exc:
         raise ConfigError([f"{config.path}: github: {exc}"]) from None
-    redact = secrets_of(config, environ)
-    redact.add(token)
     source = GitHubSource(
         gh,
         store,
         GitHubClient(gh.base_url, token, pace_s=(gh.read_spacing_s, gh.write_spacing_s)),
-        redact=redact,
+        redact=coordinator.registry.secrets.redactor,
         max_attempts=config.service.coordinator.max_total_attempts,
     )
     coordinator.prompt_renderers["github"] = source.prompt
