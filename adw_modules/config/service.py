@@ -6,13 +6,12 @@ are reported together in one list.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config.validation import Validator
+from adw_modules.config.validation import PASSWORD_IN_URL, Validator
 from adw_modules.queue.health import HealthPolicy
 from adw_modules.queue.retry import RetryStrategy
 
@@ -37,8 +36,6 @@ _STORE_KEYS = ("url", "url_env")
 _HEALTH_KEYS = ("failure_threshold", "cooldown_base_s", "cooldown_max_s")
 _METRICS_KEYS = ("listen",)
 _RETENTION_KEYS = ("transcripts_days", "finished_tasks_days", "events_days", "interval_s")
-# user:password@ in a URL: a password written into the file.
-_PASSWORD_IN_URL = re.compile(r"://[^/@:]+:[^/@]+@")
 
 
 @dataclass(frozen=True)
@@ -157,7 +154,7 @@ def _store(v: Validator, data: Mapping[str, Any]) -> StoreConfig:
     url_env = v.get(s, "url_env", str, "store")
     if url and url_env:
         v.err("store", "give url or url_env, not both")
-    if url and _PASSWORD_IN_URL.search(url):
+    if url and PASSWORD_IN_URL.search(url):
         v.err(
             "store",
             "url contains a password: put the whole URL in an environment variable and name it in url_env",

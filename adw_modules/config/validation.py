@@ -8,6 +8,7 @@ and one run lists every problem, each as ``FILE:LINE: TABLE.PATH: message``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from adw_modules.config.lines import LineIndex
 from adw_modules.routing.conditions import type_name
 
 __all__ = ["Validator", "type_name"]
+
+
+# user:password@ in a URL: a password written into the file (secrets go by reference).
+PASSWORD_IN_URL = re.compile(r"://[^/@:]+:[^/@]+@")
 
 
 class Validator:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config.validation import Validator
+from adw_modules.config.validation import PASSWORD_IN_URL, Validator
 
 DEFAULT_REMOTE = "https://github.com/{repo}.git"
 _KEYS = (
@@ -24,7 +24,6 @@ _KEYS = (
     "git_timeout_s",
 )
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9._-]*$")
-_URL_PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def validate_workspace(v: Validator, data: Mapping[str, Any]) -> WorkspaceConfig
     root = state_dir / "workspaces" if raw_root is None else Path(raw_root).expanduser()
     root = root if root.is_absolute() else v.base / root
     remote = v.get(t, "remote", str, w, DEFAULT_REMOTE)
-    if _URL_PASSWORD.search(remote):
+    if PASSWORD_IN_URL.search(remote):
         v.err(w, "remote contains a password: give the token by reference in token_env")
     if "{" in remote.replace("{repo}", ""):
         v.err(w, f'remote "{remote}" may use only the placeholder {{repo}}')

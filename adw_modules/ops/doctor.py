@@ -29,10 +29,11 @@ from github import GithubException
 
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.ops.redact import Redactor
-from adw_modules.ops.secrets import SecretError, Secrets
+from adw_modules.ops.secrets import SecretError
 from adw_modules.ops.systemd import ENV_FILE_NAME
 from adw_modules.queue.store import alembic_config
 from adw_modules.routing.providers import Provider, ProviderRegistry
+from adw_modules.sources.github.auth import github_token
 from adw_modules.sources.github.client import Backoff, GitHubClient
 
 DISK_WARN_BYTES = 1024**3  # 1 GiB
@@ -468,7 +469,7 @@ def _github(config: Config, environ: Mapping[str, str], env_path: Path, redact: 
     if gh is None:
         return [Check("github", Status.OK, "not configured (no [github] section)")]
     try:
-        token = Secrets(environ, redact).github_token(gh)
+        token = github_token(gh, environ, redact)
     except SecretError as exc:
         return [
             Check(
