@@ -1,17 +1,20 @@
-"""Throughput and peak memory of ``parse_file`` against a naive parser, side by side.
+"""Throughput and peak memory of ``parse_file`` against a streaming ``json.loads`` baseline.
 
 Generates a synthetic Claude Code stream-json transcript (init, many assistant
 messages streamed block by block with repeated usage, tool results of varied
 size, partial-message events, an api_retry, rate_limit_event lines, a result with
-modelUsage), then parses it with each method in its own subprocess so every peak
-RSS belongs to one method only:
+modelUsage), then parses it with each method in its own child process, so every peak RSS
+(``ru_maxrss`` read by the child that parsed, interpreter and imports included) belongs to
+one method only.  Methods, run in turn (A B C A B C ...) ``--pairs`` times:
 
-* ``naive``: ``json.loads`` on every line, every event kept in a list (the baseline);
+* ``json_loads_stream`` (the baseline): ``json.loads`` on every line, keeping only what the
+  parser keeps (the latest usage per message id, the event count, the session id, the final
+  result event), so memory compares like with like;
 * ``parse_file``: ``adw_modules.workers.streams.parse_file`` as shipped;
 * ``parse_file_decode_all``: the same with the undecoded fast path for user /
   stream_event lines switched off, to show what that shortcut is worth.
 
-Usage: ``.venv/bin/python bench/parser_throughput.py --mb 200`` (``--mb 20`` for a quick run).
+Usage: ``.venv/bin/python bench/parser_throughput.py`` (``--mb 200 --pairs 5`` for a bigger run).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import benchlib
+
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("naive", "parse_file", "parse_file_decode_all")
+METHODS = ("json_loads_stream", "parse_file", "parse_file_decode_all")
 SESSION = "ab4694a7-7cfd-41d4-9f9b-fac26ce2930d"
 
 
@@ -177,15 +182,25 @@ def worker(method: str, path: Path) -> dict[str, float]:
     from adw_modules.workers.streams.claude import ClaudeStreamParser
 
     start = time.perf_counter()
-    if method == "naive":
-        events = []
+    if method == "json_loads_stream":
+        usage: dict[str, object] = {}
+        final: object = None
+        session = None
+        count = 0
         with open(path, "rb") as handle:
             for line in handle:
                 try:
-                    events.append(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:
-                    pass
-        count = len(events)
+                    continue
+                count += 1
+                session = event.get("session_id", session)
+                if event.get("type") == "assistant":
+                    message = event["message"]
+                    usage[message["id"]] = message.get("usage")
+                elif event.get("type") == "result":
+                    final = event
+        assert final is not None and session is not None
     else:
         if method == "parse_file_decode_all":
             ClaudeStreamParser._quick_accept = lambda self, data: False  # type: ignore[method-assign]
@@ -199,7 +214,8 @@ def worker(method: str, path: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=200.0, help="transcript size in MB (default 200)")
+    parser.add_argument("--mb", type=float, default=100.0, help="transcript size in MiB (default 100)")
+    parser.add_argument("--pairs", type=int, default=3, help="runs per method, alternating (default 3)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write it (default: a temp dir)")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
@@ -214,26 +230,30 @@ def main() -> None:
         t0 = time.perf_counter()
         size = generate(path, args.mb)
         print(f"generated {size / 1e6:.1f} MB ({size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
-        results: dict[str, dict[str, float]] = {}
-        for method in METHODS:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", method, "--path", str(path)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            results[method] = json.loads(proc.stdout)
+        results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+        for _ in range(args.pairs):
+            for method in METHODS:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", method, "--path", str(path)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                results[method].append(json.loads(proc.stdout))
     mib = size / 2**20
-    base = results["naive"]
-    print(f"\n{'method':<24}{'MiB/s':>9}{'peak RSS MiB':>14}{'speed x':>10}{'RSS x':>9}{'events':>11}")
+    base = results["json_loads_stream"]
+    s = benchlib.spread
+    print(f"{args.pairs} runs per method, alternating; median (min-max)\n")
+    rows = []
     for method in METHODS:
-        r = results[method]
-        speed = mib / r["seconds"]
-        print(
-            f"{method:<24}{speed:>9.1f}{r['peak_rss_mb']:>14.1f}"
-            f"{speed / (mib / base['seconds']):>10.2f}{r['peak_rss_mb'] / base['peak_rss_mb']:>9.3f}"
-            f"{int(r['events']):>11}"
-        )
+        rs = results[method]
+        speed = [mib / r["seconds"] for r in rs]
+        speed_x = [b["seconds"] / r["seconds"] for r, b in zip(rs, base, strict=True)]
+        rss = [r["peak_rss_mb"] for r in rs]
+        rss_x = [r["peak_rss_mb"] / b["peak_rss_mb"] for r, b in zip(rs, base, strict=True)]
+        rows.append((method, s(speed), s(rss), s(speed_x, "{:.2f}"), s(rss_x, "{:.2f}"), int(rs[0]["events"])))
+    heads = ["method", "MiB/s", "peak RSS MiB (child)", "speed x baseline", "RSS x baseline", "events"]
+    print(benchlib.table(heads, rows))
 
 
 if __name__ == "__main__":
