@@ -9,7 +9,7 @@ same interpreter running ``python -c "import click"`` (the floor of any click CL
 Runs alternate, baseline then command, for every command in every round (B help B route B
 enqueue B status, ...), so machine load hits both alike; each command's ratio is taken
 against the baseline run just before it, and reported as median (min-max) over the rounds.
-Peak RSS is each child's own ``ru_maxrss`` (from ``os.wait4`` on it), not the parent's.
+Peak RSS is each child's own VmHWM (polled from /proc while it runs), not the parent's.
 
 Leaves out: a cold page cache (every run here after the first reads .pyc files from memory),
 ``adw run`` (see idle_cost.py), and shell start-up.
@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,19 +35,43 @@ from adw_modules.queue.store import Store
 ADW = Path(sys.executable).parent / "adw"
 
 
+def vm_hwm_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None  # gone, or a zombie (no memory map left)
+
+
 def timed(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, the child's peak RSS in MiB) of one run; fails if it exits non-zero."""
+    """(wall seconds, the child's peak RSS in MiB) of one run; fails if it exits non-zero.
+
+    Peak RSS is the child's VmHWM, polled every 2 ms until it exits (the high-water mark only
+    grows, so the last reading is the peak but for the last ms).  Not ``ru_maxrss`` from
+    ``wait4``: a forked child's maxrss starts at its parent's RSS, and survives exec.
+    """
     env = {k: v for k, v in os.environ.items() if k != "ADW_CONFIG"}
+    peak = [0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+
+    def watch() -> None:
+        while proc.poll() is None:
+            kib = vm_hwm_kib(proc.pid)
+            if kib is not None:
+                peak[0] = max(peak[0], kib)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _, err = proc.communicate()
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    watcher.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, peak[0] / 1024.0
 
 
 def main() -> None:
