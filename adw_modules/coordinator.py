@@ -20,12 +20,12 @@ import random
 import socket
 import threading
 import uuid
-import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
 
+from adw_modules.claiming import NO_TARGET_RECHECK, Claiming, FastStart
 from adw_modules.config.schema import Config, Target
 from adw_modules.dispatch import (
     Gates,
@@ -40,21 +40,17 @@ from adw_modules.dispatch import (
     remaining_budget,
     render_prompt,
     short_error,
-    task_attrs,
+    started_message,
 )
 from adw_modules.dispatch import log_event as _event
 from adw_modules.finishing import Finishing
 from adw_modules.outcomes import NotReady, StreamEvent
 from adw_modules.queue import health
+from adw_modules.queue.provider_view import ProviderView, append_recent
 from adw_modules.queue.store import RECOVERED_EVENT, Store
-from adw_modules.queue.tasks import (
-    Attempt,
-    AttemptStart,
-    Task,
-    TaskState,
-)
+from adw_modules.queue.tasks import Attempt, ClaimDecision, Claimed, Task, TaskState
 from adw_modules.routing.providers import ProviderRegistry
-from adw_modules.routing.router import Decision, ModelRouter
+from adw_modules.routing.router import ModelRouter
 from adw_modules.workers import runner
 from adw_modules.workers.attempt import AttemptRequest, AttemptRunner
 from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree
@@ -62,8 +58,6 @@ from adw_modules.workspace.worktrees import WorkspaceError, Workspaces, Worktree
 log = logging.getLogger("adw.coordinator")
 
 Clock = Callable[[], dt.datetime]
-NO_TARGET_RECHECK = dt.timedelta(seconds=60)
-CANDIDATES_PER_READ = 100  # tasks a dispatch pass reads at a time, in claim order
 ORPHAN_MESSAGE = "crashed: coordinator restarted, its orphan worker killed"
 
 
@@ -71,17 +65,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def local_day(now: dt.datetime, timezone: str) -> tuple[dt.datetime, dt.datetime]:
-    """The start of ``now``'s day and of the next one in ``timezone`` (the routing timezone), as
-    UTC: daily spend caps reset at local midnight, the day the operator's rules speak of."""
-    zone = zoneinfo.ZoneInfo(timezone)
-    today = now.astimezone(zone).date()
-    start = dt.datetime.combine(today, dt.time(), zone)
-    following = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), zone)
-    return start.astimezone(dt.UTC), following.astimezone(dt.UTC)
-
-
-class Coordinator(Finishing):
+class Coordinator(Claiming, Finishing):
     def __init__(
         self,
         config: Config,
@@ -102,6 +86,7 @@ class Coordinator(Finishing):
         self.idle = threading.Condition(self.lock)  # notified whenever a slot ends
         self.on_change: Callable[[], None] | None = None  # the service wakes dispatch with it
         self.prompt_renderers: dict[str, Callable[[Task], str]] = {}  # by task source; default render_prompt
+        self.view = ProviderView()
         self.apply_config(config)
         self.name = self.svc.name or self.host
         self.owner = f"{self.name}/{uuid.uuid4().hex[:8]}"
@@ -131,6 +116,7 @@ class Coordinator(Finishing):
         # Real time, not the injectable clock: orphan checks compare it with the process start time.
         self.store.register_coordinator(self.owner, self.name, self.host, os.getpid(), utcnow())
         self.recover_orphans()
+        self.reconcile(self.clock())
         for name in self.config.providers:
             a = self.registry.availability(name)
             _event(log, "provider.availability", provider=name, available=a.available, reason=a.reason)
@@ -179,54 +165,12 @@ class Coordinator(Finishing):
     def shutdown(self) -> None:
         self.store.unregister_coordinator(self.owner)
 
-    # ------------------------------------------------------------ availability
-    def unavailable(self, now: dt.datetime) -> Gates:
-        """Providers the router must skip now, with reasons, and when each may come back."""
-        down = dict(self.registry.unavailable())
-        until: dict[str, dt.datetime] = {}
-        trials: set[str] = set()
-        states = self.store.provider_states()
-        for name in self.config.providers:
-            if name in down:
-                continue
-            g = health.gate(states.get(name), now)
-            if not g.open:
-                down[name] = g.reason or "circuit open"
-                if g.until is not None:
-                    until[name] = g.until
-            elif g.trial:
-                trials.add(name)
-        day, next_day = local_day(now, self.config.routing.timezone)
-        spend = self.store.spend_since(day)
-        for name, pc in self.config.providers.items():
-            cap = pc.daily_budget_usd
-            if name not in down and cap is not None and spend.get(name, 0.0) >= cap:
-                down[name] = f"daily spend ${spend[name]:.2f} reached its cap of ${cap:.2f}"
-                until[name] = next_day
-        return Gates(down, until, trials)
-
-    def load(self, now: dt.datetime) -> Load:
-        return Load(
-            running=self.store.running_count_by_provider(),
-            started=self.store.attempts_started_since(now - dt.timedelta(seconds=60)),
-        )
-
-    def busy_reason(self, provider: str, load: Load) -> str | None:
-        """At its concurrency or rpm limit: tasks for it wait, they do not fail over."""
-        pc = self.config.providers[provider]
-        if pc.max_concurrency is not None and load.running.get(provider, 0) >= pc.max_concurrency:
-            return f"at max_concurrency {pc.max_concurrency}"
-        if pc.rpm is not None and load.started.get(provider, 0) >= pc.rpm:
-            return f"at {pc.rpm} attempts per minute"
-        return None
-
     # ------------------------------------------------------------ dispatch
     def dispatch(self) -> int:
         """Claim and start as many tasks as there is room for; returns how many started.
 
-        Candidates are read first, in claim order; one whose target is busy (max_concurrency,
-        rpm) is left unclaimed, its wait reason stored and announced only when it changes, so a
-        pass over many waiting tasks writes nothing (no claim, release and event per task).
+        Each claim is one transaction that, for a task with nothing to prepare, also starts its
+        attempt (``Claiming._decide``); provider health and load come from memory.
         """
         with self.lock:
             if not self.claiming:
@@ -235,52 +179,87 @@ class Coordinator(Finishing):
         if room <= 0:
             return 0
         now = self.clock()
-        gates_at, gates = now, self.unavailable(now)
+        self.reconcile_if_due(now)
         load = self.load(now)
         seen: set[int] = set()
         started = 0
-        while room > 0 and self.claiming:
-            batch = self.store.claimable_tasks(now, CANDIDATES_PER_READ, exclude_ids=seen)
-            if not batch:
-                break
-            for candidate in batch:
-                seen.add(candidate.id)
+        try:
+            for task_id in self._next_ids(now, load, seen):
                 if room <= 0 or not self.claiming:
                     break
-                if candidate.updated_at > gates_at:
-                    # It ended an attempt after this pass looked at provider health (a failover
-                    # requeued at once): look again, or it goes straight back where it failed.
-                    gates_at = self.clock()
-                    gates = self.unavailable(gates_at)
-                if self._waits_for_busy(candidate, now, gates, load):
-                    continue
-                now = self.clock()  # per claim: preparing the previous one (git, GitHub) may have taken long
-                lease = now + dt.timedelta(seconds=self.svc.lease_s)
-                task = self.store.claim_task(self.owner, lease, now, task_id=candidate.id)
-                if task is not None and self._start(task, now, gates, load, candidate.wait_reason):
+                took = self._claim_one(task_id, seen, load)
+                if took is None:
+                    if task_id is None:
+                        break  # nothing claimable left
+                    continue  # another coordinator took that candidate
+                if took:
                     started += 1
                     room -= 1
+        finally:
+            if started:
+                self._record_processes()
         return started
 
-    def _waits_for_busy(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> bool:
-        """Is an unclaimed task's target busy?  Then it stays unclaimed; its reason is stored and
-        announced once (not once per pass).  Anything else is for the claimed pipeline to decide."""
-        if task.cancel_requested:
-            return False
+    def _record_processes(self) -> None:
+        """Store the pids of the workers this pass started, in one transaction, so orphan
+        recovery can kill them if this process dies; the heartbeat retries what fails here."""
+        with self.lock:
+            fresh = {
+                s.attempt_id: ident
+                for s in self.slots.values()
+                if not s.process_recorded and (ident := s.process()) is not None
+            }
         try:
-            routed = self._route(task, now, gates)
-        except Exception:  # the guarded pipeline reports it, once the task is claimed
+            recorded = self.store.record_processes(self.owner, fresh)
+        except Exception:
+            log.exception("recording the worker processes of this dispatch pass failed")
+            return
+        with self.lock:
+            for slot in self.slots.values():
+                slot.process_recorded = slot.process_recorded or slot.attempt_id in recorded
+
+    def _claim_one(self, task_id: int | None, seen: set[int], load: Load) -> bool | None:
+        """Claim one task (``task_id``, or the next claimable) and start it; True if it started,
+        False if not, None if there was no such task to claim."""
+        now = self.clock()  # per claim: preparing the previous one (git, GitHub) may have taken long
+        lease = now + dt.timedelta(seconds=self.svc.lease_s)
+        fast: list[FastStart] = []
+
+        def decide(task: Task, prior: int) -> ClaimDecision:
+            try:
+                return self._decide(task, prior, load, fast)
+            except Exception:  # a bug in deciding: the guarded pipeline plans again, reports and bounds it
+                log.exception("deciding how to start task %s failed", task.id)
+                fast.clear()
+                return None
+
+        claimed = self.store.claim_and_start(self.owner, lease, now, decide, task_id=task_id, exclude_ids=seen)
+        if claimed is None:
+            return None
+        seen.add(claimed.task.id)
+        if claimed.waiting is not None:
+            if claimed.announced:
+                _event(log, "task.waiting", task=claimed.task.id, state=str(claimed.task.state), reason=claimed.waiting)
             return False
-        if isinstance(routed, Release):
-            return False
-        busy = self.busy_reason(routed[1].provider, load)
-        if busy is None:
-            return False
-        reason = f"waiting for {routed[1].provider}: {busy}"
-        if task.wait_reason != reason and self.store.note_waiting(task.id, reason, now):
-            self.store.add_event("task.waiting", reason, task_id=task.id, now=now)
-            _event(log, "task.waiting", task=task.id, state=str(task.state), reason=reason)
-        return True
+        if claimed.attempt is None or not fast:
+            return self._start(claimed.task, now, self.unavailable(now), load)
+        return self._start_claimed(claimed, fast[0], load)
+
+    def _start_claimed(self, claimed: Claimed, fast: FastStart, load: Load) -> bool:
+        """Launch the worker of an attempt the claim already recorded as started."""
+        assert claimed.attempt is not None
+        task, attempt = claimed.task, claimed.attempt
+        progress = Progress(attempt_id=attempt.id)
+        budget = self.svc.task_budget_usd  # a first attempt: nothing spent yet
+        plan = Plan(fast.decision, fast.target, lambda: [], budget)
+        ready = Prepared(fast.prompt, None, attempt.started_at)
+        try:
+            slot = self._spawn(task, plan, ready, attempt.id, attempt.number, False, None, load)
+            self._record_start(slot, progress)
+        except Exception as exc:
+            log.exception("starting task %s failed", task.id)
+            self._start_failed(task, progress, exc)
+        return progress.supervised
 
     def _release(self, task: Task, now: dt.datetime, release: Release | None, previous: str | None = None) -> bool:
         """Give a claimed task back as ``release`` says (None: it is no longer ours, nothing to give
@@ -329,7 +308,7 @@ class Coordinator(Finishing):
         slot = self._launch(task, plan, ready, trial, load, progress)
         if slot is None:
             return False  # lost the task between claim and start; whoever has it now runs it
-        self._record_start(slot, ready.now, progress)
+        self._record_start(slot, progress)
         return True
 
     def _start_failed(self, task: Task, progress: Progress, exc: Exception) -> None:
@@ -375,19 +354,8 @@ class Coordinator(Finishing):
             return Release(TaskState.FAILED, "task budget spent")
         return Plan(decision, target, history, budget)
 
-    def _route(self, task: Task, now: dt.datetime, gates: Gates) -> tuple[Decision, Target] | Release:
-        """The router's decision and its first target the task has not excluded."""
-        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now)
-        candidates = [t for t in decision.targets if str(t) not in task.excluded_targets]
-        if not candidates:
-            skipped = "; ".join(f"{t} ({why})" for t, why in decision.skipped) or "all targets excluded"
-            recover = [gates.until[t.provider] for t, _ in decision.skipped if t.provider in gates.until]
-            not_before = min(recover) if recover else now + NO_TARGET_RECHECK
-            return Release(TaskState.RETRY_WAIT, f"no usable target: {skipped}", not_before)
-        return decision, candidates[0]
-
-    def _prepare(self, task: Task, now: dt.datetime) -> Prepared | Release | None:
-        """Render the prompt, prepare the worktree, then re-check the claim's lease."""
+    def _prepare(self, task: Task, now: dt.datetime) -> Prepared | Release:
+        """Render the prompt and prepare the worktree."""
         try:
             prompt = self.prompt_renderers.get(task.source, render_prompt)(task)
         except NotReady as exc:  # the source knows until when (e.g. GitHub's rate-limit reset)
@@ -402,11 +370,9 @@ class Coordinator(Finishing):
             worktree = self._worktree(task)
         except WorkspaceError as exc:
             return Release(TaskState.RETRY_WAIT, f"workspace: {exc}", now + NO_TARGET_RECHECK)
-        # Preparing (prompt from GitHub, git fetch) may have outlasted part of the claim's lease.
-        now = self.clock()
-        if self.store.renew_leases(self.owner, [(task.id, None)], now + dt.timedelta(seconds=self.svc.lease_s), now):
-            return None  # reaped meanwhile: whoever holds it now runs it
-        return Prepared(prompt, worktree, now)
+        # Preparing (prompt from GitHub, git fetch) may have outlasted part of the claim's lease:
+        # the start renews it, fenced (a task reaped meanwhile is no longer ours to start).
+        return Prepared(prompt, worktree, self.clock())
 
     def _take_trial(
         self, task: Task, provider: str, gates: Gates, now: dt.datetime, progress: Progress
@@ -416,6 +382,7 @@ class Coordinator(Finishing):
             return False
         progress.trial_provider = provider  # from here on a failed start gives the slot back
         state = self.store.update_provider_state(provider, lambda s: health.start_trial(s, task.id, now) or s)
+        self.view.stored(state)
         if state.probe_attempt_id != task.id:
             progress.trial_provider = None  # not ours
             return Release(TaskState.QUEUED, f"{provider}: another trial attempt is running")
@@ -424,33 +391,46 @@ class Coordinator(Finishing):
     def _launch(
         self, task: Task, plan: Plan, ready: Prepared, trial: bool, load: Load, progress: Progress
     ) -> Slot | None:
-        """Record the attempt as started and start its worker; None when the task was lost meanwhile."""
+        """Record the attempt as started (and the claim's lease renewed), then start its worker;
+        None when the task was lost meanwhile."""
         previous = failover_source(task, plan.history)
-        target = plan.target
-        routing = {**plan.decision.to_dict(), "chosen": str(target), "excluded": task.excluded_targets}
-        start = AttemptStart(
-            provider=target.provider,
-            model=target.model,
-            rule=plan.decision.rule,
-            routing=routing,
-            config_fingerprint=self.config.fingerprint,
-            host=self.host,
-            failover_from=previous,
-        )
-        attempt = self.store.start_attempt(task.id, self.owner, start, ready.now)
+        start = self._attempt_start(task, plan.decision, plan.target, previous)
+        what = started_message(plan.target, previous)
+        lease = ready.now + dt.timedelta(seconds=self.svc.lease_s)
+        attempt = self.store.start_attempt(task.id, self.owner, start, ready.now, lease_until=lease, started_event=what)
         if attempt is None:
             if trial:
-                self._release_trial(target.provider, task.id)
+                self._release_trial(plan.target.provider, task.id)
             return None
         progress.attempt_id = attempt.id
+        return self._spawn(task, plan, ready, attempt.id, attempt.number, trial, previous, load)
+
+    def _spawn(
+        self,
+        task: Task,
+        plan: Plan,
+        ready: Prepared,
+        attempt_id: int,
+        number: int,
+        trial: bool,
+        previous: str | None,
+        load: Load,
+    ) -> Slot:
+        """Start the worker of a recorded attempt; counted in this pass's load and the provider view."""
+        target = plan.target
         load.running[target.provider] = load.running.get(target.provider, 0) + 1
         load.started[target.provider] = load.started.get(target.provider, 0) + 1
-        request = self._request(task, plan, ready, attempt.number)
-        running = self.attempts.start(request, on_event=functools.partial(self._on_event, task.id))
+        self.view.started(target.provider, ready.now)
+        try:
+            request = self._request(task, plan, ready, number)
+            running = self.attempts.start(request, on_event=functools.partial(self._on_event, task.id))
+        except BaseException:
+            self.view.ended(target.provider, None, None)
+            raise
         return Slot(
             task,
-            attempt.id,
-            attempt.number,
+            attempt_id,
+            number,
             target,
             plan.decision.rule,
             running,
@@ -474,33 +454,20 @@ class Coordinator(Finishing):
             inject=plan.decision.inject,
         )
 
-    def _record_start(self, slot: Slot, now: dt.datetime, progress: Progress) -> None:
-        """Store the worker's pid and the start event, then supervise the worker whatever failed."""
-        task, target, ident = slot.task, slot.target, slot.running.identity
-        previous = slot.failover_from
-        what = f"attempt {slot.number} on {target}" + (f" (failover from {previous})" if previous else "")
-        try:
-            # Recorded before the watcher starts, so even a worker that ends at once keeps its pid.
-            if ident is not None:
-                self.store.set_attempt_process(slot.attempt_id, self.owner, ident.pid, ident.pgid, ident.create_time)
-            self.store.add_event(
-                "attempt.started", what, task_id=task.id, attempt_id=slot.attempt_id, provider=target.provider, now=now
-            )
-        except Exception:  # the store hiccuped: the attempt runs on; only orphan recovery data is missing
-            log.exception("recording the start of task %s attempt %s failed", task.id, slot.number)
-        finally:
-            # Whatever failed above, a started worker is supervised: watched, its lease renewed,
-            # its outcome recorded (else it would run unsupervised, and the task twice).
-            self._supervise(slot)
-            progress.supervised = True
+    def _record_start(self, slot: Slot, progress: Progress) -> None:
+        """Supervise a started worker: watched, its lease renewed, its outcome recorded.  Its
+        pid goes to the store at the end of the dispatch pass (with its end, if that comes first)."""
+        self._supervise(slot)
+        progress.supervised = True
+        ident = slot.running.identity
         _event(
             log,
             "attempt.started",
-            task=task.id,
+            task=slot.task.id,
             attempt=slot.number,
-            target=str(target),
+            target=str(slot.target),
             rule=slot.rule,
-            failover_from=previous,
+            failover_from=slot.failover_from,
             pid=None if ident is None else ident.pid,
         )
 
@@ -527,9 +494,12 @@ class Coordinator(Finishing):
         """Renew leases (self-fencing when that fails too long) and act on cancel requests."""
         now = self.clock()
         with self.lock:
-            held = [(tid, s.attempt_id) for tid, s in self.slots.items() if s.stop_reason != "lease lost"]
+            live = [s for s in self.slots.values() if s.stop_reason != "lease lost"]
+        held = [(s.task.id, s.attempt_id) for s in live]
+        processes = {s.attempt_id: ident for s in live if not s.process_recorded and (ident := s.process()) is not None}
         try:
-            lost = self.store.renew_leases(self.owner, held, now + dt.timedelta(seconds=self.svc.lease_s), now)
+            lease = now + dt.timedelta(seconds=self.svc.lease_s)
+            lost = self.store.renew_leases(self.owner, held, lease, now, processes=processes)
             self.store.heartbeat_coordinator(self.owner, now)
             cancels = self.store.cancel_requested(self.owner)
         except Exception:
@@ -542,11 +512,26 @@ class Coordinator(Finishing):
                 self.stop_all("lease lost")
             return
         self.last_renewal = now
+        for slot in live:
+            slot.process_recorded = slot.process_recorded or slot.attempt_id in processes
         for tid in lost:
             self._stop(tid, "lease lost")
         for tid in cancels:
             self._stop(tid, "cancelled")
         self._record_progress()
+        self._flush_recent()
+        self.reconcile_if_due(now)
+
+    def _flush_recent(self) -> None:
+        """Write the recent-window outcomes that successes on clean providers left in memory."""
+        pending = self.view.take_pending()
+        for provider, outcomes in pending.items():
+            try:
+                state = self.store.update_provider_state(provider, functools.partial(append_recent, outcomes))
+                self.view.stored(state)
+            except Exception:
+                log.exception("recording recent outcomes of %s failed", provider)
+                self.view.give_back({provider: outcomes})
 
     def _record_progress(self) -> None:
         """Store each running attempt's tokens so far, so `adw status`/`adw top` show live counts."""

@@ -110,6 +110,12 @@ class Slot:
     health_recorded: bool = False
     reported_tokens: int = 0  # tokens so far, as last stored by the heartbeat
     failover_from: str | None = None  # the target of the attempt this one fails over from
+    process_recorded: bool = False  # the worker's identity is in the store (first heartbeat)
+
+    def process(self) -> tuple[int, int, float] | None:
+        """The worker's (pid, pgid, create time), as the store keeps it."""
+        ident = self.running.identity
+        return None if ident is None else (ident.pid, ident.pgid, ident.create_time)
 
 
 @dataclass
@@ -119,6 +125,11 @@ class Ending:
     outcome: Outcome
     end: AttemptEnd
     transition: Transition
+
+
+def started_message(target: Target, previous: str | None) -> Callable[[int], str]:
+    """The attempt.started event's message, given the attempt's number."""
+    return lambda number: f"attempt {number} on {target}" + (f" (failover from {previous})" if previous else "")
 
 
 def task_attrs(task: Task) -> TaskAttrs:

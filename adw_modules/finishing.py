@@ -30,8 +30,10 @@ from adw_modules.dispatch import (
     workspace_state,
 )
 from adw_modules.dispatch import log_event as _event
+from adw_modules.outcomes import Outcome
+from adw_modules.queue.provider_view import ProviderView, clean, with_recent
 from adw_modules.queue.store import Store
-from adw_modules.queue.tasks import CircuitState, ProviderState, Task, TaskState, Transition
+from adw_modules.queue.tasks import HealthChange, NewEvent, ProviderState, Task, TaskState, Transition
 from adw_modules.queue.transitions import after_attempt
 from adw_modules.workers.attempt import AttemptResult
 from adw_modules.workspace.worktrees import WorkspaceError, Workspaces
@@ -54,6 +56,7 @@ class Finishing:
     idle: threading.Condition
     slots: dict[int, Slot]
     on_change: Callable[[], None] | None
+    view: ProviderView
 
     def _backoff_s(self, task: Task) -> float:
         """How long a task waits after its start or its recording failed: the retry backoff."""
@@ -81,12 +84,15 @@ class Finishing:
         )
 
     def _watch(self, slot: Slot) -> None:
+        cost: float | None = None
         try:
             result = slot.running.wait()
+            cost = result.cost_usd
             self._finish(slot, result)
         except Exception:  # a bug here must not leave the slot taken forever
             log.exception("recording attempt of task %s failed", slot.task.id)
         finally:
+            self.view.ended(slot.target.provider, cost, None)
             if slot.trial and not slot.health_recorded:
                 self._release_trial(slot.target.provider, slot.task.id)
             with self.lock:
@@ -99,8 +105,8 @@ class Finishing:
                 self.on_change()
 
     def _finish(self, slot: Slot, result: AttemptResult) -> None:
-        """Record a finished attempt, step by step: decide its end, keep its work, the provider's
-        health, store the end, then the events.  A lost lease or fenced write records no end."""
+        """Record a finished attempt: decide its end, keep its work, then store its end, its
+        provider's health and its events in one transaction.  A lost lease records no end."""
         now = self.clock()
         with self.lock:
             stop_reason = slot.stop_reason  # read once: a heartbeat may set it while we record
@@ -110,25 +116,22 @@ class Finishing:
         ending = self._ending(slot, result, stop_reason, now)
         if slot.worktree is not None and stop_reason in (None, "shutdown"):
             self._keep_work(slot, ending.outcome.ok, now)
+        change = None
         if stop_reason is None:
-            # Health first: a failed-over task is claimable the moment its end is recorded, and
-            # a dispatch pass must then already see this provider cooling down (else it routes
-            # the task straight back to it).  What the provider answered is true even if our
-            # lease turns out to be lost below.
-            try:
-                self._record_health(slot, result, now)
-                slot.health_recorded = True
-            except Exception:
-                log.exception("recording the health of %s after task %s failed", slot.target.provider, slot.task.id)
-        if not self._record_end(slot, ending, now):
-            return
-        try:
-            self._report_finish(slot, result, ending, now)
-        except Exception:  # the attempt and the task are recorded; only an event is missing
-            log.exception("reporting the end of task %s attempt %s failed", slot.task.id, slot.number)
+            # With the end, in its transaction: a failed-over task is claimable the moment its end
+            # is recorded, and a dispatch pass must then already see this provider cooling down.
+            change = self._health_change(slot, result.outcome, now)
+            slot.health_recorded = change is None  # nothing to write now (a clean success)
+        recorded = self._record_end(slot, ending, now, change)
+        if change is not None and not slot.health_recorded:
+            # What the provider answered is true even if our lease turned out to be lost.
+            self._record_health_alone(slot, change)
+        if recorded:
+            self._report_finish(slot, result, ending)
 
-    def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime) -> bool:
-        """Store the attempt's end and move its task on; True if that happened.
+    def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime, change: HealthChange | None) -> bool:
+        """Store the attempt's end (with the health ``change`` and the attempt.finished event)
+        and move its task on; True if that happened.
 
         The store makes any text storable, so this only fails when the store itself fails.
         Then the attempt is recorded once more without its texts; if that fails too, it is
@@ -137,10 +140,10 @@ class Finishing:
         slot ends, its lease is no longer renewed, and the reaper requeues the task (counted).
         """
         try:
-            recorded = self.store.finish_attempt(slot.attempt_id, self.owner, ending.end, ending.transition, now)
+            recorded = self._store_end(slot, ending, now, change)
         except Exception as exc:
             log.exception("recording task %s attempt %s failed", slot.task.id, slot.number)
-            bare = self._record_bare_end(slot, ending, now, exc)
+            bare = self._record_bare_end(slot, ending, now, exc, change)
             if bare is None:
                 return False
             recorded = bare
@@ -148,12 +151,36 @@ class Finishing:
             _event(log, "attempt.dropped", task=slot.task.id, reason="fenced out: the lease was lost")
         return recorded
 
-    def _record_bare_end(self, slot: Slot, ending: Ending, now: dt.datetime, exc: Exception) -> bool | None:
+    def _store_end(self, slot: Slot, ending: Ending, now: dt.datetime, change: HealthChange | None) -> bool:
+        recorded = self.store.finish_attempt(
+            slot.attempt_id,
+            self.owner,
+            ending.end,
+            ending.transition,
+            now,
+            events_after=[finished_event(slot, ending)],
+            health=change,
+            process=None if slot.process_recorded else slot.process(),
+            announce=self._frees_shared_capacity(slot.target.provider),
+        )
+        if recorded and change is not None:
+            slot.health_recorded = True
+        return recorded
+
+    def _frees_shared_capacity(self, provider: str) -> bool:
+        """Does an attempt ending on ``provider`` free capacity other coordinators may wait for
+        (a concurrency limit shared through the store)?  Then its end wakes them."""
+        pc = self.config.providers.get(provider)
+        return pc is not None and pc.max_concurrency is not None
+
+    def _record_bare_end(
+        self, slot: Slot, ending: Ending, now: dt.datetime, exc: Exception, change: HealthChange | None
+    ) -> bool | None:
         """The fallbacks of ``_record_end``; None when the attempt was ended as not recorded."""
         why = self.redact(short_error(exc))
         end, transition = without_texts(ending.end, ending.transition, why)
         try:
-            return self.store.finish_attempt(slot.attempt_id, self.owner, end, transition, now)
+            return self._store_end(slot, Ending(ending.outcome, end, transition), now, change)
         except Exception:
             log.exception("recording task %s attempt %s without its texts failed", slot.task.id, slot.number)
         wait = now + dt.timedelta(seconds=self._backoff_s(slot.task))
@@ -206,28 +233,15 @@ class Finishing:
             )
         return Ending(outcome, end, transition)
 
-    def _report_finish(self, slot: Slot, result: AttemptResult, ending: Ending, now: dt.datetime) -> None:
-        """The attempt.finished event (store and log)."""
-        task, target, end, transition = slot.task, slot.target, ending.end, ending.transition
-        message = f"attempt {slot.number} on {target}: {end.outcome}"
-        if end.error_message:
-            message += f" ({end.error_message})"
-        message += f" -> {transition.state}"
-        self.store.add_event(
-            "attempt.finished",
-            message,
-            task_id=task.id,
-            attempt_id=slot.attempt_id,
-            provider=target.provider,
-            data={"state": str(transition.state)},
-            now=now,
-        )
+    def _report_finish(self, slot: Slot, result: AttemptResult, ending: Ending) -> None:
+        """The attempt.finished log line (its event row went with the end)."""
+        end, transition = ending.end, ending.transition
         _event(
             log,
             "attempt.finished",
-            task=task.id,
+            task=slot.task.id,
             attempt=slot.number,
-            target=str(target),
+            target=str(slot.target),
             outcome=end.outcome,
             error=end.error_message,
             next_state=str(transition.state),
@@ -237,40 +251,78 @@ class Finishing:
             duration_s=result.to_dict()["duration_s"],
         )
 
-    def _record_health(self, slot: Slot, result: AttemptResult, now: dt.datetime) -> None:
-        """Update the provider's circuit with this outcome; announce a change of circuit."""
-        fn = health_update(result.outcome, now, self.config.service.health)
-        before: list[CircuitState] = []
+    def _health_change(self, slot: Slot, outcome: Outcome, now: dt.datetime) -> HealthChange | None:
+        """How this outcome changes the provider's health, to write with the attempt's end; None
+        when it changes nothing but the recent-outcome window (kept in memory until the next write)."""
+        provider = slot.target.provider
+        fn = health_update(outcome, now, self.config.service.health)
+        cached = self.view.state(provider)
+        if clean(cached) and clean(fn(cached or ProviderState(provider))):
+            if outcome.ok:
+                self.view.defer_recent(provider, True)
+            return None
+        pending = self.view.take_pending(provider).get(provider, [])
 
-        def update(state: ProviderState) -> ProviderState:
-            before.append(state.circuit)  # the locked read: no second query for the old circuit
-            return fn(state)
-
-        after = self.store.update_provider_state(slot.target.provider, update)
-        if before[-1] != after.circuit:
-            self.store.add_event(
-                "provider.circuit",
-                f"{slot.target.provider}: circuit {after.circuit}"
-                + (f" until {after.cooldown_until:%H:%M:%S} ({after.cooldown_reason})" if after.cooldown_until else ""),
-                provider=slot.target.provider,
-                now=now,
-            )
+        def recorded(before: ProviderState, after: ProviderState) -> NewEvent | None:
+            self.view.stored(after)  # before the commit: the next pass must see it at once
+            if before.circuit == after.circuit:
+                return None
             _event(
                 log,
                 "provider.circuit",
-                provider=slot.target.provider,
+                provider=provider,
                 circuit=str(after.circuit),
                 cooldown_until=after.cooldown_until,
                 reason=after.cooldown_reason,
             )
+            return NewEvent("provider.circuit", circuit_message(after), provider=provider)
+
+        return HealthChange(provider, lambda s: fn(with_recent(s, pending)), recorded, tuple(pending))
+
+    def _record_health_alone(self, slot: Slot, change: HealthChange) -> None:
+        """The health change of an attempt whose end was not recorded with it."""
+        try:
+            before: list[ProviderState] = []
+
+            def apply(state: ProviderState) -> ProviderState:
+                before.append(state)
+                return change.apply(state)
+
+            after = self.store.update_provider_state(change.provider, apply)
+            slot.health_recorded = True
+        except Exception:
+            log.exception("recording the health of %s after task %s failed", change.provider, slot.task.id)
+            self.view.give_back({change.provider: list(change.pending)})
+            return
+        event = change.recorded(before[-1], after)
+        if event is not None:
+            with contextlib.suppress(Exception):
+                self.store.add_event(event.kind, event.message, provider=event.provider)
 
     def _release_trial(self, provider: str, task_id: int) -> None:
         """Give back a half-open trial slot that no recorded outcome released (cancel, shutdown,
         lost lease, a start that failed): else the provider would wait for that trial forever."""
         try:
-            self.store.update_provider_state(
+            state = self.store.update_provider_state(
                 provider,
                 lambda s: dataclasses.replace(s, probe_attempt_id=None) if s.probe_attempt_id == task_id else s,
             )
+            self.view.stored(state)
         except Exception:
             log.exception("releasing the trial slot of %s failed", provider)
+
+
+def finished_event(slot: Slot, ending: Ending) -> NewEvent:
+    """The attempt.finished event: outcome, why, and the task's next state."""
+    end, transition = ending.end, ending.transition
+    message = f"attempt {slot.number} on {slot.target}: {end.outcome}"
+    if end.error_message:
+        message += f" ({end.error_message})"
+    message += f" -> {transition.state}"
+    return NewEvent("attempt.finished", message, provider=slot.target.provider, data={"state": str(transition.state)})
+
+
+def circuit_message(state: ProviderState) -> str:
+    """The provider.circuit event's message: the new circuit, until when and why."""
+    until = f" until {state.cooldown_until:%H:%M:%S} ({state.cooldown_reason})" if state.cooldown_until else ""
+    return f"{state.provider}: circuit {state.circuit}{until}"

@@ -40,7 +40,6 @@ from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.ops.secrets import SecretError
 from adw_modules.queue.store import Store
-from adw_modules.queue.tasks import TaskState
 from adw_modules.sources.github.client import GitHubClient
 from adw_modules.sources.github.source import GitHubSource
 
@@ -48,6 +47,7 @@ log = logging.getLogger("adw.service")
 
 Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
+MAIN_LOOP_BACKSTOP_S = 5.0
 # Service settings read once at start: a reload names them, a restart applies them.
 RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
 # Values not shown in the log (long, or a command line).
@@ -271,6 +271,11 @@ class Service:
             if job is not None:
                 job.modify(next_run_time=dt.datetime.now(dt.UTC))
 
+    def _on_announced(self) -> None:
+        """Work was announced on the store (an enqueue, a requeue, capacity freed elsewhere)."""
+        self.coordinator.view.invalidate()
+        self._wake_dispatch()
+
     def stop_scheduler(self) -> None:
         """Stop the periodic jobs, waiting for those running to finish."""
         with self._scheduler_lock:
@@ -342,12 +347,7 @@ class Service:
         """Nothing queued or running, and no retry due within ``idle_wait_s``."""
         if self.coordinator.running():
             return False
-        counts = self.store.counts_by_state_priority()
-        if sum(counts.get(str(TaskState.QUEUED), {}).values()) or sum(counts.get(str(TaskState.RUNNING), {}).values()):
-            return False
-        horizon = utcnow() + dt.timedelta(seconds=idle_wait_s)
-        waiting = self.store.list_tasks(TaskState.RETRY_WAIT, limit=10_000)
-        return not any(t.not_before is None or t.not_before <= horizon for t in waiting)
+        return not self.store.work_due(utcnow() + dt.timedelta(seconds=idle_wait_s))
 
     def run(self, mode: Mode = "forever", idle_wait_s: float = 30.0) -> int:
         metrics = None
@@ -363,6 +363,8 @@ class Service:
         c.startup()
         self._schedule(dispatch=mode != "once")
         self.scheduler.start()
+        # Work enqueued elsewhere (adw enqueue, another coordinator's failover) wakes dispatch at once.
+        listener = self.store.listen(self._on_announced) if mode != "once" else None
         log.info(
             f"coordinator {c.owner} running ({mode})",
             extra={"data": {"event": "service.started", "owner": c.owner, "mode": mode}},
@@ -377,10 +379,14 @@ class Service:
                     break
                 if mode == "until_idle" and self.idle(idle_wait_s):
                     break
-                self.wake.wait(timeout=0.5)
+                # Signals, reloads and ended attempts set ``wake``; the timeout is only a backstop
+                # (and, until idle, how often a due retry is looked for).
+                self.wake.wait(timeout=1.0 if mode == "until_idle" else MAIN_LOOP_BACKSTOP_S)
                 self.wake.clear()
             self.drain()
         finally:
+            if listener is not None:
+                listener.close()
             self.stop_scheduler()
             try:
                 if self.github is not None:

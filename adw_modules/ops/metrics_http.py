@@ -13,10 +13,12 @@ thread; ``stop()`` shuts it down and closes the socket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,8 @@ from prometheus_client.exposition import choose_encoder
 
 from adw_modules.ops.metrics import StoreCollector
 from adw_modules.queue.store import Store
+
+IDLE_POLL_S = 3600.0
 
 log = logging.getLogger("adw.metrics")
 
@@ -108,7 +112,11 @@ class MetricsServer:
             raise OSError(exc.errno, f"metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
         self._server.registry = registry
         self._server.readiness = readiness
-        self._thread = threading.Thread(target=self._server.serve_forever, name="adw-metrics", daemon=True)
+        # The loop checks for shutdown only between selects: a long poll interval keeps an idle
+        # server asleep, and ``stop`` wakes the select with a connection of its own.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": IDLE_POLL_S}, name="adw-metrics", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -117,7 +125,13 @@ class MetricsServer:
         return str(host), int(port)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        stopper = threading.Thread(target=self._server.shutdown, name="adw-metrics-stop", daemon=True)
+        stopper.start()
+        deadline = time.monotonic() + 5
+        while stopper.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # wake the select so the loop sees the request
+                socket.create_connection(self.address, timeout=1).close()
+            stopper.join(0.05)
         self._server.server_close()
         self._thread.join(timeout=5)
 

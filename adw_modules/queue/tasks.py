@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,59 @@ class AttemptStart:
 
 
 @dataclass(frozen=True)
+class NewEvent:
+    """An event row written in the same transaction as the change it tells of."""
+
+    kind: str
+    message: str
+    provider: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    """A provider-health update written in the transaction that records the attempt's end."""
+
+    provider: str
+    apply: Callable[[ProviderState], ProviderState]  # quick, pure: runs under the row lock
+    # Told the states before and after (as stored); may return an event to write with them.
+    recorded: Callable[[ProviderState, ProviderState], NewEvent | None]
+    pending: tuple[bool, ...] = ()  # deferred recent outcomes ``apply`` writes too
+
+
+@dataclass(frozen=True)
+class StartNow:
+    """A claimed task starts its attempt in the claim's own transaction (nothing to prepare)."""
+
+    start: AttemptStart
+    event: str  # the attempt.started event's message
+
+
+@dataclass(frozen=True)
+class LeaveQueued:
+    """Do not claim the task after all (its target is busy): the claim is rolled back."""
+
+    reason: str
+
+
+# What a claimer decides about the task it just took, inside the claim's transaction:
+# start at once, leave it where it was, or (None) keep it claimed and prepare it first.
+ClaimDecision = StartNow | LeaveQueued | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What ``claim_and_start`` did with the task it picked: claimed it and started ``attempt``
+    (``StartNow``), claimed it only (``attempt`` None), or left it unclaimed waiting for
+    ``waiting`` (``announced``: that reason is new, and its event was written)."""
+
+    task: Task
+    attempt: Attempt | None = None
+    waiting: str | None = None
+    announced: bool = False
+
+
+@dataclass(frozen=True)
 class AttemptEnd:
     """Fields known when an attempt ends (from attempt.AttemptResult)."""
 
@@ -201,3 +254,13 @@ class ProviderState:
         for key in ("cooldown_until", "updated_at"):
             d[key] = None if d[key] is None else d[key].isoformat()
         return d
+
+
+@dataclass(frozen=True)
+class ProviderSnapshot:
+    """The providers as the store sees them at one moment (``Store.provider_snapshot``)."""
+
+    states: dict[str, ProviderState]
+    running: dict[str, int]  # attempts running now, all coordinators
+    started: dict[str, list[dt.datetime]]  # start times in the last minute (rate-limited providers)
+    spent: dict[str, float]  # known cost since the start of the day

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from adw_modules.claiming import local_day
 from adw_modules.config.schema import load_config
-from adw_modules.coordinator import Coordinator, local_day
+from adw_modules.coordinator import Coordinator
 from adw_modules.dispatch import render_prompt
 from adw_modules.outcomes import NotReady
 from adw_modules.queue.store import Store
@@ -174,6 +175,7 @@ def test_a_start_that_raises_waits_a_backoff_gives_back_the_trial_and_ends(tmp_p
     coord, store, clock = build(tmp_path, counted_provider(tmp_path))
     stores.append(store)
     store.save_provider_state(ProviderState("a", circuit=CircuitState.OPEN, cooldown_until=T0))  # half-open now
+    coord.reconcile(clock.now)  # as another coordinator's write is learnt
 
     def broken_start(*args: Any, **kwargs: Any) -> Any:
         raise OSError("fork failed")
@@ -195,9 +197,29 @@ def test_a_start_that_raises_waits_a_backoff_gives_back_the_trial_and_ends(tmp_p
     assert runs(tmp_path) == 0
 
 
-def test_a_store_failure_before_the_attempt_is_counted_and_released(tmp_path: Path, stores: list[Store]) -> None:
+def test_a_failed_claim_and_start_leaves_the_task_queued_and_uncounted(tmp_path: Path, stores: list[Store]) -> None:
+    """The hot path claims and starts in one transaction: if it fails, nothing happened."""
     coord, store, clock = build(tmp_path, counted_provider(tmp_path))
     stores.append(store)
+    store.claim_and_start = failing(store.claim_and_start, times=1)  # type: ignore[method-assign]
+    task = enqueue_local(store, "start later")
+    with pytest.raises(sa.exc.DataError):
+        coord.dispatch()
+    waiting = store.get_task(task.id)
+    assert waiting is not None and waiting.state is TaskState.QUEUED and waiting.attempt_count == 0
+    assert store.attempts_for(task.id) == [] and runs(tmp_path) == 0
+    drive(coord, clock, passes=2, step_s=30)
+    done = store.get_task(task.id)
+    assert done is not None and done.state is TaskState.SUCCEEDED and done.attempt_count == 1
+    assert runs(tmp_path) == 1
+
+
+def test_a_store_failure_before_the_attempt_is_counted_and_released(tmp_path: Path, stores: list[Store]) -> None:
+    """A task that needs preparing (here: a prompt its source renders) is claimed first and
+    started after: a failure between the two counts and gives the task back."""
+    coord, store, clock = build(tmp_path, counted_provider(tmp_path))
+    stores.append(store)
+    coord.prompt_renderers["local"] = render_prompt
     store.start_attempt = failing(store.start_attempt, times=1)  # type: ignore[method-assign]
     task = enqueue_local(store, "start later")
     assert coord.dispatch() == 0
@@ -240,6 +262,7 @@ def test_a_trial_whose_coordinator_vanished_is_freed_by_the_reaper(tmp_path: Pat
     coord, store, clock = build(tmp_path, counted_provider(tmp_path, fail="hang"))
     stores.append(store)
     store.save_provider_state(ProviderState("a", circuit=CircuitState.OPEN, cooldown_until=T0))
+    coord.reconcile(clock.now)
     task = enqueue_local(store, "trial")
     assert coord.dispatch() == 1
     assert store.provider_states()["a"].probe_attempt_id == task.id
@@ -266,6 +289,7 @@ def test_tasks_waiting_for_a_busy_provider_are_not_claimed_each_pass(tmp_path: P
     start = AttemptStart("a", "claude-haiku-4-5", None, {}, "x", "elsewhere")
     assert store.start_attempt(busy.id, "elsewhere/1", start, clock.now) is not None
     waiting = [enqueue_local(store, f"wait {n}").id for n in range(50)]
+    coord.reconcile(clock.now)  # what the next reconciliation learns of the other coordinator
 
     statements: list[str] = []
     sa.event.listen(
@@ -290,8 +314,9 @@ def test_tasks_waiting_for_a_busy_provider_are_not_claimed_each_pass(tmp_path: P
     assert store.finish_attempt(
         store.running_attempts()[0].id, "elsewhere/1", AttemptEnd("success"), Transition(TaskState.SUCCEEDED), clock.now
     )
+    coord.reconcile(clock.now)
     assert coord.dispatch() == 1
-    assert store.get_task(waiting[0]).state is TaskState.RUNNING  # type: ignore[union-attr]
+    assert len(store.attempts_for(waiting[0])) == 1  # the oldest waiting task started
     assert coord.wait_idle(30)
 
 
@@ -315,8 +340,10 @@ def test_the_daily_cap_resets_at_midnight_in_the_routing_timezone(tmp_path: Path
 
     spend(berlin_midnight - dt.timedelta(minutes=30))  # yesterday, in Berlin (today in UTC)
     now = berlin_midnight + dt.timedelta(minutes=30)
+    coord.reconcile(now)  # the spend is another coordinator's: seen once reconciled
     assert "a" not in coord.unavailable(now).down
     spend(berlin_midnight + dt.timedelta(minutes=10))
+    coord.reconcile(now)
     gates = coord.unavailable(now)
     assert gates.down["a"] == "daily spend $2.00 reached its cap of $1.00"
     assert gates.until["a"] == berlin_midnight + dt.timedelta(days=1)

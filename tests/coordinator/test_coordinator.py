@@ -11,14 +11,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from adw_modules.config.schema import load_config
 from adw_modules.coordinator import Coordinator
 from adw_modules.outcomes import ErrorKind
 from adw_modules.queue import health
 from adw_modules.queue.store import Store
-from adw_modules.queue.store.schema import tasks
 from adw_modules.queue.tasks import CircuitState, TaskState
 from adw_modules.sources.local import enqueue_local
 from tests.paths import REPO
@@ -348,27 +346,26 @@ def test_task_budget_stops_a_round_and_a_fresh_round_gets_it_again(tmp_path: Pat
 
 
 def test_a_task_that_failed_over_after_the_pass_read_health_is_routed_with_fresh_health(tmp_path: Path) -> None:
-    """The race behind a flaky end-to-end test: a dispatch pass reads provider health, then an
-    attempt on provider a ends rate-limited (a cools down, the task is requeued at once) and the
-    same pass finds the requeued task.  It must not go straight back to a."""
+    """The race behind a flaky end-to-end test: a dispatch pass starts, then an attempt on
+    provider a ends rate-limited (a cools down, the task is requeued at once) and the same pass
+    claims the requeued task.  It must not go straight back to a: health is read under the claim."""
     coord, store, clock = make(tmp_path, provider("a") + provider("b"), ROUTE_A_THEN_B)
     task = enqueue_local(store, "fix it")
-    read = store.claimable_tasks
+    claim = store.claim_and_start
     policy = coord.config.service.health
 
-    def claimable_after_a_failover(*args, **kwargs):
-        # What the watcher thread does between the pass's health read and its claim.
-        store.update_provider_state(
+    def claim_after_a_failover(*args, **kwargs):
+        # What the watcher thread does after the pass began and before its claim: the end and
+        # the health are recorded, and the coordinator's provider view learns the new state.
+        state = store.update_provider_state(
             "a", lambda s: health.on_failure(s, ErrorKind.RATE_LIMITED, clock(), policy, retry_after_s=90)
         )
+        coord.view.stored(state)
         clock.advance(1)
-        store.add_event("attempt.finished", "a: rate_limited -> queued", task_id=task.id, now=clock())
-        with store._write() as conn:  # the task's last transition happened now, after the health read
-            conn.execute(sa.update(tasks).where(tasks.c.id == task.id).values(updated_at=clock()))
-        store.claimable_tasks = read  # type: ignore[method-assign]
-        return read(*args, **kwargs)
+        store.claim_and_start = claim  # type: ignore[method-assign]
+        return claim(*args, **kwargs)
 
-    store.claimable_tasks = claimable_after_a_failover  # type: ignore[method-assign]
+    store.claim_and_start = claim_after_a_failover  # type: ignore[method-assign]
     assert coord.dispatch() == 1
     assert coord.wait_idle(30)
     (attempt,) = store.attempts_for(task.id)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from adw_modules.config.schema import Target
 from adw_modules.coordinator import Coordinator, Slot
 from adw_modules.queue.tasks import CircuitState, ProviderState, TaskState
 from adw_modules.sources.local import enqueue_local
@@ -22,6 +23,7 @@ def test_a_finishing_slot_never_removes_the_next_attempts_slot(tmp_path: Path) -
     new = Slot.__new__(Slot)
     for s in (old, new):
         s.task = type("T", (), {"id": 42})()
+        s.target = Target("a", "m")
         s.trial = False
         s.health_recorded = True
     coord.slots[42] = new  # the task already runs again when the old attempt's watcher ends
@@ -35,6 +37,7 @@ def test_a_cancelled_trial_gives_the_trial_slot_back(tmp_path: Path) -> None:
     store.save_provider_state(
         ProviderState("a", circuit=CircuitState.OPEN, cooldown_until=clock.now - dt.timedelta(seconds=1))
     )
+    coord.reconcile(clock.now)  # as another coordinator's write is learnt
     task = enqueue_local(store, "trial")
     assert coord.dispatch() == 1
     assert store.provider_states()["a"].probe_attempt_id == task.id

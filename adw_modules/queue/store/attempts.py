@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,18 +13,37 @@ from sqlalchemy.exc import IntegrityError
 
 from adw_modules.outcomes import Usage
 from adw_modules.queue.store.base import StoreBase
+from adw_modules.queue.store.coordination import lock_provider_state
+from adw_modules.queue.store.queue import claim_order, claimable_now
 from adw_modules.queue.store.rows import (
     RUNNING_STATE,
     UNOWNED_VALUES,
     attempt_record,
+    claim_values,
+    claimed_view,
     crashed_attempt_values,
+    event_values,
     finished_attempt_values,
     lease_clock,
     lease_value,
+    provider_state_values,
     task_record,
 )
-from adw_modules.queue.store.schema import attempts, provider_state, tasks
-from adw_modules.queue.tasks import Attempt, AttemptEnd, AttemptStart, Task, TaskState, Transition
+from adw_modules.queue.store.schema import attempts, events, provider_state, tasks
+from adw_modules.queue.tasks import (
+    Attempt,
+    AttemptEnd,
+    AttemptStart,
+    ClaimDecision,
+    Claimed,
+    HealthChange,
+    LeaveQueued,
+    NewEvent,
+    StartNow,
+    Task,
+    TaskState,
+    Transition,
+)
 
 REAPED_MESSAGE = "lease lost: coordinator {owner} stopped heartbeating"
 
@@ -36,57 +56,194 @@ class AttemptsMixin(StoreBase):
     """Attempts of running tasks; every write about a running attempt is fenced on owner + attempt id."""
 
     # ------------------------------------------------------------------ attempts
-    def start_attempt(self, task_id: int, owner: str, start: AttemptStart, now: dt.datetime) -> Attempt | None:
-        """Record a running attempt of a task we own; None if fenced out or one already runs.
+    def claim_and_start(
+        self,
+        owner: str,
+        lease_until: dt.datetime,
+        now: dt.datetime,
+        decide: Callable[[Task, int], ClaimDecision],
+        *,
+        task_id: int | None = None,
+        exclude_ids: Collection[int] = (),
+    ) -> Claimed | None:
+        """Take the next claimable task (``task_id``: that one) and, as ``decide`` says, start its
+        attempt in the same transaction; None if there is no such task for us now.
 
-        Fenced on the task being running and owned by ``owner``.  The attempt number is
-        the task's attempt count so far + 1; the task's current_attempt_id points at it.
+        ``decide(task, prior_attempts)`` sees the task as it will be once claimed (running under
+        ``owner``, attempt_count + 1) and how many attempts it has had.  It must be quick and
+        must not touch the store (the claim's lock is held).  It answers:
+
+        * ``StartNow``: the task is claimed, its attempt row and the attempt.started event are
+          written, all in this one transaction (the hot path: 4 statements);
+        * None: the task is claimed without an attempt (``claim_task``'s result): the caller
+          prepares it, then calls ``start_attempt`` or gives it back;
+        * ``LeaveQueued``: nothing is claimed; the task's wait reason is stored, and a
+          task.waiting event written, when it changed.  ``Claimed.waiting`` says which.
+
+        If ``decide`` raises, nothing is written and the exception propagates.
         """
+        prior = (
+            sa.select(sa.func.count()).select_from(attempts).where(attempts.c.task_id == tasks.c.id).scalar_subquery()
+        )
+        pick = sa.select(tasks, prior.label("prior_attempts")).where(claimable_now(tasks, now))
+        if exclude_ids:
+            pick = pick.where(tasks.c.id.not_in(list(exclude_ids)))
+        if task_id is not None:
+            pick = pick.where(tasks.c.id == task_id)
+        pick = pick.order_by(*claim_order(tasks)).limit(1)
+        if not self._sqlite:
+            # Rows another claimer holds are theirs: take the next one instead of waiting.
+            pick = pick.with_for_update(skip_locked=True, of=tasks)
         try:
             with self._write() as conn:
-                owned = conn.execute(
-                    sa.select(tasks.c.id)
-                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE)
-                    .with_for_update()
-                ).first()
-                if owned is None:
+                row = conn.execute(pick).mappings().first()
+                if row is None:
                     return None
-                # The task row is locked (PG) / the write lock held (SQLite): the count is stable.
-                number = conn.execute(
-                    sa.select(sa.func.count()).select_from(attempts).where(attempts.c.task_id == task_id)
-                ).scalar_one()
+                seen = task_record(row)
+                claimed = claimed_view(seen, owner, lease_until, now)
+                decision = decide(claimed, int(row["prior_attempts"]))
+                if isinstance(decision, LeaveQueued):
+                    return self._leave_queued(conn, seen, decision.reason, now)
+                return self._claim(conn, seen, owner, lease_until, now, decision, int(row["prior_attempts"]))
+        except IntegrityError:
+            # ux_attempts_one_running_per_task: another attempt of this task is live (a bug
+            # elsewhere); nothing was written.
+            return None
+
+    def _leave_queued(self, conn: Connection, task: Task, reason: str, now: dt.datetime) -> Claimed:
+        if task.wait_reason == reason:
+            return Claimed(task, waiting=reason)
+        conn.execute(sa.update(tasks).where(tasks.c.id == task.id).values(wait_reason=reason, updated_at=now))
+        conn.execute(sa.insert(events).values(at=now, kind="task.waiting", message=reason, task_id=task.id))
+        return Claimed(dataclasses.replace(task, wait_reason=reason, updated_at=now), waiting=reason, announced=True)
+
+    def _claim(
+        self,
+        conn: Connection,
+        task: Task,
+        owner: str,
+        lease_until: dt.datetime,
+        now: dt.datetime,
+        decision: StartNow | None,
+        prior_attempts: int,
+    ) -> Claimed:
+        values = claim_values(self._sqlite, owner, lease_until, now)
+        if decision is not None:
+            values["current_attempt_id"] = self._next_attempt_id()
+        row = (
+            conn.execute(sa.update(tasks).where(tasks.c.id == task.id).values(**values).returning(*tasks.c))
+            .mappings()
+            .one()
+        )
+        claimed = task_record(row)
+        if decision is None:
+            return Claimed(claimed)
+        attempt = self._insert_attempt(conn, claimed, owner, decision.start, now, prior_attempts + 1)
+        conn.execute(
+            sa.insert(events).values(
+                at=now,
+                kind="attempt.started",
+                message=decision.event,
+                task_id=claimed.id,
+                attempt_id=attempt.id,
+                provider=decision.start.provider,
+            )
+        )
+        return Claimed(claimed, attempt)
+
+    def _next_attempt_id(self) -> Any:
+        """The id the task's next attempt row will get, known before the row is written, so the
+        claim (or start) sets the task's current_attempt_id in its own UPDATE."""
+        if self._sqlite:
+            # Under the write lock: what SQLite itself would pick for the rowid (max + 1).
+            return sa.select(sa.func.coalesce(sa.func.max(attempts.c.id), 0) + 1).scalar_subquery()
+        return sa.func.nextval(sa.func.pg_get_serial_sequence("attempts", "id"))
+
+    def _insert_attempt(
+        self, conn: Connection, task: Task, owner: str, start: AttemptStart, now: dt.datetime, number: int
+    ) -> Attempt:
+        row = (
+            conn.execute(
+                sa.insert(attempts)
+                .values(
+                    id=task.current_attempt_id,
+                    task_id=task.id,
+                    number=number,
+                    provider=start.provider,
+                    model=start.model,
+                    rule=start.rule,
+                    routing=dict(start.routing),
+                    config_fingerprint=start.config_fingerprint,
+                    owner=owner,
+                    host=start.host,
+                    started_at=now,
+                    state="running",
+                    input_tokens=0,
+                    output_tokens=0,
+                    cache_read_tokens=0,
+                    cache_write_tokens=0,
+                    failover_from=start.failover_from,
+                )
+                .returning(*attempts.c)
+            )
+            .mappings()
+            .one()
+        )
+        return attempt_record(row)
+
+    def start_attempt(
+        self,
+        task_id: int,
+        owner: str,
+        start: AttemptStart,
+        now: dt.datetime,
+        *,
+        lease_until: dt.datetime | None = None,
+        started_event: Callable[[int], str] | None = None,
+    ) -> Attempt | None:
+        """Record a running attempt of a task we claimed; None if fenced out or one already runs.
+
+        Fenced on the task being running, owned by ``owner`` and without a current attempt.  The
+        attempt number is the task's attempts so far + 1; the task's current_attempt_id points at
+        it, and its lease runs to ``lease_until`` when given (preparing may have used part of the
+        claim's).  ``started_event(number)`` is the attempt.started event's message, written in
+        the same transaction.
+        """
+        values: dict[str, Any] = {"current_attempt_id": self._next_attempt_id(), "updated_at": now}
+        if lease_until is not None:
+            values["lease_expires_at"] = lease_value(self._sqlite, lease_until, now)
+        # Not correlated: RETURNING names columns bare, so "id" would be the attempts' own.
+        prior = sa.select(sa.func.count()).select_from(attempts).where(attempts.c.task_id == task_id).scalar_subquery()
+        fenced = sa.update(tasks).where(
+            tasks.c.id == task_id,
+            tasks.c.owner == owner,
+            tasks.c.state == RUNNING_STATE,
+            tasks.c.current_attempt_id.is_(None),
+        )
+        try:
+            with self._write() as conn:
                 row = (
-                    conn.execute(
-                        sa.insert(attempts)
-                        .values(
-                            task_id=task_id,
-                            number=number + 1,
-                            provider=start.provider,
-                            model=start.model,
-                            rule=start.rule,
-                            routing=dict(start.routing),
-                            config_fingerprint=start.config_fingerprint,
-                            owner=owner,
-                            host=start.host,
-                            started_at=now,
-                            state="running",
-                            input_tokens=0,
-                            output_tokens=0,
-                            cache_read_tokens=0,
-                            cache_write_tokens=0,
-                            failover_from=start.failover_from,
-                        )
-                        .returning(*attempts.c)
-                    )
+                    conn.execute(fenced.values(**values).returning(*tasks.c, prior.label("prior_attempts")))
                     .mappings()
-                    .one()
+                    .first()
                 )
-                conn.execute(
-                    sa.update(tasks)
-                    .where(tasks.c.id == task_id, tasks.c.owner == owner, tasks.c.state == RUNNING_STATE)
-                    .values(current_attempt_id=row["id"], updated_at=now)
+                if row is None:
+                    return None
+                attempt = self._insert_attempt(
+                    conn, task_record(row), owner, start, now, int(row["prior_attempts"]) + 1
                 )
-                return attempt_record(row)
+                if started_event is not None:
+                    conn.execute(
+                        sa.insert(events).values(
+                            at=now,
+                            kind="attempt.started",
+                            message=started_event(attempt.number),
+                            task_id=task_id,
+                            attempt_id=attempt.id,
+                            provider=start.provider,
+                        )
+                    )
+                return attempt
         except IntegrityError:
             # ux_attempts_one_running_per_task: another attempt of this task is live.
             return None
@@ -113,6 +270,27 @@ class AttemptsMixin(StoreBase):
         with self._write() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    def record_processes(self, owner: str, processes: Mapping[int, tuple[int, int, float]]) -> set[int]:
+        """Record the worker processes ({attempt id: (pid, pgid, create time)}) of attempts a
+        dispatch pass started, in one transaction; the attempt ids recorded (fenced, like every
+        write about a running attempt)."""
+        if not processes:
+            return set()
+        with self._write() as conn:
+            return self._set_processes(conn, owner, processes)
+
+    def _set_processes(self, conn: Connection, owner: str, processes: Mapping[int, tuple[int, int, float]]) -> set[int]:
+        done = set()
+        for attempt_id, (pid, pgid, create_time) in sorted(processes.items()):
+            stmt = (
+                sa.update(attempts)
+                .where(self._attempt_fence(attempt_id, owner))
+                .values(pid=pid, pgid=pgid, create_time=create_time)
+            )
+            if conn.execute(stmt).rowcount == 1:
+                done.add(attempt_id)
+        return done
+
     def record_usage(self, owner: str, progress: Mapping[int, Usage]) -> None:
         """Store running attempts' tokens so far ({attempt id: usage}), fenced like every write
         about a running attempt; finish_attempt later overwrites them with the final counts."""
@@ -137,8 +315,13 @@ class AttemptsMixin(StoreBase):
         held: Collection[tuple[int, int | None]],
         lease_until: dt.datetime,
         now: dt.datetime | None = None,
+        processes: Mapping[int, tuple[int, int, float]] | None = None,
     ) -> set[int]:
         """Extend the leases of (task_id, attempt_id) pairs we run; return the task ids we lost.
+
+        ``processes`` ({attempt id: (pid, pgid, create time)}) records, in the same transaction,
+        the worker processes of attempts started since the last heartbeat (fenced like every
+        write about a running attempt), for orphan killing after a crash.
 
         Each renewal is fenced on owner, state running and current_attempt_id (an
         attempt_id of None matches a claimed task with no attempt yet).  A lease that
@@ -166,6 +349,7 @@ class AttemptsMixin(StoreBase):
                 )
                 if conn.execute(stmt).rowcount != 1:
                     lost.add(task_id)
+            self._set_processes(conn, owner, processes or {})
         return lost
 
     def finish_attempt(
@@ -175,6 +359,11 @@ class AttemptsMixin(StoreBase):
         end: AttemptEnd,
         transition: Transition,
         now: dt.datetime,
+        *,
+        events_after: Sequence[NewEvent] = (),
+        health: HealthChange | None = None,
+        process: tuple[int, int, float] | None = None,
+        announce: bool = False,
     ) -> bool:
         """End our running attempt and move its task on, in one transaction.
 
@@ -182,6 +371,12 @@ class AttemptsMixin(StoreBase):
         a task that is running under ``owner``.  The task takes transition.state and its
         fields (retry_count / excluded_targets only when not None); owner, lease and
         current_attempt_id are cleared.  False, with nothing written, if fenced out.
+
+        In the same transaction: ``events_after`` are written, ``health`` updates its provider's
+        state (read locked, changed, written; ``health.recorded`` is told the states before and
+        after and may add an event), and ``process`` (pid, pgid, create time) is kept on the
+        attempt if no heartbeat recorded it yet.  A task requeued at once (a failover), or
+        ``announce`` (the end frees capacity others wait for), wakes the listening coordinators.
         """
         target = TaskState(transition.state)
         if target is TaskState.RUNNING:
@@ -203,7 +398,7 @@ class AttemptsMixin(StoreBase):
         try:
             with self._write() as conn:
                 # Task row first (the global lock order), fenced on ownership of this attempt.
-                moved = conn.execute(
+                task_id = conn.execute(
                     sa.update(tasks)
                     .where(
                         tasks.c.id == of_attempt,
@@ -212,19 +407,45 @@ class AttemptsMixin(StoreBase):
                         tasks.c.current_attempt_id == attempt_id,
                     )
                     .values(**task_values)
-                ).rowcount
-                if moved != 1:
+                    .returning(tasks.c.id)
+                ).scalar_one_or_none()
+                if task_id is None:
                     raise _FencedOut
+                values = finished_attempt_values(end, now)
+                if process is not None:
+                    values.update(pid=process[0], pgid=process[1], create_time=process[2])
                 ended = conn.execute(
                     sa.update(attempts)
                     .where(attempts.c.id == attempt_id, attempts.c.owner == owner, attempts.c.state == "running")
-                    .values(**finished_attempt_values(end, now))
+                    .values(**values)
                 ).rowcount
                 if ended != 1:
                     raise _FencedOut
+                extra = [] if health is None else self._change_health(conn, health, now)
+                rows = [{**event_values(e, now), "task_id": task_id, "attempt_id": attempt_id} for e in events_after]
+                rows += [{**event_values(e, now), "task_id": None, "attempt_id": None} for e in extra]
+                if rows:
+                    conn.execute(sa.insert(events), rows)
+                if announce or target is TaskState.QUEUED:
+                    self._announce(conn)
         except _FencedOut:
             return False
         return True
+
+    def _change_health(self, conn: Connection, change: HealthChange, now: dt.datetime) -> list[NewEvent]:
+        """Read-modify-write the provider's state under its row lock; the events it adds."""
+        before = lock_provider_state(conn, self._insert(provider_state), change.provider, now)
+        after = change.apply(before)
+        if after.provider != change.provider:
+            raise ValueError(f"health change for {change.provider!r} returned provider {after.provider!r}")
+        conn.execute(
+            sa.update(provider_state)
+            .where(provider_state.c.provider == change.provider)
+            .values(**provider_state_values(after, now))
+        )
+        stored = dataclasses.replace(after, updated_at=after.updated_at or now)
+        event = change.recorded(before, stored)
+        return [] if event is None else [event]
 
     def _requeue_crashed(
         self,
@@ -340,6 +561,8 @@ class AttemptsMixin(StoreBase):
                 message = REAPED_MESSAGE.format(owner=task["owner"])
                 out.append(self._requeue_crashed(conn, task, message, now, max_total_attempts))
             self._clear_dead_trials(conn)
+            if any(t.state is TaskState.QUEUED for t, _ in out):
+                self._announce(conn)
         return out
 
     def abandon_attempt(

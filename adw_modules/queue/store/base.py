@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
+from adw_modules.queue.store import wakeups
 from adw_modules.queue.store.engine import make_engine, migrate
 from adw_modules.queue.store.schema import coordinators
 
@@ -52,6 +53,7 @@ REPEATABLE_AFTER_COMMIT = frozenset(
         "finish_attempt",
         "abandon_attempt",
         "set_attempt_process",
+        "record_processes",
         # Idempotent: the repeat writes the same values again.
         "renew_leases",
         "record_usage",
@@ -74,6 +76,7 @@ class _CallScope(threading.local):
     depth = 0
     committed_writes = 0  # write transactions of this call that committed
     committing = False  # the current write transaction's COMMIT was sent
+    announce = False  # the current write transaction made work claimable (SQLite: poke after commit)
 
 
 def dropped_connection(exc: BaseException) -> bool:
@@ -130,6 +133,7 @@ class StoreBase:
         self._sqlite = engine.dialect.name == "sqlite"
         # Write transactions on SQLite take the write lock up front (see engine._configure_sqlite).
         self._writer = engine.execution_options(adw_sqlite_begin="IMMEDIATE") if self._sqlite else engine
+        self._wake_dir = wakeups.wake_dir(engine)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -165,12 +169,28 @@ class StoreBase:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         scope = self._scope
-        scope.committing = False
+        scope.committing = scope.announce = False
         with self._writer.begin() as conn:
             yield conn
             scope.committing = True  # the body is done: leaving the block sends COMMIT
         scope.committing = False
         scope.committed_writes += 1
+        if scope.announce:
+            scope.announce = False
+            wakeups.announce_after_commit(self._wake_dir)
+
+    def _announce(self, conn: Connection) -> None:
+        """This write transaction makes work claimable: wake the listening coordinators when it
+        commits (``wakeups``)."""
+        if self._sqlite:
+            self._scope.announce = True
+        else:
+            wakeups.notify_in(conn)
+
+    def listen(self, on_wake: Callable[[], None]) -> wakeups.Listener:
+        """Call ``on_wake`` (from a thread of its own) whenever a write announces claimable work;
+        the caller closes the returned listener."""
+        return wakeups.listen(self._engine, on_wake)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 
 from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.rows import provider_state_record, provider_state_values
-from adw_modules.queue.store.schema import coordinators, leader_leases, provider_state, source_state
+from adw_modules.queue.store.schema import attempts, coordinators, leader_leases, provider_state, source_state
 from adw_modules.queue.store.text import storable_json
-from adw_modules.queue.tasks import ProviderState
+from adw_modules.queue.tasks import ProviderSnapshot, ProviderState
 
 
 class CoordinationMixin(StoreBase):
@@ -73,30 +74,46 @@ class CoordinationMixin(StoreBase):
         quick and must not touch the store.
         """
         now = utcnow()
-        default = provider_state_values(ProviderState(provider=provider), now)
         with self._write() as conn:
-            conn.execute(
-                self._insert(provider_state)
-                .values(provider=provider, **default)
-                .on_conflict_do_nothing(index_elements=["provider"])
-            )
-            row = (
-                conn.execute(sa.select(provider_state).where(provider_state.c.provider == provider).with_for_update())
-                .mappings()
-                .one()
-            )
-            new = fn(provider_state_record(row))
+            new = fn(lock_provider_state(conn, self._insert(provider_state), provider, now))
             if new.provider != provider:
                 raise ValueError(f"update_provider_state: fn returned provider {new.provider!r}, not {provider!r}")
-            conn.execute(
-                sa.update(provider_state)
-                .where(provider_state.c.provider == provider)
-                .values(**provider_state_values(new, now))
-            )
-            stored = (
-                conn.execute(sa.select(provider_state).where(provider_state.c.provider == provider)).mappings().one()
-            )
-            return provider_state_record(stored)
+            values = provider_state_values(new, now)
+            conn.execute(sa.update(provider_state).where(provider_state.c.provider == provider).values(**values))
+        return provider_state_record({"provider": provider, **values})
+
+    def provider_snapshot(
+        self, started_since: dt.datetime, spent_since: dt.datetime, *, started_of: Collection[str] = ()
+    ) -> ProviderSnapshot:
+        """What a coordinator reconciles its in-memory provider view with, in one read: every
+        provider's health, attempts running per provider, start times since ``started_since`` of
+        the providers in ``started_of`` (those with a per-minute limit), and known spend per
+        provider of attempts started since ``spent_since``."""
+        running = (
+            sa.select(attempts.c.provider, sa.func.count())
+            .where(attempts.c.state == "running")
+            .group_by(attempts.c.provider)
+        )
+        spend = (
+            sa.select(attempts.c.provider, sa.func.coalesce(sa.func.sum(attempts.c.cost_usd), 0.0))
+            .where(attempts.c.started_at >= spent_since)
+            .group_by(attempts.c.provider)
+        )
+        with self._read() as conn:
+            states = {
+                r["provider"]: provider_state_record(r)
+                for r in conn.execute(sa.select(provider_state).order_by(provider_state.c.provider)).mappings()
+            }
+            counts = {p: int(n) for p, n in conn.execute(running)}
+            spent = {p: float(c) for p, c in conn.execute(spend)}
+            started: dict[str, list[dt.datetime]] = {}
+            if started_of:
+                query = sa.select(attempts.c.provider, attempts.c.started_at).where(
+                    attempts.c.started_at >= started_since, attempts.c.provider.in_(sorted(started_of))
+                )
+                for p, at in conn.execute(query):
+                    started.setdefault(p, []).append(at)
+        return ProviderSnapshot(states, counts, started, spent)
 
     # ------------------------------------------------------------------ coordinators
     def register_coordinator(self, owner: str, name: str, host: str, pid: int, now: dt.datetime) -> None:
@@ -138,3 +155,16 @@ class CoordinationMixin(StoreBase):
     def release_leader(self, name: str, owner: str) -> None:
         with self._write() as conn:
             conn.execute(sa.delete(leader_leases).where(leader_leases.c.name == name, leader_leases.c.owner == owner))
+
+
+def lock_provider_state(conn: Connection, insert: Any, provider: str, now: dt.datetime) -> ProviderState:
+    """The provider's state, its row locked for the transaction (PostgreSQL ``FOR UPDATE``; the
+    write lock on SQLite); a default closed state is stored first if there is none yet."""
+    query = sa.select(provider_state).where(provider_state.c.provider == provider).with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        default = provider_state_values(ProviderState(provider=provider), now)
+        # Two coordinators may both find no row: one inserts, the other's insert does nothing.
+        conn.execute(insert.values(provider=provider, **default).on_conflict_do_nothing(index_elements=["provider"]))
+        row = conn.execute(query).mappings().one()
+    return provider_state_record(row)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adw_modules.queue.store.base import StoreBase, utcnow
-from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, lease_value, task_record
+from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, claim_values, task_record
 from adw_modules.queue.store.schema import attempts, retired_sources, tasks
 from adw_modules.queue.store.text import as_read_back
 from adw_modules.queue.tasks import PRIORITY_RANK, NewTask, Task, TaskState
@@ -82,6 +82,7 @@ class TaskQueueMixin(StoreBase):
             )
             created = conn.execute(ins).mappings().first()
             if created is not None:
+                self._announce(conn)
                 retired = (retired_sources.c.source == new.source) & (retired_sources.c.external_id == new.external_id)
                 conn.execute(sa.delete(retired_sources).where(retired))
                 return task_record(created), True
@@ -156,14 +157,7 @@ class TaskQueueMixin(StoreBase):
         if task_id is not None:
             pick = pick.where(cand_t.c.id == task_id)
         pick = pick.order_by(*claim_order(cand_t)).limit(1)
-        values = {
-            "state": RUNNING_STATE,
-            "owner": owner,
-            "lease_expires_at": lease_value(self._sqlite, lease_until, now),
-            "attempt_count": tasks.c.attempt_count + 1,
-            "wait_reason": None,
-            "updated_at": now,
-        }
+        values = claim_values(self._sqlite, owner, lease_until, now)
         if self._sqlite:
             # Compare-and-set under the write lock: the re-check of the predicate in the
             # outer WHERE makes it correct even without the lock.
@@ -309,7 +303,23 @@ class TaskQueueMixin(StoreBase):
             values["round_started_at"] = now
         stmt = sa.update(tasks).where(tasks.c.id == task_id, tasks.c.state.in_(_REQUEUEABLE)).values(**values)
         with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
+            if conn.execute(stmt).rowcount != 1:
+                return False
+            self._announce(conn)
+            return True
+
+    def work_due(self, horizon: dt.datetime) -> bool:
+        """Is a task queued or running, or a retry due by ``horizon``?  (One indexed probe: the
+        idle check of ``adw run --until-idle``, not a count.)"""
+        due = sa.or_(
+            tasks.c.state.in_((TaskState.QUEUED.value, RUNNING_STATE)),
+            sa.and_(
+                tasks.c.state == TaskState.RETRY_WAIT.value,
+                sa.or_(tasks.c.not_before.is_(None), tasks.c.not_before <= horizon),
+            ),
+        )
+        with self._read() as conn:
+            return conn.execute(sa.select(tasks.c.id).where(due).limit(1)).first() is not None
 
     def cancel_requested(self, owner: str) -> list[int]:
         """Ids of running tasks owned by ``owner`` whose cancellation was requested."""

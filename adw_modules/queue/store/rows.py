@@ -3,16 +3,20 @@ column values the writes share."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from adw_modules.queue.store.schema import tasks
 from adw_modules.queue.tasks import (
     Attempt,
     AttemptEnd,
     CircuitState,
+    NewEvent,
     ProviderState,
     Task,
     TaskState,
@@ -91,7 +95,7 @@ def attempt_record(row: RowMapping) -> Attempt:
     )
 
 
-def provider_state_record(row: RowMapping) -> ProviderState:
+def provider_state_record(row: Mapping[Any, Any]) -> ProviderState:
     """A ``provider_state`` row as a ``ProviderState``."""
     return ProviderState(
         provider=row["provider"],
@@ -173,3 +177,40 @@ def lease_value(sqlite: bool, lease_until: dt.datetime, now: dt.datetime | None)
 # Clears everything that ties a task to an owner; the "lease" check constraint demands it
 # whenever a task leaves the running state.
 UNOWNED_VALUES: dict[str, Any] = {"owner": None, "lease_expires_at": None, "current_attempt_id": None}
+
+
+def claim_values(sqlite: bool, owner: str, lease_until: dt.datetime, now: dt.datetime) -> dict[str, Any]:
+    """What claiming writes on a task: running under ``owner`` with the lease, attempt_count + 1,
+    no wait reason (cancel_requested is left as it is)."""
+    return {
+        "state": RUNNING_STATE,
+        "owner": owner,
+        "lease_expires_at": lease_value(sqlite, lease_until, now),
+        "attempt_count": tasks.c.attempt_count + 1,
+        "wait_reason": None,
+        "updated_at": now,
+    }
+
+
+def claimed_view(task: Task, owner: str, lease_until: dt.datetime, now: dt.datetime) -> Task:
+    """``task`` as claiming it will make it (what a claimer decides on, before the UPDATE)."""
+    return dataclasses.replace(
+        task,
+        state=TaskState.RUNNING,
+        owner=owner,
+        lease_expires_at=lease_until,
+        attempt_count=task.attempt_count + 1,
+        wait_reason=None,
+        updated_at=now,
+    )
+
+
+def event_values(event: NewEvent, now: dt.datetime) -> dict[str, Any]:
+    """An ``events`` row's values for ``event`` at ``now`` (without task and attempt)."""
+    return {
+        "at": now,
+        "kind": event.kind,
+        "message": event.message,
+        "provider": event.provider,
+        "data": None if event.data is None else dict(event.data),
+    }
