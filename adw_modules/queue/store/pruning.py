@@ -24,9 +24,9 @@ class PruningMixin(ReportsMixin):
         """Fold the aggregates of attempts and events about to be deleted into retired_counts."""
         totals: dict[tuple[str, str], float] = {}
         if attempts_where is not None:
-            for group, q in self._aggregate_queries(attempts_where).items():
+            for group, rows in self._aggregate_rows(conn, attempts_where).items():
                 keys = METRIC_GROUP_KEYS[group]
-                for row in conn.execute(q).mappings():  # one row per label set: GROUP BY those keys
+                for row in rows:  # one row per label set: grouped by those keys
                     labels = json.dumps([row[k] for k in keys])
                     totals.update({(f"{group}.{name}", labels): v for name, v in row.items() if name not in keys and v})
         if events_where is not None:

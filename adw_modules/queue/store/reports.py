@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.schema import attempts, events, retired_counts, tasks
@@ -25,6 +26,23 @@ METRIC_GROUP_KEYS = {
 }
 USAGE_GROUPS = ("provider", "model", "day", "task", "label")
 UNLABELLED = "(unlabelled)"
+
+
+def _duration_rows(buckets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per provider {provider, n, total, le{i}}, from per (provider, first bucket) counts and sums."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in buckets:
+        row = out.setdefault(
+            r["provider"], {"provider": r["provider"], "n": 0, "total": 0.0, **dict.fromkeys(_LE_NAMES, 0)}
+        )
+        row["n"] += int(r["n"])
+        row["total"] += float(r["total"])
+        for name in _LE_NAMES[r["bucket"] :]:  # an attempt counts in its bucket and every wider one
+            row[name] += int(r["n"])
+    return list(out.values())
+
+
+_LE_NAMES = tuple(f"le{i}" for i in range(len(DURATION_BUCKETS_S)))
 
 
 def _merge_retired(out: dict[str, Any], retired: Sequence[Any]) -> None:
@@ -86,17 +104,23 @@ class ReportsMixin(StoreBase):
             .where(where)
             .group_by(attempts.c.provider, attempts.c.model, outcome)
         )
-        d = self._duration_s()
-        by_duration = (
-            sa.select(
-                attempts.c.provider,
-                sa.func.count().label("n"),
-                sa.func.coalesce(sa.func.sum(d), 0.0).label("total"),
-                *(sa.func.sum(sa.case((d <= b, 1), else_=0)).label(f"le{i}") for i, b in enumerate(DURATION_BUCKETS_S)),
-            )
+        # Each finished attempt's duration is computed once (a MATERIALIZED CTE: inlined, SQLite would
+        # evaluate the text-to-seconds expression once per bucket, 16 times a row) and counted in the
+        # first bucket it fits; _duration_rows makes the cumulative le{i} counts from those.
+        durations = (
+            sa.select(attempts.c.provider, self._duration_s().label("d"))
             .where(finished, where)
-            .group_by(attempts.c.provider)
+            .cte("durations")
+            .prefix_with("MATERIALIZED")
         )
+        d = durations.c.d
+        bucket = sa.case(*((d <= b, i) for i, b in enumerate(DURATION_BUCKETS_S)), else_=len(DURATION_BUCKETS_S))
+        by_duration = sa.select(
+            durations.c.provider,
+            bucket.label("bucket"),
+            sa.func.count().label("n"),
+            sa.func.coalesce(sa.func.sum(d), 0.0).label("total"),
+        ).group_by(durations.c.provider, bucket)
         by_failover = (
             sa.select(attempts.c.provider, attempts.c.failover_from, sa.func.count().label("n"))
             .where(attempts.c.failover_from.is_not(None), where)
@@ -114,12 +138,17 @@ class ReportsMixin(StoreBase):
         Totals include what retention pruned (``retired_counts``), so they never go down."""
         recovered = sa.select(sa.func.count()).select_from(events).where(events.c.kind == RECOVERED_EVENT)
         with self._read() as conn:
-            out: dict[str, Any] = {
-                group: [dict(r) for r in conn.execute(q).mappings()] for group, q in self._aggregate_queries().items()
-            }
+            out: dict[str, Any] = self._aggregate_rows(conn)
             out["recoveries"] = int(conn.execute(recovered).scalar_one())
             retired = conn.execute(sa.select(retired_counts)).all()
         _merge_retired(out, retired)
+        return out
+
+    def _aggregate_rows(self, conn: Connection, where: Any = None) -> dict[str, list[dict[str, Any]]]:
+        """The rows of ``_aggregate_queries``, with ``by_duration`` in its per-provider shape."""
+        queries = self._aggregate_queries(where)
+        out = {group: [dict(r) for r in conn.execute(q).mappings()] for group, q in queries.items()}
+        out["by_duration"] = _duration_rows(out["by_duration"])
         return out
 
     # ------------------------------------------------------------------ load and spend
@@ -216,17 +245,15 @@ class ReportsMixin(StoreBase):
             sa.func.coalesce(sa.func.sum(attempts.c.cost_usd), 0.0).label("cost_usd"),
         ]
         query = sa.select(key.label("key"), *sums).group_by(key)
+        if by == "label":
+            # Grouped by the task's whole label list (few distinct ones), expanded per label below.
+            query = query.select_from(attempts.outerjoin(tasks, tasks.c.id == attempts.c.task_id))
         if since is not None:
             query = query.where(attempts.c.started_at >= since)
         with self._read() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
-            labels: dict[int, list[str]] = {}
-            if by == "label" and rows:
-                ids = [r["key"] for r in rows]
-                found = conn.execute(sa.select(tasks.c.id, tasks.c.labels).where(tasks.c.id.in_(ids)))
-                labels = {tid: list(ls or []) for tid, ls in found}
         if by == "label":
-            rows = _by_label(rows, labels)
+            rows = _by_label(rows)
         return sorted((_usage_row(r) for r in rows), key=lambda r: r["key"])
 
     def _usage_by_model(self, since: dt.datetime | None) -> list[dict[str, Any]]:
@@ -252,7 +279,7 @@ class ReportsMixin(StoreBase):
         return sorted((_usage_row(r) for r in merged.values()), key=lambda r: r["key"])
 
     def _usage_key(self, by: str) -> Any:
-        """The column usage groups by (the task id for ``label``: labels are expanded afterwards)."""
+        """The column usage groups by (the task's label list for ``label``: expanded afterwards)."""
         if by == "provider":
             return attempts.c.provider
         if by == "model":
@@ -261,19 +288,21 @@ class ReportsMixin(StoreBase):
             if self._sqlite:
                 return sa.func.date(attempts.c.started_at)  # stored as naive UTC text
             return sa.func.to_char(sa.func.timezone("UTC", attempts.c.started_at), "YYYY-MM-DD")
+        if by == "label":
+            return tasks.c.labels
         return attempts.c.task_id
 
 
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
-def _by_label(rows: list[dict[str, Any]], labels: Mapping[int, list[str]]) -> list[dict[str, Any]]:
-    """Per-task usage rows summed per label of each task."""
-    # Expanding JSON arrays differs per backend (json_each vs jsonb_array_elements);
-    # per-task sums are few enough to expand here.
+def _by_label(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Usage rows keyed by a task's label list, summed per label (a task with none: UNLABELLED)."""
+    # Expanding JSON arrays differs per backend (json_each vs jsonb_array_elements); the distinct
+    # label lists are few enough to expand here.
     merged: dict[str, dict[str, Any]] = {}
     for row in rows:
-        for label in dict.fromkeys(labels.get(row["key"]) or [UNLABELLED]):
+        for label in dict.fromkeys(row["key"] or [UNLABELLED]):
             acc = merged.setdefault(label, {"key": label, **{k: 0 for k in row if k != "key"}})
             for k, v in row.items():
                 if k != "key":

@@ -138,6 +138,10 @@ sa.Index(
     sqlite_where=sa.text("state = 'running'"),
 )
 sa.Index(None, tasks.c.state, tasks.c.created_at)
+# counts_by_state_priority (`adw status`, metrics): a covering index, not every task row (0008).
+sa.Index(None, tasks.c.state, tasks.c.priority)
+# list_tasks(): newest first without sorting the whole table (0008).
+sa.Index(None, tasks.c.created_at, tasks.c.id)
 
 attempts = sa.Table(
     "attempts",
@@ -200,6 +204,9 @@ sa.Index(
 )
 # rpm limits and spend: attempts started in a recent window.
 sa.Index(None, attempts.c.started_at, attempts.c.provider)
+# running_attempts() on SQLite, whose planner cannot match the partial indexes above when the
+# state is a bound parameter (0008).
+sa.Index(None, attempts.c.state, attempts.c.id)
 
 provider_state = sa.Table(
     "provider_state",
