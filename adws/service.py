@@ -28,18 +28,18 @@ from types import FrameType
 from typing import Literal
 
 import sqlalchemy as sa
-from alembic.util.exc import CommandError as AlembicError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
-from adw_modules.ops.doctor import store_location_problem
 from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.ops.secrets import SecretError
+from adw_modules.ops.store_location import store_location_problem
 from adw_modules.queue.store import Store
+from adw_modules.queue.store.engine import MigrationError as AlembicError
 from adw_modules.queue.tasks import TaskState
 from adw_modules.sources.github.client import GitHubClient
 from adw_modules.sources.github.source import GitHubSource
