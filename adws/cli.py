@@ -1,29 +1,118 @@
-"""The ``adw`` command line: thin over adw_modules.  Exit code 2 means the config is unusable."""
+"""The ``adw`` command line: thin over adw_modules.  Exit code 2 means the config is unusable.
+
+Each command lives in a ``cli_*`` module (or ``top``) that is imported only when that command
+runs or shows its own help: ``adw --help`` lists every command from ``COMMANDS`` below without
+importing any of them, and nothing here imports more than click.  A module's own imports are
+placed the same way (what only one command uses is imported inside it), so ``adw route`` loads
+the config and the router, ``adw enqueue`` the store, and neither the doctor, PyGithub or Alembic.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-import tomlkit
 
-from adw_modules.config import edit as config_edit
-from adw_modules.config.schema import TIERS, Config, ConfigError, Target, load_config
-from adw_modules.routing.conditions import PRIORITIES, WEEKDAYS
-from adw_modules.routing.providers import ProviderRegistry
-from adw_modules.routing.router import ModelRouter, TaskAttrs
-from adw_modules.workers import streams
-from adw_modules.workers.attempt import AttemptRequest, AttemptRunner, summarize_file
-from adws import views
+if TYPE_CHECKING:
+    from adw_modules.config.schema import Config, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CONFIG = 2
+
+# name -> ("module:attribute", the first paragraph of its help).  tests/adws/test_startup.py
+# checks each help against the command's own, so the listing cannot drift from the commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cancel": (
+        "adws.cli_queue:cancel_cmd",
+        "Cancel a task; a running worker is killed by the coordinator that owns it.",
+    ),
+    "config": ("adws.cli_config:config_group", "Check the configuration."),
+    "demo": (
+        "adws.cli_queue:demo_cmd",
+        "Enqueue a realistic mix of tasks and run them on the local dry-run agent, with a rate limit to fail over.",
+    ),
+    "doctor": (
+        "adws.cli_ops:doctor_cmd",
+        "Preflight: config, providers (a real --version run), keys, store, GitHub, disk, clock.  Exit 1 on ✗.",
+    ),
+    "enqueue": ("adws.cli_queue:enqueue_cmd", "Add a task to the local queue; prints its id."),
+    "github": ("adws.cli_github:github_group", "The GitHub task source."),
+    "models": (
+        "adws.cli_routing:models_cmd",
+        "Models by capability / tier / cost, cheapest first (seed 004's cost comparison).",
+    ),
+    "parse": (
+        "adws.cli_providers:parse_cmd",
+        "Summarise a saved transcript: outcome, tokens, cost, model, session (exit_code is null).",
+    ),
+    "providers": (
+        "adws.cli_providers:providers_cmd",
+        "Status of each provider, with the reason when unavailable (= tools/show-providers.py).",
+    ),
+    "retry": ("adws.cli_queue:retry_cmd", "Queue a finished (or waiting) task again."),
+    "route": ("adws.cli_routing:route_cmd", "One routing decision, with its explanation."),
+    "routing": (
+        "adws.cli_routing:routing_cmd",
+        "Rules in priority order and the scenario decision tests (= tools/show-routing.py).",
+    ),
+    "rules": ("adws.cli_config:rules_group", "Add or remove routing rules in config.toml (comments and layout kept)."),
+    "run": (
+        "adws.cli_queue:run_cmd",
+        "Run the coordinator (foreground service).  SIGTERM drains, SIGHUP reloads config.",
+    ),
+    "service": ("adws.cli_ops:service_group", "Run adw as a systemd service."),
+    "status": ("adws.cli_queue:status_cmd", "Queue depth, running attempts, provider health and spend."),
+    "task": ("adws.cli_queue:task_group", "One task."),
+    "tasks": ("adws.cli_queue:tasks_cmd", "Tasks, newest first."),
+    "top": ("adws.top:top_cmd", "Live view: running attempts, queue, provider health.  q or Ctrl-C quits."),
+    "usage": ("adws.cli_queue:usage_cmd", "Tokens and cost, grouped."),
+    "workspace": ("adws.cli_queue:workspace_group", "Per-task git worktrees."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported by name when one is used.
+
+    ``lazy`` maps each name to ``("module:attribute", help)``.  Listing the commands (the
+    group's ``--help``) shows each one through a stand-in carrying that help, so click's own
+    layout and shortening apply and nothing is imported; running one, or asking for its own
+    help or completion, imports its module.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+        self.listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            if self.listing:
+                return click.Command(cmd_name, help=self.lazy[cmd_name][1])
+            self.add_command(self.load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def load(self, cmd_name: str) -> click.Command:
+        """The command itself, importing its module."""
+        module, _, attribute = self.lazy[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[cmd_name][0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.listing = False
 
 
 def default_config_path() -> str:
@@ -44,6 +133,8 @@ class Context:
         self._config: Config | None = None
 
     def config(self) -> Config:
+        from adw_modules.config.schema import ConfigError, load_config
+
         if self._config is None:
             try:
                 self._config = load_config(self.config_path)
@@ -65,7 +156,8 @@ def read_options(fn: F) -> F:
     return fn
 
 
-def _ctx(config_path: str | None) -> Context:
+def context_for(config_path: str | None) -> Context:
+    """The command's Context: the group's, unless this command's own --config names another file."""
     obj = click.get_current_context().find_object(Context)
     path = config_path or (obj.config_path if obj else default_config_path())
     return obj if obj is not None and obj.config_path == path else Context(path)
@@ -78,7 +170,7 @@ def emit(as_json: bool, data: Any, text: Callable[[Any], str]) -> None:
         click.echo(text(data))
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy=COMMANDS)
 @click.option(
     "--config",
     "config_path",
@@ -92,292 +184,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = Context(config_path or default_config_path())
 
 
-# ---------------------------------------------------------------- config
-
-
-@cli.group("config")
-def config_group() -> None:
-    """Check the configuration."""
-
-
-@config_group.command("validate")
-@read_options
-def config_validate(config_path: str | None, as_json: bool) -> None:
-    """Validate config.toml: every problem at once, exit code 2 if there are any."""
-    path = _ctx(config_path).config_path
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        if as_json:
-            click.echo(json.dumps({"config": path, "valid": False, "errors": exc.issues}, indent=2))
-            sys.exit(EXIT_CONFIG)
-        config_error_exit(exc)
-    data = {
-        "config": path,
-        "valid": True,
-        "providers": len(config.providers),
-        "rules": len(config.routing.rules),
-        "chains": len(config.routing.chains),
-        "fingerprint": config.fingerprint,
-    }
-    emit(
-        as_json,
-        data,
-        lambda d: f"{d['config']}: OK ({d['providers']} providers, {d['rules']} rules, {d['chains']} chains)",
-    )
-
-
-# ---------------------------------------------------------------- providers
-
-
-@cli.group("providers", invoke_without_command=True)
-@read_options
-@click.pass_context
-def providers_cmd(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
-    """Status of each provider, with the reason when unavailable (= tools/show-providers.py)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    config = _ctx(config_path).config()
-    emit(as_json, views.providers_data(config, ProviderRegistry(config)), views.providers_text)
-
-
-@providers_cmd.command("test")
-@click.argument("name")
-@click.option("--model", default=None, help="Default: the provider's default_model, else its first model.")
-@click.option("--prompt", default="Reply with the single word: ok", show_default=True)
-@click.option("--timeout", type=float, default=None, help="Seconds; default: the provider's timeout.")
-@read_options
-def providers_test(
-    name: str, model: str | None, prompt: str, timeout: float | None, config_path: str | None, as_json: bool
-) -> None:
-    """Run one real attempt on a provider (the seed's "test directly" step).  Exit 1 if it fails."""
-    config = _ctx(config_path).config()
-    if name not in config.providers:
-        raise click.BadParameter(f"{name!r} is not defined (defined: {', '.join(config.providers)})")
-    pc = config.providers[name]
-    model = model or pc.default_model or next(iter(pc.models), None)
-    if model is None and name == config.routing.default_provider:
-        model = config.routing.default_model
-    if model is None:
-        raise click.BadParameter(f"provider {name} declares no model: pass --model", param_hint="--model")
-    registry = ProviderRegistry(config)
-    with tempfile.TemporaryDirectory(prefix="adw-provider-test-") as tmp:
-        request = AttemptRequest(
-            task_id="provider-test",
-            prompt=prompt,
-            target=Target(name, model),
-            workdir=Path(tmp),
-            attempt_dir=Path(tmp) / ".attempt",
-            timeout_s=timeout,
-        )
-        result = AttemptRunner(config, registry).run(request)
-        data = result.to_dict()
-        data["log_path"] = None  # the temp dir is gone when we return
-    emit(as_json, data, views.attempt_text)
-    sys.exit(0 if result.ok else 1)
-
-
-@cli.command("parse")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(sorted(streams.FORMATS)), required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def parse_cmd(file: str, fmt: str, as_json: bool) -> None:
-    """Summarise a saved transcript: outcome, tokens, cost, model, session (exit_code is null)."""
-    result = summarize_file(Path(file), fmt)
-    emit(as_json, result.to_dict(), views.attempt_text)
-
-
-# ---------------------------------------------------------------- routing
-
-
-@cli.group("routing", invoke_without_command=True)
-@read_options
-@click.pass_context
-def routing_cmd(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
-    """Rules in priority order and the scenario decision tests (= tools/show-routing.py)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    config = _ctx(config_path).config()
-    emit(as_json, views.routing_data(config, ModelRouter(config)), views.routing_text)
-
-
-def _set_routing(config_path: str | None, enabled: bool) -> None:
-    path = _ctx(config_path).config_path
-    try:
-        config_edit.set_routing_enabled(path, enabled)
-    except ConfigError as exc:
-        config_error_exit(exc)
-    click.echo(f"{path}: routing {'enabled' if enabled else 'disabled'}")
-
-
-@routing_cmd.command("enable")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-def routing_enable(config_path: str | None) -> None:
-    """Set [routing] enabled = true (comments and layout kept)."""
-    _set_routing(config_path, True)
-
-
-@routing_cmd.command("disable")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-def routing_disable(config_path: str | None) -> None:
-    """Set [routing] enabled = false: every task goes to the defaults."""
-    _set_routing(config_path, False)
-
-
-@cli.command("route")
-@click.option("--priority", type=click.Choice(PRIORITIES), default="normal", show_default=True)
-@click.option("--label", "labels", multiple=True, help="Repeatable.")
-@click.option("--retry-count", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--hour", type=click.IntRange(0, 23), default=None, help="Default: now, in [routing] timezone.")
-@click.option("--weekday", type=click.Choice(WEEKDAYS), default=None)
-@click.option("--repo", default=None, help="owner/name")
-@click.option("--source", default=None, help="github, local, ...")
-@click.option("--prompt-tokens", type=click.IntRange(min=0), default=None)
-@click.option("--ignore-availability", is_flag=True, help="Route as if every provider were usable.")
-@read_options
-def route_cmd(
-    priority: str,
-    labels: tuple[str, ...],
-    retry_count: int,
-    hour: int | None,
-    weekday: str | None,
-    repo: str | None,
-    source: str | None,
-    prompt_tokens: int | None,
-    ignore_availability: bool,
-    config_path: str | None,
-    as_json: bool,
-) -> None:
-    """One routing decision, with its explanation."""
-    config = _ctx(config_path).config()
-    router = ModelRouter(config)
-    attrs = TaskAttrs(
-        priority=priority,
-        labels=frozenset(labels),
-        retry_count=retry_count,
-        repo=repo,
-        source=source,
-        prompt_tokens=prompt_tokens,
-        hour=hour,
-        weekday=weekday,
-    )
-    unavailable = {} if ignore_availability else router.registry.unavailable()
-    decision = router.decide(attrs, unavailable=unavailable)
-    emit(as_json, decision.to_dict(), lambda _: views.decision_text(attrs, decision))
-
-
-# ---------------------------------------------------------------- models
-
-
-@cli.command("models")
-@click.option("--capability", default=None)
-@click.option("--tier", type=click.Choice(TIERS), default=None)
-@click.option("--max-cost", type=float, default=None, help="USD per 1K input tokens.")
-@click.option("--provider", default=None)
-@click.option("--available", "available_only", is_flag=True, help="Only providers usable now.")
-@read_options
-def models_cmd(
-    capability: str | None,
-    tier: str | None,
-    max_cost: float | None,
-    provider: str | None,
-    available_only: bool,
-    config_path: str | None,
-    as_json: bool,
-) -> None:
-    """Models by capability / tier / cost, cheapest first (seed 004's cost comparison)."""
-    config = _ctx(config_path).config()
-    if provider is not None and provider not in config.providers:
-        raise click.BadParameter(
-            f"{provider!r} is not defined (defined: {', '.join(config.providers)})", param_hint="--provider"
-        )
-    registry = ProviderRegistry(config)
-    models = registry.list_models(
-        capability=capability, tier=tier, max_cost=max_cost, provider=provider, available_only=available_only
-    )
-    rows = [views.model_row(m, registry.availability(m.provider).available) for m in models]
-    emit(as_json, {"models": rows}, lambda d: views.models_text(d["models"]))
-
-
-# ---------------------------------------------------------------- rules
-
-
-@cli.group("rules")
-def rules_group() -> None:
-    """Add or remove routing rules in config.toml (comments and layout kept)."""
-
-
-def _inline_table(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = tomlkit.parse(f"x = {text}")["x"]
-    except Exception as exc:  # tomlkit raises several parse error types
-        raise click.BadParameter(f"not a TOML inline table: {exc}", param_hint=option) from None
-    if not isinstance(value, dict):
-        raise click.BadParameter('must be a TOML inline table like { priority = "low" }', param_hint=option)
-    unwrapped: dict[str, Any] = value.unwrap() if hasattr(value, "unwrap") else dict(value)
-    return unwrapped
-
-
-@rules_group.command("add")
-@click.argument("name")
-@click.option("--priority", type=int, required=True, help="Higher is checked first.")
-@click.option("--conditions", default="{}", help="TOML inline table, e.g. '{ labels = [\"docs\"] }'.")
-@click.option("--provider", default=None)
-@click.option("--model", default=None)
-@click.option(
-    "--model-select",
-    default=None,
-    help='TOML inline table, e.g. \'{ capability = "code", pick = "cheapest" }\'.',
-)
-@click.option("--chain", default=None)
-@click.option("--fallback", multiple=True, help="provider:model, repeatable.")
-@click.option("--params", default=None, help="TOML inline table of template parameters.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-def rules_add(
-    name: str,
-    priority: int,
-    conditions: str,
-    provider: str | None,
-    model: str | None,
-    model_select: str | None,
-    chain: str | None,
-    fallback: tuple[str, ...],
-    params: str | None,
-    config_path: str | None,
-) -> None:
-    """Append a rule; the file is only written if the whole config stays valid."""
-    path = _ctx(config_path).config_path
-    try:
-        config_edit.add_rule(
-            path,
-            name,
-            priority,
-            _inline_table(conditions, "--conditions"),
-            provider=provider,
-            model=model,
-            model_select=_inline_table(model_select, "--model-select") if model_select else None,
-            chain=chain,
-            fallback=fallback,
-            params=_inline_table(params, "--params") if params else None,
-        )
-    except ConfigError as exc:
-        config_error_exit(exc)
-    click.echo(f'{path}: rule "{name}" added')
-
-
-@rules_group.command("remove")
-@click.argument("name")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-def rules_remove(name: str, config_path: str | None) -> None:
-    """Remove the rule with this name."""
-    path = _ctx(config_path).config_path
-    try:
-        config_edit.remove_rule(path, name)
-    except ConfigError as exc:
-        config_error_exit(exc)
-    click.echo(f'{path}: rule "{name}" removed')
-
-
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="adw")
 
@@ -387,12 +193,9 @@ def run_tool(command: list[str]) -> None:
     main([*command, *sys.argv[1:]])
 
 
-# The queue and service commands register themselves on ``cli``.
-from adws import cli_github, cli_ops, cli_queue, top  # noqa: E402, F401
-
 if __name__ == "__main__":  # pragma: no cover
-    # Run as ``python -m adws.cli`` this file is ``__main__``, and the commands above registered
-    # themselves on the ``adws.cli`` module's group, not this copy's: run that one.
+    # Run as ``python -m adws.cli`` this file is ``__main__``, while the command modules import
+    # ``adws.cli`` (its Context, its helpers): run that module's group, not this copy's.
     from adws.cli import main as registered_main
 
     registered_main()

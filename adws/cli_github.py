@@ -7,12 +7,8 @@ import sys
 from typing import Any
 
 import click
-from github import GithubException
 
-from adw_modules.ops.secrets import SecretError
-from adw_modules.sources.github.auth import github_token
-from adw_modules.sources.github.client import Backoff, GitHubClient
-from adws.cli import _ctx, cli, emit, read_options
+from adws.cli import context_for, emit, read_options
 
 LABEL_COLORS = {
     "trigger": "5319e7",
@@ -25,7 +21,7 @@ LABEL_COLORS = {
 }
 
 
-@cli.group("github")
+@click.group("github")
 def github_group() -> None:
     """The GitHub task source."""
 
@@ -35,7 +31,13 @@ def github_group() -> None:
 @read_options
 def github_check(create_labels: bool, config_path: str | None, as_json: bool) -> None:
     """Token valid, its scopes, each repository reachable, labels present (offers to create missing ones)."""
-    config = _ctx(config_path).config()
+    from github import GithubException  # PyGithub: only this command talks to GitHub
+
+    from adw_modules.ops.secrets import SecretError
+    from adw_modules.sources.github.auth import github_token
+    from adw_modules.sources.github.client import Backoff, GitHubClient
+
+    config = context_for(config_path).config()
     gh = config.github
     if gh is None:
         raise click.UsageError(f"{config.path} has no [github] section")
@@ -75,6 +77,8 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
 
 
 def _why(exc: Exception) -> str:
+    from github import GithubException
+
     if isinstance(exc, GithubException):
         message = exc.data.get("message") if isinstance(exc.data, dict) else None
         return f"GitHub answered {exc.status}" + (f": {message}" if message else "")

@@ -9,12 +9,11 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from adw_modules.config.schema import Config
-from adw_modules.ops.doctor import SYMBOLS, Check, Probes, Status, exit_code, run_doctor
 from adw_modules.ops.systemd import (
     ENV_FILE_NAME,
     UnitSpec,
@@ -27,10 +26,13 @@ from adw_modules.ops.systemd import (
     valid_unit_name,
 )
 from adw_modules.routing.providers import ProviderRegistry
-from adws.cli import _ctx, cli, emit, read_options
+from adws.cli import context_for, emit, read_options
+
+if TYPE_CHECKING:
+    from adw_modules.ops.doctor import Check
 
 
-@cli.group("service")
+@click.group("service")
 def service_group() -> None:
     """Run adw as a systemd service."""
 
@@ -57,7 +59,7 @@ def service_install(
     """Write a systemd unit for `adw run`; prints the systemctl commands to start it."""
     if not valid_unit_name(name):
         raise click.BadParameter(f"{name!r}: letters, digits and :_.@- only, without .service", param_hint="--name")
-    config = _ctx(config_path).config()
+    config = context_for(config_path).config()
     run_as = None if user_mode else (run_as or invoking_user())
     env_path = Path(env_file).absolute() if env_file else config.base_dir / ENV_FILE_NAME
     text = render_unit(unit_spec(config, name, user_mode, run_as, env_path))
@@ -174,14 +176,16 @@ def _env_template(path: Path, config: Config) -> bool:
 # ---------------------------------------------------------------- doctor
 
 
-@cli.command("doctor")
+@click.command("doctor")
 @click.option(
     "--env-file", type=click.Path(dir_okay=False), default=None, help=f"Default: {ENV_FILE_NAME} by the config."
 )
 @read_options
 def doctor_cmd(env_file: str | None, config_path: str | None, as_json: bool) -> None:
     """Preflight: config, providers (a real --version run), keys, store, GitHub, disk, clock.  Exit 1 on ✗."""
-    path = Path(_ctx(config_path).config_path)
+    from adw_modules.ops.doctor import Probes, exit_code, run_doctor
+
+    path = Path(context_for(config_path).config_path)
     checks = run_doctor(path, Probes(), Path(env_file) if env_file else None)
     data = {"ok": exit_code(checks) == 0, "summary": _summary(checks), "checks": [c.to_dict() for c in checks]}
     emit(as_json, data, lambda _: doctor_text(checks))
@@ -189,10 +193,14 @@ def doctor_cmd(env_file: str | None, config_path: str | None, as_json: bool) -> 
 
 
 def _summary(checks: list[Check]) -> dict[str, Any]:
+    from adw_modules.ops.doctor import Status
+
     return {str(s): sum(1 for c in checks if c.status is s) for s in Status}
 
 
 def doctor_text(checks: list[Check]) -> str:
+    from adw_modules.ops.doctor import SYMBOLS, Status
+
     lines = []
     for c in checks:
         lines.append(f"{SYMBOLS[c.status]} {c.name}: {c.detail}")

@@ -13,26 +13,22 @@ from typing import NoReturn
 import click
 
 from adw_modules.config.schema import Config, ConfigError
-from adw_modules.ops.logs import setup_logging
-from adw_modules.ops.secrets import secrets_of
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
-from adw_modules.sources.local import enqueue_local
-from adw_modules.workers import transcripts
 from adws import queue_views
-from adws.cli import EXIT_CONFIG, _ctx, cli, config_error_exit, emit, read_options
-from adws.service import Service, open_store
+from adws.cli import EXIT_CONFIG, config_error_exit, context_for, emit, read_options
+from adws.stores import open_store
 
 
 def _store(config_path: str | None) -> tuple[Store, Config]:
-    config = _ctx(config_path).config()
+    config = context_for(config_path).config()
     try:
         return open_store(config), config
     except ConfigError as exc:
         config_error_exit(exc)
 
 
-@cli.command("run")
+@click.command("run")
 @click.option("--once", "mode", flag_value="once", help="One poll + dispatch cycle, then wait for it and exit.")
 @click.option("--until-idle", "mode", flag_value="until_idle", help="Run until nothing is queued or running.")
 @click.option(
@@ -46,8 +42,11 @@ def _store(config_path: str | None) -> tuple[Store, Config]:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: str | None) -> None:
     """Run the coordinator (foreground service).  SIGTERM drains, SIGHUP reloads config."""
+    from adw_modules.ops.logs import setup_logging
+    from adws.service import Service  # the coordinator, APScheduler, the GitHub source: only here
+
     setup_logging(log_format)
-    config = _ctx(config_path).config()
+    config = context_for(config_path).config()
     try:
         service = Service(config)
     except ConfigError as exc:
@@ -57,7 +56,7 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
     sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
 
 
-@cli.command("enqueue")
+@click.command("enqueue")
 @click.argument("title")
 @click.option("--body", default=None)
 @click.option("--body-file", type=click.Path(exists=True, dir_okay=False), default=None)
@@ -91,6 +90,8 @@ def enqueue_cmd(
     as_json: bool,
 ) -> None:
     """Add a task to the local queue; prints its id."""
+    from adw_modules.sources.local import enqueue_local
+
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
     text = _read_body_file(Path(body_file), encoding, replace_invalid) if body_file else (body or "")
@@ -129,7 +130,7 @@ def usage_exit(message: str) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-@cli.command("status")
+@click.command("status")
 @read_options
 def status_cmd(config_path: str | None, as_json: bool) -> None:
     """Queue depth, running attempts, provider health and spend."""
@@ -141,7 +142,7 @@ def status_cmd(config_path: str | None, as_json: bool) -> None:
     emit(as_json, data, queue_views.status_text)
 
 
-@cli.command("tasks")
+@click.command("tasks")
 @click.option("--state", type=click.Choice([str(s) for s in TaskState]), default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @read_options
@@ -155,7 +156,7 @@ def tasks_cmd(state: str | None, limit: int, config_path: str | None, as_json: b
     emit(as_json, {"tasks": [t.to_dict() for t in tasks]}, queue_views.tasks_text)
 
 
-@cli.group("task")
+@click.group("task")
 def task_group() -> None:
     """One task."""
 
@@ -192,6 +193,9 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
     Every secret the config references is masked again as it is shown, in every JSON-escaped
     spelling too: a transcript stored before a key was known, or rotated, is masked like a new one.
     """
+    from adw_modules.ops.secrets import secrets_of
+    from adw_modules.workers import transcripts
+
     store, config = _store(config_path)
     redact = secrets_of(config, os.environ)
     try:
@@ -227,7 +231,7 @@ def task_log(task_id: int, number: int | None, follow: bool, raw: bool, config_p
         store.close()
 
 
-@cli.command("retry")
+@click.command("retry")
 @click.argument("task_id", type=int)
 @click.option("--reset", is_flag=True, help="Also reset retry_count to 0 (routing sees a first try).")
 @read_options
@@ -247,7 +251,7 @@ def retry_cmd(task_id: int, reset: bool, config_path: str | None, as_json: bool)
     emit(as_json, {"id": task_id, "state": str(task.state)}, lambda d: f"task {d['id']}: {d['state']}")
 
 
-@cli.command("cancel")
+@click.command("cancel")
 @click.argument("task_id", type=int)
 @read_options
 def cancel_cmd(task_id: int, config_path: str | None, as_json: bool) -> None:
@@ -266,7 +270,7 @@ def cancel_cmd(task_id: int, config_path: str | None, as_json: bool) -> None:
     emit(as_json, {"id": task_id, "state": str(state), "note": note}, lambda d: f"task {d['id']}: {d['note']}")
 
 
-@cli.command("usage")
+@click.command("usage")
 @click.option(
     "--by",
     type=click.Choice(["provider", "model", "day", "task", "label"]),
@@ -286,7 +290,7 @@ def usage_cmd(by: str, days: int | None, config_path: str | None, as_json: bool)
     emit(as_json, {"by": by, "rows": rows}, queue_views.usage_text)
 
 
-@cli.command("demo")
+@click.command("demo")
 @click.option(
     "--dir",
     "directory",
@@ -303,7 +307,7 @@ def demo_cmd(directory: str, log_format: str) -> None:
     sys.exit(run_demo(Path(directory), log_format=log_format))
 
 
-@cli.group("workspace")
+@click.group("workspace")
 def workspace_group() -> None:
     """Per-task git worktrees."""
 

@@ -25,23 +25,22 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import sqlalchemy as sa
-from alembic.util.exc import CommandError as AlembicError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
-from adw_modules.ops.doctor import store_location_problem
 from adw_modules.ops.logs import install_redaction
 from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.ops.secrets import SecretError
 from adw_modules.queue.store import Store
-from adw_modules.sources.github.client import GitHubClient
-from adw_modules.sources.github.source import GitHubSource
+from adws.stores import open_store
+
+if TYPE_CHECKING:
+    from adw_modules.sources.github.source import GitHubSource
 
 log = logging.getLogger("adw.service")
 
@@ -422,6 +421,10 @@ def make_github_source(
     config: Config, store: Store, coordinator: Coordinator, environ: Mapping[str, str]
 ) -> GitHubSource:
     """The GitHub source for ``config``, registered as the coordinator's GitHub prompt renderer."""
+    # Imported here: PyGithub is ~30 MB and half a second, and a coordinator without [github] never needs it.
+    from adw_modules.sources.github.client import GitHubClient
+    from adw_modules.sources.github.source import GitHubSource
+
     gh = config.github
     assert gh is not None
     try:
@@ -439,18 +442,3 @@ def make_github_source(
     )
     coordinator.prompt_renderers["github"] = source.prompt
     return source
-
-
-def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Store:
-    url = config.service.store_url(dict(os.environ if environ is None else environ))
-    if not url:
-        raise ConfigError([f"{config.path}: store: url_env {config.service.store.url_env} is not set"])
-    problem = store_location_problem(url)
-    if problem is not None:
-        raise ConfigError([problem])
-    try:
-        return Store.open(url)
-    except (OSError, sa.exc.SQLAlchemyError, AlembicError) as exc:  # what is left: the database said no
-        shown = sa.make_url(url).render_as_string(hide_password=True)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError([f"store {shown}: cannot be opened: {first}"]) from None

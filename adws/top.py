@@ -30,8 +30,8 @@ from adw_modules.ops.display import format_usd
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
 from adws import queue_views
-from adws.cli import _ctx, cli, config_error_exit
-from adws.service import open_store
+from adws.cli import config_error_exit, context_for
+from adws.stores import open_store
 
 
 def top_data(config: Config, store: Store) -> dict[str, Any]:
@@ -180,13 +180,13 @@ def run_top(config: Config, store: Store, interval: float, once: bool, console: 
             pass
 
 
-@cli.command("top")
+@click.command("top")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Seconds.")
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 def top_cmd(interval: float, once: bool, config_path: str | None) -> None:
     """Live view: running attempts, queue, provider health.  q or Ctrl-C quits."""
-    config = _ctx(config_path).config()
+    config = context_for(config_path).config()
     try:
         store = open_store(config)
     except ConfigError as exc:

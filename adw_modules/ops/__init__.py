@@ -3,8 +3,9 @@
 Owns: ``secrets`` (fetching every secret by reference, registering each value with the
 redactor), ``redact`` (masking), ``display`` (times and money as operators read them),
 ``logs`` (JSON logs), ``metrics`` and ``metrics_http``
-(Prometheus, /healthz, /readyz), ``doctor`` (preflight checks), ``systemd`` (the unit),
-``retention`` (pruning).
+(Prometheus, /healthz, /readyz), ``doctor`` (preflight checks), ``store_location`` (can a SQLite
+store live at this path: doctor's check, also made before opening the store), ``systemd`` (the
+unit), ``retention`` (pruning).
 
 May import: ``config``, ``outcomes``, ``queue``, ``routing``, ``sources`` (doctor and metrics look at
 every stage).  ``redact``, ``secrets`` and ``display`` are the exception every stage relies on:

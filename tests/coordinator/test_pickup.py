@@ -7,6 +7,7 @@ by the safety-net tick.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ import pytest
 from tests.coordinator.harness import Coord, Setup, adw, coordinators, require_postgres, scratch_pg_database, wait_for
 
 HOUR = 3600
+
+
+def _ran(setup: Setup, task_id: int) -> bool:
+    return setup.log.done()[task_id] == 1
 
 
 def _enqueue_wakes_the_coordinator(root: Path, store_url: str) -> None:
@@ -29,7 +34,7 @@ def _enqueue_wakes_the_coordinator(root: Path, store_url: str) -> None:
             done = adw(config, "enqueue", f"task {n}")
             assert done.returncode == 0, done.stderr
             task_id = int(done.stdout.strip().split()[-1])
-            wait_for(lambda t=task_id: setup.log.done()[t] == 1, 30, f"task {task_id} to run after its enqueue")
+            wait_for(functools.partial(_ran, setup, task_id), 30, f"task {task_id} to run after its enqueue")
         assert len(coord.find("attempt.started")) == 3
 
 

@@ -1,20 +1,27 @@
 """Engine creation and schema migration: SQLite (WAL, busy timeout, ``BEGIN IMMEDIATE`` for
-writers) and PostgreSQL, and Alembic's packaged migrations."""
+writers) and PostgreSQL, and Alembic's packaged migrations.
+
+Alembic is imported only to upgrade: a store already at ``HEAD_REVISION`` is recognised by
+reading its ``alembic_version`` row, so every ``adw`` command that opens a current store
+skips importing Alembic's environment (a few hundred ms)."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # The migrations live beside this package, in adw_modules/queue/migrations.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The newest revision in migrations/versions; a test asserts it is Alembic's head.
+HEAD_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Any fixed 64-bit number: the advisory lock that serialises migrations across processes.
 PG_MIGRATION_LOCK_KEY = 0x0ADC_0057_0E5E
@@ -22,6 +29,8 @@ PG_MIGRATION_LOCK_KEY = 0x0ADC_0057_0E5E
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
     """An Alembic Config for the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Revision modules must be importable names for mypy (no leading digit).
@@ -33,19 +42,47 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return cfg
 
 
+class MigrationError(Exception):
+    """Alembic could not bring the schema to head (e.g. the store is at a revision this adw
+    does not know: a newer adw migrated it).  The message is Alembic's."""
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to head, safely when several processes start at once.
 
-    The whole upgrade runs in one transaction that first takes a cross-process lock:
+    A store whose ``alembic_version`` already reads ``HEAD_REVISION`` is left alone, without
+    importing Alembic.  That read takes no lock and needs none: an upgrade writes the new
+    revision in the same transaction as the schema change, so a reader sees either the old
+    revision (and takes the locked path below) or a finished upgrade.
+
+    Otherwise the whole upgrade runs in one transaction that first takes a cross-process lock:
     ``pg_advisory_xact_lock`` on PostgreSQL, SQLite's write lock (``BEGIN IMMEDIATE``)
     otherwise.  Whoever comes second waits, then finds the schema at head.
     """
+    if stored_revisions(engine) == [HEAD_REVISION]:
+        return
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     if engine.dialect.name == "sqlite":
         engine = engine.execution_options(adw_sqlite_begin="IMMEDIATE")
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY)))
-        command.upgrade(alembic_config(connection=conn), "head")
+        try:
+            command.upgrade(alembic_config(connection=conn), "head")
+        except CommandError as exc:
+            raise MigrationError(str(exc)) from exc
+
+
+def stored_revisions(engine: Engine) -> list[str] | None:
+    """The revision ids in ``alembic_version``; None if it cannot be read (no such table yet)."""
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    except sa.exc.DBAPIError:
+        # A missing table, or anything else: the locked path decides (and reports a real error).
+        return None
 
 
 def make_engine(url: str) -> Engine:
