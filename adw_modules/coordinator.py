@@ -117,6 +117,10 @@ class Coordinator(Claiming, Finishing):
         self.store.register_coordinator(self.owner, self.name, self.host, os.getpid(), utcnow())
         self.recover_orphans()
         self.reconcile(self.clock())
+        try:
+            self.store.optimize()
+        except Exception:  # statistics only make claims faster; the coordinator runs without them
+            log.exception("refreshing the store's query statistics failed")
         for name in self.config.providers:
             a = self.registry.availability(name)
             _event(log, "provider.availability", provider=name, available=a.available, reason=a.reason)

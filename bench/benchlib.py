@@ -7,6 +7,7 @@ Only public store/coordinator APIs are used, so the scripts run against old and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -14,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -230,3 +231,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
             "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
         )
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def store_url(backend: str, root: Path) -> Iterator[str]:
+    """A fresh store: a SQLite file under ``root``, or a scratch PostgreSQL database (dropped after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{root / 'adw.db'}"
+    else:
+        from tests.coordinator.harness import scratch_pg_database
+
+        with scratch_pg_database() as url:
+            yield url

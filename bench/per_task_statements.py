@@ -44,7 +44,6 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,15 +193,7 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- parent
 
 
-@contextlib.contextmanager
-def store_url(backend: str, root: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{root / 'adw.db'}"
-    else:
-        from tests.coordinator.harness import scratch_pg_database
-
-        with scratch_pg_database() as url:
-            yield url
+store_url = benchlib.store_url
 
 
 def spawn(kind: str, backend: str, args: argparse.Namespace, tmp: Path, tag: str, attribute: bool = False) -> Any:

@@ -25,7 +25,6 @@ one task, and ``adw enqueue``'s own start-up (with ``--via cli`` the clock start
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import random
@@ -34,14 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import benchlib
 
 from adw_modules.queue.store import Store
 from adw_modules.sources.local import enqueue_local
-from tests.coordinator.harness import ADW, Coord, coordinators, scratch_pg_database, wait_for
+from tests.coordinator.harness import ADW, Coord, coordinators, wait_for
 
 
 def worker(root: Path) -> tuple[list[str], Path]:
@@ -63,13 +61,7 @@ def start_time(log: Path, task_id: int) -> float | None:
     return None
 
 
-@contextlib.contextmanager
-def store_url(backend: str, root: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{root / 'adw.db'}"
-    else:
-        with scratch_pg_database() as url:
-            yield url
+store_url = benchlib.store_url
 
 
 def enqueue(via: str, store: Store, config: Path, title: str) -> int:

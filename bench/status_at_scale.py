@@ -22,14 +22,12 @@ and the other read commands (``adw tasks``, ``adw top``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +36,12 @@ import per_task_statements as pts
 import sqlalchemy as sa
 
 from adw_modules.queue.store import Store
-from tests.coordinator.harness import ADW, scratch_pg_database
+from tests.coordinator.harness import ADW
 
 BATCH = 5000
 
 
-@contextlib.contextmanager
-def store_url(backend: str, root: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{root / 'adw.db'}"
-    else:
-        with scratch_pg_database() as url:
-            yield url
+store_url = benchlib.store_url
 
 
 def seed(url: str, root: Path) -> None:

@@ -38,6 +38,7 @@ def prune(store: Store, cfg: RetentionConfig, state_dir: Path, host: str, now: d
             done.append(attempt_id)
         store.forget_attempt_logs(done)
     counts = store.prune(_cutoff(now, cfg.finished_tasks_days), _cutoff(now, cfg.events_days))
+    store.optimize()  # what was pruned (or added) changes the planner's picture
     result = {"transcripts": removed_logs, **counts}
     if any(result.values()):
         log.info(f"retention pruned {result}", extra={"data": {"event": "retention.pruned", **result}})

@@ -12,14 +12,13 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from adw_modules.outcomes import Usage
+from adw_modules.queue.store import prepared
 from adw_modules.queue.store.base import StoreBase
 from adw_modules.queue.store.coordination import lock_provider_state
-from adw_modules.queue.store.queue import claim_order, claimable_now
 from adw_modules.queue.store.rows import (
     RUNNING_STATE,
     UNOWNED_VALUES,
     attempt_record,
-    claim_values,
     claimed_view,
     crashed_attempt_values,
     event_values,
@@ -82,21 +81,15 @@ class AttemptsMixin(StoreBase):
 
         If ``decide`` raises, nothing is written and the exception propagates.
         """
-        prior = (
-            sa.select(sa.func.count()).select_from(attempts).where(attempts.c.task_id == tasks.c.id).scalar_subquery()
-        )
-        pick = sa.select(tasks, prior.label("prior_attempts")).where(claimable_now(tasks, now))
+        query = prepared.pick(self._sqlite, bool(exclude_ids), task_id is not None)
+        params: dict[str, Any] = {"b_now": now}
         if exclude_ids:
-            pick = pick.where(tasks.c.id.not_in(list(exclude_ids)))
+            params["b_exclude"] = list(exclude_ids)
         if task_id is not None:
-            pick = pick.where(tasks.c.id == task_id)
-        pick = pick.order_by(*claim_order(tasks)).limit(1)
-        if not self._sqlite:
-            # Rows another claimer holds are theirs: take the next one instead of waiting.
-            pick = pick.with_for_update(skip_locked=True, of=tasks)
+            params["b_task"] = task_id
         try:
             with self._write() as conn:
-                row = conn.execute(pick).mappings().first()
+                row = conn.execute(query, params).mappings().first()
                 if row is None:
                     return None
                 seen = task_record(row)
@@ -127,69 +120,53 @@ class AttemptsMixin(StoreBase):
         decision: StartNow | None,
         prior_attempts: int,
     ) -> Claimed:
-        values = claim_values(self._sqlite, owner, lease_until, now)
-        if decision is not None:
-            values["current_attempt_id"] = self._next_attempt_id()
-        row = (
-            conn.execute(sa.update(tasks).where(tasks.c.id == task.id).values(**values).returning(*tasks.c))
-            .mappings()
-            .one()
-        )
+        params: dict[str, Any] = {"b_task": task.id, "b_owner": owner, "b_now": now}
+        if self._sqlite:
+            params["b_lease"] = lease_until
+        else:
+            params["b_lease_len"] = lease_until - now
+        row = conn.execute(prepared.claim(self._sqlite, decision is not None), params).mappings().one()
         claimed = task_record(row)
         if decision is None:
             return Claimed(claimed)
         attempt = self._insert_attempt(conn, claimed, owner, decision.start, now, prior_attempts + 1)
         conn.execute(
-            sa.insert(events).values(
-                at=now,
-                kind="attempt.started",
-                message=decision.event,
-                task_id=claimed.id,
-                attempt_id=attempt.id,
-                provider=decision.start.provider,
-            )
+            prepared.INSERT_EVENT,
+            {
+                "at": now,
+                "kind": "attempt.started",
+                "message": decision.event,
+                "task_id": claimed.id,
+                "attempt_id": attempt.id,
+                "provider": decision.start.provider,
+                "data": None,
+            },
         )
         return Claimed(claimed, attempt)
-
-    def _next_attempt_id(self) -> Any:
-        """The id the task's next attempt row will get, known before the row is written, so the
-        claim (or start) sets the task's current_attempt_id in its own UPDATE."""
-        if self._sqlite:
-            # Under the write lock: what SQLite itself would pick for the rowid (max + 1).
-            return sa.select(sa.func.coalesce(sa.func.max(attempts.c.id), 0) + 1).scalar_subquery()
-        return sa.func.nextval(sa.func.pg_get_serial_sequence("attempts", "id"))
 
     def _insert_attempt(
         self, conn: Connection, task: Task, owner: str, start: AttemptStart, now: dt.datetime, number: int
     ) -> Attempt:
-        row = (
-            conn.execute(
-                sa.insert(attempts)
-                .values(
-                    id=task.current_attempt_id,
-                    task_id=task.id,
-                    number=number,
-                    provider=start.provider,
-                    model=start.model,
-                    rule=start.rule,
-                    routing=dict(start.routing),
-                    config_fingerprint=start.config_fingerprint,
-                    owner=owner,
-                    host=start.host,
-                    started_at=now,
-                    state="running",
-                    input_tokens=0,
-                    output_tokens=0,
-                    cache_read_tokens=0,
-                    cache_write_tokens=0,
-                    failover_from=start.failover_from,
-                )
-                .returning(*attempts.c)
-            )
-            .mappings()
-            .one()
-        )
-        return attempt_record(row)
+        values = {
+            "id": task.current_attempt_id,
+            "task_id": task.id,
+            "number": number,
+            "provider": start.provider,
+            "model": start.model,
+            "rule": start.rule,
+            "routing": dict(start.routing),
+            "config_fingerprint": start.config_fingerprint,
+            "owner": owner,
+            "host": start.host,
+            "started_at": now,
+            "state": "running",
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "failover_from": start.failover_from,
+        }
+        return attempt_record(conn.execute(prepared.INSERT_ATTEMPT, values).mappings().one())
 
     def start_attempt(
         self,
@@ -209,7 +186,7 @@ class AttemptsMixin(StoreBase):
         claim's).  ``started_event(number)`` is the attempt.started event's message, written in
         the same transaction.
         """
-        values: dict[str, Any] = {"current_attempt_id": self._next_attempt_id(), "updated_at": now}
+        values: dict[str, Any] = {"current_attempt_id": prepared.next_attempt_id(self._sqlite), "updated_at": now}
         if lease_until is not None:
             values["lease_expires_at"] = lease_value(self._sqlite, lease_until, now)
         # Not correlated: RETURNING names columns bare, so "id" would be the attempts' own.
@@ -250,15 +227,7 @@ class AttemptsMixin(StoreBase):
 
     def _attempt_fence(self, attempt_id: int, owner: str) -> Any:
         """The attempt is running, ours, and its task is running, ours, and pointing at it."""
-        task_owned = sa.exists().where(
-            tasks.c.id == attempts.c.task_id,
-            tasks.c.current_attempt_id == attempts.c.id,
-            tasks.c.state == RUNNING_STATE,
-            tasks.c.owner == owner,
-        )
-        return sa.and_(
-            attempts.c.id == attempt_id, attempts.c.owner == owner, attempts.c.state == "running", task_owned
-        )
+        return prepared.attempt_fence(attempt_id, owner)
 
     def set_attempt_process(self, attempt_id: int, owner: str, pid: int, pgid: int, create_time: float) -> bool:
         """Record the worker's process identity (for orphan killing after a crash).  Fenced."""
@@ -282,12 +251,8 @@ class AttemptsMixin(StoreBase):
     def _set_processes(self, conn: Connection, owner: str, processes: Mapping[int, tuple[int, int, float]]) -> set[int]:
         done = set()
         for attempt_id, (pid, pgid, create_time) in sorted(processes.items()):
-            stmt = (
-                sa.update(attempts)
-                .where(self._attempt_fence(attempt_id, owner))
-                .values(pid=pid, pgid=pgid, create_time=create_time)
-            )
-            if conn.execute(stmt).rowcount == 1:
+            params = {"b_attempt": attempt_id, "b_owner": owner, "b_pid": pid, "b_pgid": pgid, "b_ctime": create_time}
+            if conn.execute(prepared.set_process(), params).rowcount == 1:
                 done.add(attempt_id)
         return done
 
@@ -394,38 +359,24 @@ class AttemptsMixin(StoreBase):
             task_values["retry_count"] = transition.retry_count
         if transition.excluded_targets is not None:
             task_values["excluded_targets"] = list(transition.excluded_targets)
-        of_attempt = sa.select(attempts.c.task_id).where(attempts.c.id == attempt_id).scalar_subquery()
+        fence = {"b_attempt": attempt_id, "b_owner": owner}
         try:
             with self._write() as conn:
                 # Task row first (the global lock order), fenced on ownership of this attempt.
-                task_id = conn.execute(
-                    sa.update(tasks)
-                    .where(
-                        tasks.c.id == of_attempt,
-                        tasks.c.owner == owner,
-                        tasks.c.state == RUNNING_STATE,
-                        tasks.c.current_attempt_id == attempt_id,
-                    )
-                    .values(**task_values)
-                    .returning(tasks.c.id)
-                ).scalar_one_or_none()
+                task_id = conn.execute(prepared.end_task(), {**fence, **task_values}).scalar_one_or_none()
                 if task_id is None:
                     raise _FencedOut
                 values = finished_attempt_values(end, now)
                 if process is not None:
                     values.update(pid=process[0], pgid=process[1], create_time=process[2])
-                ended = conn.execute(
-                    sa.update(attempts)
-                    .where(attempts.c.id == attempt_id, attempts.c.owner == owner, attempts.c.state == "running")
-                    .values(**values)
-                ).rowcount
+                ended = conn.execute(prepared.end_attempt(), {**fence, **values}).rowcount
                 if ended != 1:
                     raise _FencedOut
                 extra = [] if health is None else self._change_health(conn, health, now)
                 rows = [{**event_values(e, now), "task_id": task_id, "attempt_id": attempt_id} for e in events_after]
                 rows += [{**event_values(e, now), "task_id": None, "attempt_id": None} for e in extra]
                 if rows:
-                    conn.execute(sa.insert(events), rows)
+                    conn.execute(prepared.INSERT_EVENT, rows)
                 if announce or target is TaskState.QUEUED:
                     self._announce(conn)
         except _FencedOut:
