@@ -34,7 +34,6 @@ from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
 from adw_modules.ops.logs import install_redaction
-from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.ops.secrets import SecretError
 from adw_modules.queue.store import Store
 from adws.stores import open_store
@@ -351,6 +350,8 @@ class Service:
     def run(self, mode: Mode = "forever", idle_wait_s: float = 30.0) -> int:
         metrics = None
         if (listen := self.config.service.metrics.listen) is not None:  # first: a taken port fails before any work
+            from adw_modules.ops.metrics_http import serve_metrics  # prometheus_client: ~20 MB, only when asked for
+
             metrics = serve_metrics(
                 self.store,
                 listen,

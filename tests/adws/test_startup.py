@@ -117,7 +117,8 @@ def test_a_command_s_own_help_loads_its_module_only() -> None:
     assert loaded(names, ("adws.cli_queue", "adws.cli_github", "adws.top", "adw_modules.ops.doctor")) == []
 
 
-def test_the_idle_coordinator_does_not_import_the_doctor_or_alembic() -> None:
+def test_the_idle_coordinator_does_not_import_what_it_does_not_use() -> None:
+    """Without [github] and [metrics] listen: no PyGithub (~30 MB), no prometheus_client (~20 MB)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     code = "import sys, adws.service\nprint('\\n'.join(sys.modules))"
     out = subprocess.run(
@@ -126,7 +127,19 @@ def test_the_idle_coordinator_does_not_import_the_doctor_or_alembic() -> None:
     names = set(out.stdout.split())
     assert "adws.service" in names
     assert (
-        loaded(names, ("adw_modules.ops.doctor", "alembic", "rich", "openai", "adw_modules.workers.openrouter")) == []
+        loaded(
+            names,
+            (
+                "adw_modules.ops.doctor",
+                "alembic",
+                "rich",
+                "openai",
+                "adw_modules.workers.openrouter",
+                "github",
+                "prometheus_client",
+            ),
+        )
+        == []
     )
 
 

@@ -249,12 +249,16 @@ class AttemptsMixin(StoreBase):
             return self._set_processes(conn, owner, processes)
 
     def _set_processes(self, conn: Connection, owner: str, processes: Mapping[int, tuple[int, int, float]]) -> set[int]:
-        done = set()
-        for attempt_id, (pid, pgid, create_time) in sorted(processes.items()):
-            params = {"b_attempt": attempt_id, "b_owner": owner, "b_pid": pid, "b_pgid": pgid, "b_ctime": create_time}
-            if conn.execute(prepared.set_process(), params).rowcount == 1:
-                done.add(attempt_id)
-        return done
+        rows = [
+            {"b_attempt": attempt_id, "b_owner": owner, "b_pid": pid, "b_pgid": pgid, "b_ctime": create_time}
+            for attempt_id, (pid, pgid, create_time) in sorted(processes.items())
+        ]
+        if not rows:
+            return set()
+        # One executemany for the lot; it reports only a total, so when some attempt was fenced
+        # out none counts as recorded (the next heartbeat writes them again, harmlessly).
+        written = conn.execute(prepared.set_process(), rows).rowcount
+        return set(processes) if written == len(rows) else set()
 
     def record_usage(self, owner: str, progress: Mapping[int, Usage]) -> None:
         """Store running attempts' tokens so far ({attempt id: usage}), fenced like every write
