@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
@@ -46,6 +47,7 @@ log = logging.getLogger("adw.service")
 Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
 MAIN_LOOP_BACKSTOP_S = 5.0
+IDLE_CHECK_S = 0.2
 # Service settings read once at start: a reload names them, a restart applies them.
 RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
 # Values not shown in the log (long, or a command line).
@@ -372,16 +374,24 @@ class Service:
         try:
             if mode == "once":
                 c.dispatch()
+            next_idle_check = 0.0
             while self.signals == 0:
                 if self.reload_requested:
                     self.reload()
                 if mode == "once" and not c.running():
                     break
-                if mode == "until_idle" and self.idle(idle_wait_s):
-                    break
-                # Signals, reloads and ended attempts set ``wake``; the timeout is only a backstop
-                # (and, until idle, how often a due retry is looked for).
-                self.wake.wait(timeout=1.0 if mode == "until_idle" else MAIN_LOOP_BACKSTOP_S)
+                timeout = MAIN_LOOP_BACKSTOP_S
+                if mode == "until_idle":
+                    # Each ended attempt wakes this loop: look at the store at most every
+                    # IDLE_CHECK_S, not once per attempt (and, without wake-ups, once a second).
+                    now = time.monotonic()
+                    if now >= next_idle_check:
+                        if self.idle(idle_wait_s):
+                            break
+                        next_idle_check = now + IDLE_CHECK_S
+                    timeout = max(0.01, min(1.0, next_idle_check - now)) if c.running() == 0 else 1.0
+                # Signals, reloads and ended attempts set ``wake``; the timeout is only a backstop.
+                self.wake.wait(timeout=timeout)
                 self.wake.clear()
             self.drain()
         finally:
