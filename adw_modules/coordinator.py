@@ -87,6 +87,8 @@ class Coordinator(Claiming, Finishing):
         self.on_change: Callable[[], None] | None = None  # the service wakes dispatch with it
         self.prompt_renderers: dict[str, Callable[[Task], str]] = {}  # by task source; default render_prompt
         self.view = ProviderView()
+        self._passing = threading.Lock()  # held by the dispatch pass that runs
+        self._pass_again = False  # a dispatch was asked for while a pass ran
         self.apply_config(config)
         self.name = self.svc.name or self.host
         self.owner = f"{self.name}/{uuid.uuid4().hex[:8]}"
@@ -175,7 +177,27 @@ class Coordinator(Claiming, Finishing):
 
         Each claim is one transaction that, for a task with nothing to prepare, also starts its
         attempt (``Claiming._decide``); provider health and load come from memory.
+
+        One pass at a time: a call while another thread's pass runs returns 0 at once and makes
+        that pass run once more (so room freed, or work announced, meanwhile is not missed).
+        Any thread may call it: the service's tick, a wake-up, a watcher whose attempt ended.
         """
+        started = 0
+        while True:
+            if not self._passing.acquire(blocking=False):
+                self._pass_again = True
+                return started
+            try:
+                self._pass_again = False
+                started += self._dispatch_pass()
+            finally:
+                self._passing.release()
+            # Asked for while the pass ran (even just before the release): run it again, unless
+            # the asker got the lock meanwhile and runs it itself.
+            if not self._pass_again:
+                return started
+
+    def _dispatch_pass(self) -> int:
         with self.lock:
             if not self.claiming:
                 return 0

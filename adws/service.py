@@ -271,6 +271,15 @@ class Service:
             if job is not None:
                 job.modify(next_run_time=dt.datetime.now(dt.UTC))
 
+    def _dispatch_now(self) -> None:
+        """An attempt ended here: fill its slot from the ending watcher's thread at once (no hop
+        through the scheduler; ``dispatch`` runs one pass at a time whoever calls it)."""
+        self.wake.set()
+        try:
+            self.coordinator.dispatch()
+        except Exception:  # the dispatch tick tries again
+            log.exception("dispatch after an attempt ended failed")
+
     def _on_announced(self) -> None:
         """Work was announced on the store (an enqueue, a requeue, capacity freed elsewhere)."""
         self.coordinator.view.invalidate()
@@ -309,7 +318,7 @@ class Service:
 
     def _schedule(self, dispatch: bool) -> None:
         self._dispatching = dispatch
-        self.coordinator.on_change = self._wake_dispatch if dispatch else self.wake.set
+        self.coordinator.on_change = self._dispatch_now if dispatch else self.wake.set
         at_once = {"dispatch", "reap", "github_poll", "github_sync"}
         for job_id, seconds in self._intervals().items():
             self._add_job(job_id, seconds, at_once=job_id in at_once)

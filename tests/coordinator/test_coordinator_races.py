@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -100,3 +102,34 @@ def test_a_task_whose_cancel_was_requested_is_not_started(tmp_path: Path) -> Non
     run_all(coord)
     t = store.get_task(task.id)
     assert t is not None and t.state is TaskState.CANCELLED and len(store.attempts_for(task.id)) == 1
+
+
+def test_dispatch_runs_one_pass_at_a_time_and_again_when_asked_meanwhile(tmp_path: Path) -> None:
+    """A watcher whose attempt ended dispatches from its own thread while the tick's pass may be
+    running: the second call must not run a pass beside the first (both would see the same room),
+    and what it asked for must not be lost."""
+    coord, store, _ = make(tmp_path, provider("a"), '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n')
+    inside, release = threading.Event(), threading.Event()
+    real = store.claim_and_start
+    calls: list[int] = []
+
+    def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)  # the first pass finds the queue empty ...
+        calls.append(1)
+        if len(calls) == 1:
+            inside.set()  # ... and is still running when the task arrives
+            assert release.wait(10)
+        return found
+
+    store.claim_and_start = slow_claim  # type: ignore[method-assign]
+    first: list[int] = []
+    runner = threading.Thread(target=lambda: first.append(coord.dispatch()))
+    runner.start()
+    assert inside.wait(10)
+    task = enqueue_local(store, "enqueued while the first pass looked")
+    assert coord.dispatch() == 0  # returns at once: a pass is running
+    release.set()
+    runner.join(10)
+    assert first == [1]  # the pass ran again, for the caller that returned at once, and started the task
+    assert coord.wait_idle(30)
+    assert store.get_task(task.id).state is TaskState.SUCCEEDED  # type: ignore[union-attr]

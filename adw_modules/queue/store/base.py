@@ -21,6 +21,7 @@ does not multiply the tries), and never after one of its write transactions comm
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import inspect
@@ -134,6 +135,11 @@ class StoreBase:
         # Write transactions on SQLite take the write lock up front (see engine._configure_sqlite).
         self._writer = engine.execution_options(adw_sqlite_begin="IMMEDIATE") if self._sqlite else engine
         self._wake_dir = wakeups.wake_dir(engine)
+        # SQLite has one writer at a time; a thread that finds the lock taken sleeps in SQLite's
+        # busy handler (1, 2, 5, 10 … 100 ms), long after the holder is done.  Threads of this
+        # process queue here instead and get the lock the moment it is free; other processes
+        # still meet the busy handler.
+        self._local_writer = threading.RLock() if self._sqlite else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -170,7 +176,7 @@ class StoreBase:
     def _write(self) -> Iterator[Connection]:
         scope = self._scope
         scope.committing = scope.announce = False
-        with self._writer.begin() as conn:
+        with self._local_writer, self._writer.begin() as conn:
             yield conn
             scope.committing = True  # the body is done: leaving the block sends COMMIT
         scope.committing = False
