@@ -1,6 +1,8 @@
 """``adw run``: the coordinator as a long-running service.
 
-APScheduler drives the periodic duties (dispatch, heartbeat, reap, availability refresh);
+A dispatch thread of its own runs a pass on every wake-up (an attempt ended here, work
+announced on the store) and every ``dispatch_interval_s``; APScheduler drives the other
+periodic duties (heartbeat, reap, availability refresh, retention, GitHub poll and sync);
 the main thread only waits for signals and for the run's end condition.
 
 - SIGTERM / SIGINT: stop claiming; running attempts get ``drain_grace_s`` to finish (leases
@@ -138,13 +140,11 @@ class Service:
         self.signals = 0
         self.reload_requested = False
         self.scheduler = BackgroundScheduler(timezone=dt.UTC)
-        # Jobs reach into the scheduler (``_wake_dispatch``) under this lock, and not once
-        # ``stop_scheduler`` began: APScheduler's shutdown holds its job-store lock while it
-        # waits for running jobs, so a job asking for that lock then would wait forever.
-        self._scheduler_lock = threading.Lock()
-        self._scheduler_stopping = False
         self.github: GitHubSource | None = None
         self._dispatching = True  # whether this run schedules dispatch (not in --once)
+        self._dispatch_wake = threading.Event()
+        self._dispatch_stop = threading.Event()
+        self._dispatcher: threading.Thread | None = None
         self._poll_soon = False  # a reload rebuilt the GitHub source: poll at once
         if config.github is not None:
             self.github = make_github_source(config, self.store, self.coordinator, self.environ)
@@ -237,8 +237,6 @@ class Service:
             "refresh": REFRESH_S,
             "retention": svc.retention.interval_s,
         }
-        if self._dispatching:
-            out["dispatch"] = svc.coordinator.dispatch_interval_s
         if self.github is not None:  # its settings: a [github] that could not be applied is not in force
             gh = self.github.cfg
             out["github_poll"] = gh.poll_interval_s
@@ -264,12 +262,21 @@ class Service:
     # -- the run
     def _wake_dispatch(self) -> None:
         self.wake.set()
-        with self._scheduler_lock:
-            if self._scheduler_stopping:
+        self._dispatch_wake.set()
+
+    def _dispatch_loop(self) -> None:
+        """The dispatch thread: a pass on every wake-up, and every ``dispatch_interval_s`` as the
+        safety net (retries coming due, a wake-up lost).  Its own thread, not a scheduler job:
+        an idle tick then wakes one thread, not the scheduler's and a pool worker's."""
+        while not self._dispatch_stop.is_set():
+            self._dispatch_wake.wait(timeout=self.config.service.coordinator.dispatch_interval_s)
+            self._dispatch_wake.clear()
+            if self._dispatch_stop.is_set():
                 return
-            job = self.scheduler.get_job("dispatch")
-            if job is not None:
-                job.modify(next_run_time=dt.datetime.now(dt.UTC))
+            try:
+                self.coordinator.dispatch()
+            except Exception:  # the next tick tries again
+                log.exception("dispatch failed")
 
     def _dispatch_now(self) -> None:
         """An attempt ended here: fill its slot from the ending watcher's thread at once (no hop
@@ -286,15 +293,16 @@ class Service:
         self._wake_dispatch()
 
     def stop_scheduler(self) -> None:
-        """Stop the periodic jobs, waiting for those running to finish."""
-        with self._scheduler_lock:
-            self._scheduler_stopping = True
+        """Stop the periodic jobs and the dispatch thread, waiting for those running to finish."""
+        self._dispatch_stop.set()
+        self._dispatch_wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join()
         self.scheduler.shutdown(wait=True)
 
     def _jobs(self) -> dict[str, Callable[[], object]]:
         c = self.coordinator
         return {
-            "dispatch": c.dispatch,
             "heartbeat": c.heartbeat,
             "reap": c.reap,
             "refresh": c.refresh,
@@ -319,7 +327,11 @@ class Service:
     def _schedule(self, dispatch: bool) -> None:
         self._dispatching = dispatch
         self.coordinator.on_change = self._dispatch_now if dispatch else self.wake.set
-        at_once = {"dispatch", "reap", "github_poll", "github_sync"}
+        if dispatch:
+            self._dispatch_wake.set()  # the first pass at once
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name="adw-dispatch", daemon=True)
+            self._dispatcher.start()
+        at_once = {"reap", "github_poll", "github_sync"}
         for job_id, seconds in self._intervals().items():
             self._add_job(job_id, seconds, at_once=job_id in at_once)
 
