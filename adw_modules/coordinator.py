@@ -169,6 +169,7 @@ class Coordinator(Claiming, Finishing):
         return recovered
 
     def shutdown(self) -> None:
+        self._flush_recent()  # successes kept in memory would be lost with the process
         self.store.unregister_coordinator(self.owner)
 
     # ------------------------------------------------------------ dispatch

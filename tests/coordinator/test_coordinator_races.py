@@ -133,3 +133,15 @@ def test_dispatch_runs_one_pass_at_a_time_and_again_when_asked_meanwhile(tmp_pat
     assert first == [1]  # the pass ran again, for the caller that returned at once, and started the task
     assert coord.wait_idle(30)
     assert store.get_task(task.id).state is TaskState.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_successes_kept_in_memory_reach_the_store_by_shutdown(tmp_path: Path) -> None:
+    """A success on a clean provider writes no health at once; its outcome must still be in the
+    provider's success rate once the coordinator stops (the demo showed "-" before)."""
+    coord, store, _ = make(tmp_path, provider("a"), '[routing]\ndefault_provider = "a"\ndefault_model = "m"\n')
+    enqueue_local(store, "one")
+    enqueue_local(store, "two")
+    run_all(coord)
+    assert "a" not in store.provider_states() or store.provider_states()["a"].recent == []
+    coord.shutdown()
+    assert store.provider_states()["a"].recent == [True, True]
