@@ -17,7 +17,7 @@ from adw_modules.queue.store import Store, alembic_config
 from adw_modules.queue.store.engine import HEAD_REVISION, MigrationError, stored_revisions
 from tests.paths import REPO
 from tests.queue.store.conftest import BACKENDS
-from tests.queue.store.test_migrations import empty_database
+from tests.queue.store.test_migrations import empty_database, open_together
 
 OPEN_AND_LIST_ALEMBIC = """
 import sys
@@ -99,16 +99,6 @@ def test_an_unknown_revision_is_a_migration_error(backend: str, request: pytest.
         assert revisions(url) == ["9999"]  # left as it was
 
 
-OPENER = """
-import sys
-from adw_modules.queue.store import Store
-print("ready", flush=True)
-sys.stdin.readline()
-Store.open(sys.argv[1]).close()
-print("opened", flush=True)
-"""
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_processes_upgrading_an_old_store_together_upgrade_once(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -123,23 +113,5 @@ def test_processes_upgrading_an_old_store_together_upgrade_once(
                 command.downgrade(alembic_config(connection=conn), "-2")
         finally:
             engine.dispose()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", OPENER, url],
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(4)
-        ]
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = [p.communicate(timeout=60) for p in procs]
-        assert [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)] == [(0, "")] * 4
+        open_together(url, 4)
         assert revisions(url) == [HEAD_REVISION]

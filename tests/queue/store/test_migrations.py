@@ -125,30 +125,36 @@ print("opened", flush=True)
 """
 
 
+def open_together(url: str, n: int) -> None:
+    """``n`` processes open the store at the same moment (released together once all are
+    ready, so they race to migrate it); each must succeed with nothing on stderr."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, url],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)] == [(0, "")] * n
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_processes_opening_a_new_store_together_migrate_once(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     with empty_database(backend, request, tmp_path, "together") as url:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", OPENER, url],
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(4)
-        ]
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:  # release all four at once: they race to create the schema
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = [p.communicate(timeout=60) for p in procs]
-        assert [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)] == [(0, "")] * 4
+        open_together(url, 4)
         engine = sa.create_engine(url)
         try:
             with engine.connect() as conn:
