@@ -36,12 +36,15 @@ MAX_TOTAL_ATTEMPTS = 3
 # finish, health, periodic duties, and the fallbacks that run when another call failed.
 METHODS = [
     "provider_states",
+    "provider_snapshot",
+    "claim_and_start",
     "claimable_tasks",
     "claim_task",
     "renew_leases",
     "update_provider_state",
     "start_attempt",
     "set_attempt_process",
+    "record_processes",
     "add_event",
     "record_usage",
     "finish_attempt",
