@@ -133,6 +133,11 @@ class Claiming:
             return f"at {pc.rpm} attempts per minute"
         return None
 
+    def waiting_reason(self, provider: str, load: Load) -> str | None:
+        """"waiting for P: …" when ``provider`` is at its limit (its tasks wait, unclaimed)."""
+        busy = self.busy_reason(provider, load)
+        return None if busy is None else f"waiting for {provider}: {busy}"
+
     def _any_busy(self, load: Load) -> bool:
         return any(self.busy_reason(name, load) is not None for name in self.config.providers)
 
@@ -175,8 +180,7 @@ class Claiming:
             return None
         if isinstance(routed, Release):
             return None
-        busy = self.busy_reason(routed[1].provider, load)
-        return None if busy is None else f"waiting for {routed[1].provider}: {busy}"
+        return self.waiting_reason(routed[1].provider, load)
 
     def _route(self, task: Task, now: dt.datetime, gates: Gates) -> tuple[Decision, Target] | Release:
         """The router's decision and its first target the task has not excluded."""
@@ -203,9 +207,9 @@ class Claiming:
         if isinstance(routed, Release):
             return None  # the pipeline releases it and says why
         decision, target = routed
-        busy = self.busy_reason(target.provider, load)
-        if busy is not None:
-            return LeaveQueued(f"waiting for {target.provider}: {busy}")
+        waiting = self.waiting_reason(target.provider, load)
+        if waiting is not None:
+            return LeaveQueued(waiting)
         if target.provider in gates.trials:
             return None  # a half-open trial takes the provider's single slot first
         prompt = render_prompt(task)

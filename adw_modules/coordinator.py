@@ -268,9 +268,10 @@ class Coordinator(Claiming, Finishing):
             if claimed.announced:
                 _event(log, "task.waiting", task=claimed.task.id, state=str(claimed.task.state), reason=claimed.waiting)
             return False
-        if claimed.attempt is None or not fast:
+        if claimed.attempt is None:
             return self._start(claimed.task, now, self.unavailable(now), load)
-        return self._start_claimed(claimed, fast[0], load)
+        (start,) = fast  # StartNow came with what its launch needs
+        return self._start_claimed(claimed, start, load)
 
     def _start_claimed(self, claimed: Claimed, fast: FastStart, load: Load) -> bool:
         """Launch the worker of an attempt the claim already recorded as started."""
@@ -372,9 +373,9 @@ class Coordinator(Claiming, Finishing):
         if isinstance(routed, Release):
             return routed
         decision, target = routed
-        busy = self.busy_reason(target.provider, load)
-        if busy is not None:
-            return Release(TaskState.QUEUED, f"waiting for {target.provider}: {busy}")
+        waiting = self.waiting_reason(target.provider, load)
+        if waiting is not None:
+            return Release(TaskState.QUEUED, waiting)
         history = functools.cache(lambda: self.store.attempts_for(task.id))  # read once, only if needed
         budget = remaining_budget(task, self.svc.task_budget_usd, history)
         if budget is not None and budget <= 0:

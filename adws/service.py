@@ -141,7 +141,6 @@ class Service:
         self.reload_requested = False
         self.scheduler = BackgroundScheduler(timezone=dt.UTC)
         self.github: GitHubSource | None = None
-        self._dispatching = True  # whether this run schedules dispatch (not in --once)
         self._dispatch_wake = threading.Event()
         self._dispatch_stop = threading.Event()
         self._dispatcher: threading.Thread | None = None
@@ -273,19 +272,20 @@ class Service:
             self._dispatch_wake.clear()
             if self._dispatch_stop.is_set():
                 return
-            try:
-                self.coordinator.dispatch()
-            except Exception:  # the next tick tries again
-                log.exception("dispatch failed")
+            self._dispatch_here()
 
     def _dispatch_now(self) -> None:
-        """An attempt ended here: fill its slot from the ending watcher's thread at once (no hop
-        through the scheduler; ``dispatch`` runs one pass at a time whoever calls it)."""
+        """An attempt ended here: tell the main loop, and fill the slot from the ending watcher's
+        thread at once (no hop through the dispatch thread)."""
         self.wake.set()
+        self._dispatch_here()
+
+    def _dispatch_here(self) -> None:
+        """A dispatch pass in this thread (``dispatch`` runs one pass at a time whoever calls it)."""
         try:
             self.coordinator.dispatch()
-        except Exception:  # the dispatch tick tries again
-            log.exception("dispatch after an attempt ended failed")
+        except Exception:  # the next tick tries again
+            log.exception("dispatch failed")
 
     def _on_announced(self) -> None:
         """Work was announced on the store (an enqueue, a requeue, capacity freed elsewhere)."""
@@ -325,7 +325,6 @@ class Service:
         )
 
     def _schedule(self, dispatch: bool) -> None:
-        self._dispatching = dispatch
         self.coordinator.on_change = self._dispatch_now if dispatch else self.wake.set
         if dispatch:
             self._dispatch_wake.set()  # the first pass at once

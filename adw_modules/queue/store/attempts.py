@@ -28,7 +28,7 @@ from adw_modules.queue.store.rows import (
     provider_state_values,
     task_record,
 )
-from adw_modules.queue.store.schema import attempts, events, provider_state, tasks
+from adw_modules.queue.store.schema import attempts, provider_state, tasks
 from adw_modules.queue.tasks import (
     Attempt,
     AttemptEnd,
@@ -107,7 +107,7 @@ class AttemptsMixin(StoreBase):
         if task.wait_reason == reason:
             return Claimed(task, waiting=reason)
         conn.execute(sa.update(tasks).where(tasks.c.id == task.id).values(wait_reason=reason, updated_at=now))
-        conn.execute(sa.insert(events).values(at=now, kind="task.waiting", message=reason, task_id=task.id))
+        write_event(conn, NewEvent("task.waiting", reason), now, task.id)
         return Claimed(dataclasses.replace(task, wait_reason=reason, updated_at=now), waiting=reason, announced=True)
 
     def _claim(
@@ -130,18 +130,8 @@ class AttemptsMixin(StoreBase):
         if decision is None:
             return Claimed(claimed)
         attempt = self._insert_attempt(conn, claimed, owner, decision.start, now, prior_attempts + 1)
-        conn.execute(
-            prepared.INSERT_EVENT,
-            {
-                "at": now,
-                "kind": "attempt.started",
-                "message": decision.event,
-                "task_id": claimed.id,
-                "attempt_id": attempt.id,
-                "provider": decision.start.provider,
-                "data": None,
-            },
-        )
+        started = NewEvent("attempt.started", decision.event, provider=decision.start.provider)
+        write_event(conn, started, now, claimed.id, attempt.id)
         return Claimed(claimed, attempt)
 
     def _insert_attempt(
@@ -210,34 +200,16 @@ class AttemptsMixin(StoreBase):
                     conn, task_record(row), owner, start, now, int(row["prior_attempts"]) + 1
                 )
                 if started_event is not None:
-                    conn.execute(
-                        sa.insert(events).values(
-                            at=now,
-                            kind="attempt.started",
-                            message=started_event(attempt.number),
-                            task_id=task_id,
-                            attempt_id=attempt.id,
-                            provider=start.provider,
-                        )
-                    )
+                    started = NewEvent("attempt.started", started_event(attempt.number), provider=start.provider)
+                    write_event(conn, started, now, task_id, attempt.id)
                 return attempt
         except IntegrityError:
             # ux_attempts_one_running_per_task: another attempt of this task is live.
             return None
 
-    def _attempt_fence(self, attempt_id: int, owner: str) -> Any:
-        """The attempt is running, ours, and its task is running, ours, and pointing at it."""
-        return prepared.attempt_fence(attempt_id, owner)
-
     def set_attempt_process(self, attempt_id: int, owner: str, pid: int, pgid: int, create_time: float) -> bool:
-        """Record the worker's process identity (for orphan killing after a crash).  Fenced."""
-        stmt = (
-            sa.update(attempts)
-            .where(self._attempt_fence(attempt_id, owner))
-            .values(pid=pid, pgid=pgid, create_time=create_time)
-        )
-        with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
+        """Record one worker's process identity (for orphan killing after a crash).  Fenced."""
+        return attempt_id in self.record_processes(owner, {attempt_id: (pid, pgid, create_time)})
 
     def record_processes(self, owner: str, processes: Mapping[int, tuple[int, int, float]]) -> set[int]:
         """Record the worker processes ({attempt id: (pid, pgid, create time)}) of attempts a
@@ -269,7 +241,7 @@ class AttemptsMixin(StoreBase):
             for attempt_id, usage in sorted(progress.items()):
                 conn.execute(
                     sa.update(attempts)
-                    .where(self._attempt_fence(attempt_id, owner))
+                    .where(prepared.attempt_fence(attempt_id, owner))
                     .values(
                         input_tokens=usage.input_tokens,
                         output_tokens=usage.output_tokens,
@@ -590,3 +562,10 @@ def gave_up_reason(what: str, detail: str, same: int, attempts_in_all: int) -> s
     if same >= attempts_in_all:
         return f"{what} {times}: {detail}"
     return f"gave up after {attempts_in_all} attempts ({what} {times}); last: {detail}"
+
+
+def write_event(
+    conn: Connection, event: NewEvent, now: dt.datetime, task_id: int, attempt_id: int | None = None
+) -> None:
+    """One event row, in the caller's transaction."""
+    conn.execute(prepared.INSERT_EVENT, {**event_values(event, now), "task_id": task_id, "attempt_id": attempt_id})

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adw_modules.queue.store.queue import claim_order, claimable_now
-from adw_modules.queue.store.rows import RUNNING_STATE
+from adw_modules.queue.store.rows import RUNNING_STATE, claim_values
 from adw_modules.queue.store.schema import attempts, events, tasks
 
 INSERT_EVENT = sa.insert(events)
@@ -64,14 +64,9 @@ def pick(sqlite: bool, excluding: bool, one: bool) -> Any:
 def claim(sqlite: bool, reserve_attempt: bool) -> Any:
     """Claim task ``b_task`` for ``b_owner`` (lease, attempt_count + 1, no wait reason, updated
     ``b_now``); with ``reserve_attempt`` its current_attempt_id is the next attempt id."""
-    values: dict[str, Any] = {
-        "state": RUNNING_STATE,
-        "owner": sa.bindparam("b_owner"),
-        "lease_expires_at": lease_param(sqlite),
-        "attempt_count": tasks.c.attempt_count + 1,
-        "wait_reason": None,
-        "updated_at": sa.bindparam("b_now", type_=tasks.c.updated_at.type),
-    }
+    values = claim_values(
+        sa.bindparam("b_owner"), lease_param(sqlite), sa.bindparam("b_now", type_=tasks.c.updated_at.type)
+    )
     if reserve_attempt:
         values["current_attempt_id"] = next_attempt_id(sqlite)
     return sa.update(tasks).where(tasks.c.id == sa.bindparam("b_task")).values(**values).returning(*tasks.c)

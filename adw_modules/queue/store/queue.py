@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adw_modules.queue.store.base import StoreBase, utcnow
-from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, claim_values, task_record
+from adw_modules.queue.store.rows import RUNNING_STATE, UNOWNED_VALUES, claim_values, lease_value, task_record
 from adw_modules.queue.store.schema import attempts, retired_sources, tasks
 from adw_modules.queue.store.text import as_read_back
 from adw_modules.queue.tasks import PRIORITY_RANK, NewTask, Task, TaskState
@@ -166,7 +166,7 @@ class TaskQueueMixin(StoreBase):
         if task_id is not None:
             pick = pick.where(cand_t.c.id == task_id)
         pick = pick.order_by(*claim_order(cand_t)).limit(1)
-        values = claim_values(self._sqlite, owner, lease_until, now)
+        values = claim_values(owner, lease_value(self._sqlite, lease_until, now), now)
         if self._sqlite:
             # Compare-and-set under the write lock: the re-check of the predicate in the
             # outer WHERE makes it correct even without the lock.
@@ -322,13 +322,7 @@ class TaskQueueMixin(StoreBase):
     def work_due(self, horizon: dt.datetime) -> bool:
         """Is a task queued or running, or a retry due by ``horizon``?  (One indexed probe: the
         idle check of ``adw run --until-idle``, not a count.)"""
-        due = sa.or_(
-            tasks.c.state.in_((TaskState.QUEUED.value, RUNNING_STATE)),
-            sa.and_(
-                tasks.c.state == TaskState.RETRY_WAIT.value,
-                sa.or_(tasks.c.not_before.is_(None), tasks.c.not_before <= horizon),
-            ),
-        )
+        due = sa.or_(tasks.c.state == RUNNING_STATE, claimable_now(tasks, horizon, sqlite=self._sqlite))
         with self._read() as conn:
             return conn.execute(sa.select(tasks.c.id).where(due).limit(1)).first() is not None
 

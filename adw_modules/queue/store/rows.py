@@ -179,13 +179,14 @@ def lease_value(sqlite: bool, lease_until: dt.datetime, now: dt.datetime | None)
 UNOWNED_VALUES: dict[str, Any] = {"owner": None, "lease_expires_at": None, "current_attempt_id": None}
 
 
-def claim_values(sqlite: bool, owner: str, lease_until: dt.datetime, now: dt.datetime) -> dict[str, Any]:
-    """What claiming writes on a task: running under ``owner`` with the lease, attempt_count + 1,
-    no wait reason (cancel_requested is left as it is)."""
+def claim_values(owner: Any, lease: Any, now: Any) -> dict[str, Any]:
+    """What claiming writes on a task: running under ``owner`` with ``lease`` (as stored:
+    ``lease_value``, or a bound parameter), attempt_count + 1, no wait reason (cancel_requested
+    is left as it is).  Values or bound parameters alike."""
     return {
         "state": RUNNING_STATE,
         "owner": owner,
-        "lease_expires_at": lease_value(sqlite, lease_until, now),
+        "lease_expires_at": lease,
         "attempt_count": tasks.c.attempt_count + 1,
         "wait_reason": None,
         "updated_at": now,
