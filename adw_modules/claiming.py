@@ -134,7 +134,7 @@ class Claiming:
         return None
 
     def waiting_reason(self, provider: str, load: Load) -> str | None:
-        """"waiting for P: …" when ``provider`` is at its limit (its tasks wait, unclaimed)."""
+        """Why a task for ``provider`` waits unclaimed ("waiting for P: …"), or None if it need not."""
         busy = self.busy_reason(provider, load)
         return None if busy is None else f"waiting for {provider}: {busy}"
 
