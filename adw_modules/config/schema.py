@@ -36,6 +36,7 @@ from adw_modules.config.providers import TIERS, ModelSpec, ProviderConfig, undef
 from adw_modules.config.routing import Chain, ModelSelector, RoutingConfig, Rule, Scenario, Target, validate_routing
 from adw_modules.config.service import ServiceConfig, validate_service
 from adw_modules.config.validation import Validator
+from adw_modules.config.web import WebConfig, validate_web
 from adw_modules.config.workspace import WorkspaceConfig, validate_workspace
 
 __all__ = [
@@ -67,6 +68,7 @@ _TOP_KEYS = (
     "metrics",
     "retention",
     "workspace",
+    "web",
 )
 
 
@@ -90,6 +92,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     github: GitHubConfig | None = None
     workspace: WorkspaceConfig | None = None
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -186,6 +189,7 @@ def _build(v: Validator) -> Config:
     service = validate_service(v, data)
     github = validate_github(v, data)
     workspace = validate_workspace(v, data)
+    web = validate_web(v, data)
     if v.issues:
         raise ConfigError(v.issues)
     assert routing is not None
@@ -201,6 +205,7 @@ def _build(v: Validator) -> Config:
         service=service,
         github=github,
         workspace=workspace,
+        web=web,
     )
 
 
