@@ -75,18 +75,19 @@ def overview(
 
 
 def parse_cursor(raw: str | None) -> tuple[dt.datetime, int] | None:
-    """``<ISO time>_<id>`` (what ``cursor`` writes); ValueError if malformed."""
+    """``<µs since the epoch>_<id>`` (what ``cursor`` writes: URL-safe); ValueError if malformed."""
     if not raw:
         return None
-    when, _, task_id = raw.rpartition("_")
-    at = dt.datetime.fromisoformat(when)
-    if at.tzinfo is None:
-        raise ValueError("cursor time without a zone")
+    micros, _, task_id = raw.partition("_")
+    at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(micros))
     return at, int(task_id)
 
 
 def cursor(key: tuple[dt.datetime, int] | None) -> str | None:
-    return None if key is None else f"{key[0].isoformat()}_{key[1]}"
+    if key is None:
+        return None
+    delta = key[0] - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return f"{(delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds}_{key[1]}"
 
 
 FILTER_KEYS = ("state", "source", "repo", "label", "provider", "text")
