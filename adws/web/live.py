@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from adw_modules.queue.store import Store
@@ -76,7 +76,7 @@ class ChangeWatcher:
             self._cond.notify_all()
 
 
-def stream(watcher: ChangeWatcher, extra: Callable[[], Any] | None = None) -> Iterator[str]:
+def stream(watcher: ChangeWatcher, extra: Callable[[], Any] | None = None) -> Generator[str, None, None]:
     """The text/event-stream body: ``retry``, a first ``change`` (catch up after a reconnect),
     then one per change; a comment line every KEEPALIVE_S keeps proxies from closing it."""
     watcher.subscribe()

@@ -76,7 +76,8 @@ def test_json_endpoints_return_what_the_cli_prints(site: Site) -> None:
 
 def test_tasks_filters_and_keyset_pages(site: Site) -> None:
     c, h = site.client, bearer()
-    seen, url = [], "/api/v1/tasks?limit=3"
+    seen: list[int] = []
+    url: str | None = "/api/v1/tasks?limit=3"
     while url:
         page = c.get(url, headers=h).json()
         seen += [t["id"] for t in page["tasks"]]
@@ -218,7 +219,7 @@ def test_no_secret_reaches_a_page(tmp_path: Path) -> None:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
             c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada"})
             bodies = [c.get(p).text for p in ["/", "/tasks", "/tasks/1", "/tasks/8", "/spend", "/routing", "/config"]]
-            bodies += [c.get(p, headers=bearer()).text for p in API_GETS + ["/api/v1/tasks/8"]]
+            bodies += [c.get(p, headers=bearer()).text for p in [*API_GETS, "/api/v1/tasks/8"]]
     finally:
         store.close()
     assert sum("[REDACTED]" in b for b in bodies) >= 2  # the planted key was there, masked

@@ -140,7 +140,7 @@ class BrowseMixin(ReportsMixin):
         return out
 
 
-def _series_parts(row: Mapping[str, Any], by: str) -> list[tuple[str, float, int]]:
+def _series_parts(row: Mapping[Any, Any], by: str) -> list[tuple[str, float, int]]:
     """(key, cost, tokens) of one attempt under ``by``."""
     tokens = sum(int(row[c] or 0) for c in _TOKENS)
     cost = float(row["cost_usd"] or 0.0)
