@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 MAX_PAGE = 200
+RELOAD_WAIT_S = 5.0
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
@@ -399,7 +401,15 @@ class App:
         )
         if self.c.after_config_edit is not None:
             self.c.after_config_edit()
+            await run_in_threadpool(self._wait_applied, enabled)
         return self._done(request, who, "/routing", {"config": str(path), "routing": word})
+
+    def _wait_applied(self, enabled: bool) -> None:
+        """Until the coordinator has reloaded the edited file (the page then shows the new
+        state), at most RELOAD_WAIT_S: it reloads at its main loop's next turn."""
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while self.c.config_of().routing.enabled != enabled and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     # ------------------------------------------------------------ the table
     def routes(self) -> list[Route | Mount]:

@@ -29,7 +29,7 @@ def _nice_max(value: float) -> float:
 
 
 def _money(v: float) -> str:
-    return f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.4f}"
+    return f"${v:,.2f}" if v >= 0.01 or v == 0 else f"${v:.4f}"
 
 
 def stacked_bars(
