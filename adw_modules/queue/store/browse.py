@@ -123,13 +123,14 @@ class BrowseMixin(ReportsMixin):
             rows = conn.execute(sa.select(leader_leases)).mappings().all()
         return {r["name"]: {"owner": r["owner"], "expires_at": r["expires_at"].isoformat()} for r in rows}
 
-    def recent_durations(self, per_provider: int = 200) -> dict[str, list[float]]:
-        """Wall seconds of each provider's latest finished attempts (newest first)."""
+    def recent_durations(self, per_provider: int = 50, rows: int = 1000) -> dict[str, list[float]]:
+        """Wall seconds of each provider's latest finished attempts (newest first), from the
+        latest ``rows`` finished attempts of all (a bounded read whatever the store's size)."""
         query = (
             sa.select(attempts.c.provider, attempts.c.started_at, attempts.c.ended_at)
             .where(attempts.c.state == "finished")
             .order_by(attempts.c.id.desc())
-            .limit(per_provider * 20)
+            .limit(rows)
         )
         out: dict[str, list[float]] = {}
         with self._read() as conn:
