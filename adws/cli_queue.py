@@ -53,7 +53,11 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
         config_error_exit(exc)
     service.install_signal_handlers()
     service.protect_environment()
-    sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+    try:
+        code = service.run(mode or "forever", idle_wait_s=idle_wait)  # type: ignore[arg-type]
+    except ConfigError as exc:  # e.g. [web] listen: the port is taken
+        config_error_exit(exc)
+    sys.exit(code)
 
 
 @click.command("enqueue")

@@ -7,6 +7,8 @@ command never load them.
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 
 import click
 
@@ -15,7 +17,11 @@ from adws.cli import config_error_exit, context_for
 
 
 @click.command("web")
-@click.option("--listen", default=None, help='HOST:PORT (default: [web] listen, else "127.0.0.1:8484").')
+@click.option(
+    "--listen",
+    default=None,
+    help='HOST:PORT (default: [web] listen, else "127.0.0.1:8484"; port 0: any free one).',
+)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 def web_cmd(listen: str | None, config_path: str | None) -> None:
     """Serve the web console from the store (read-only while no coordinator runs).  Ctrl-C stops."""
@@ -29,7 +35,7 @@ def web_cmd(listen: str | None, config_path: str | None) -> None:
     config = ctx.config()
     address = config.web.listen or DEFAULT_LISTEN
     if listen is not None:
-        parsed = parse_listen(listen)
+        parsed = parse_listen(listen, any_port=True)
         if parsed is None:
             raise click.BadParameter(f'"{listen}" is not HOST:PORT, e.g. 127.0.0.1:8484', param_hint="--listen")
         address = parsed
@@ -50,6 +56,10 @@ def web_cmd(listen: str | None, config_path: str | None) -> None:
     except ConfigError as exc:
         config_error_exit(exc)
     click.echo(f"adw web console on {server.url}" + ("  (read-only: no token configured)" if console.auth.open else ""))
+    # uvicorn catches SIGINT/SIGTERM to shut down, then raises the signal again for whatever
+    # handler was there before: this one, so a stopped console exits 0 (not -15).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
     try:
         server.run()
     finally:

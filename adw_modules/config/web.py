@@ -43,10 +43,11 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def parse_listen(raw: str) -> tuple[str, int] | None:
-    """``"HOST:PORT"`` as (host, port), or None if it is not that shape."""
+def parse_listen(raw: str, any_port: bool = False) -> tuple[str, int] | None:
+    """``"HOST:PORT"`` as (host, port), or None if it is not that shape (port 0, "any free
+    port", only with ``any_port``: ``adw web --listen``, not the config)."""
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
         return None
     return host.strip("[]"), int(port)
 
