@@ -27,6 +27,7 @@ from adw_modules.workers import transcripts
 from adws import queue_views, views
 
 TRANSCRIPT_LINES = 2000  # the newest lines shown of a long transcript
+TRANSCRIPT_TAIL_BYTES = 4 << 20  # read from the end: a page refreshed live never reads a 1 GB file
 COORDINATOR_FRESH_S = 60.0  # a coordinator whose heartbeat is older is not counted as running
 
 
@@ -67,6 +68,7 @@ def overview(
         "leaders": store.leaders(),
         "github_remaining": remaining,
         "github_known": github_remaining is not None,
+        "github_configured": config.github is not None,
         "coordinator_running": coordinator_running(store, now),
     }
 
@@ -127,20 +129,26 @@ def transcript(config: Config, attempt: Attempt, redact: Callable[[str], str]) -
     provider = config.providers.get(attempt.provider)
     renderer = transcripts.Renderer(provider.output_format if provider is not None else "claude-stream-json")
     shown: list[tuple[str, str]] = []
+    clipped = False
     try:
-        with Path(path).open(encoding="utf-8", errors="replace") as f:
+        with Path(path).open("rb") as f:
+            size = f.seek(0, 2)
+            clipped = size > TRANSCRIPT_TAIL_BYTES
+            f.seek(max(0, size - TRANSCRIPT_TAIL_BYTES))
+            if clipped:
+                f.readline()  # the cut line's rest
             for raw in f:
-                for line in renderer.lines(redact(raw)):
+                for line in renderer.lines(redact(raw.decode("utf-8", "replace"))):
                     shown.append((line_kind(line), redact(line)))
     except FileNotFoundError:
         note = "no transcript yet" if attempt.state == "running" else "transcript gone (pruned by retention?)"
         return {"lines": [], "note": note}
     if attempt.state == "finished":
         shown += [("meta", redact(line)) for line in transcripts.ending(attempt)]
-    clipped = len(shown) > TRANSCRIPT_LINES
+    clipped = clipped or len(shown) > TRANSCRIPT_LINES
     return {
         "lines": shown[-TRANSCRIPT_LINES:],
-        "note": f"the last {TRANSCRIPT_LINES} lines" if clipped else None,
+        "note": "its latest part only (adw task log shows all of it)" if clipped else None,
     }
 
 

@@ -292,3 +292,24 @@ def test_a_missing_token_is_a_config_error_naming_it(tmp_path: Path) -> None:
             make_console(config, store, {"ADW_WEB_RO": READONLY_TOKEN})
     finally:
         store.close()
+
+
+def test_a_huge_transcript_is_read_from_its_end(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import socket
+
+    from adws.web import pages
+
+    monkeypatch.setattr(pages, "TRANSCRIPT_TAIL_BYTES", 4096)
+    log = tmp_path / "stdout.jsonl"
+    line = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "x" * 50}]}})
+    log.write_text(
+        "\n".join(
+            [line] * 1000 + ['{"type": "assistant", "message": {"content": [{"type": "text", "text": "LAST <b>"}]}}']
+        )
+        + "\n"
+    )
+    attempt = dataclasses.replace(site.store.attempts_for(2)[0], host=socket.gethostname(), log_path=str(log))
+    shown = pages.transcript(site.config, attempt, lambda s: s)
+    assert shown["note"] and "latest part" in shown["note"]
+    assert 0 < len(shown["lines"]) < 100 and ("text", "LAST <b>") in shown["lines"]
