@@ -89,29 +89,24 @@ def timed(client: object, path: str, requests: int) -> float:
 def spread_over_days(url: str, days: int) -> None:
     """Move each clone's attempt (start and end alike) back ``id % days`` days: a store that
     grew over ``days`` days, not 100,000 attempts started today (which is what cloning gives,
-    and what ``--spread-days 0`` keeps: the worst case for the day's spend)."""
-    if days <= 1:
-        return
+    and what ``--spread-days 0`` keeps: the worst case for the day's spend).  PostgreSQL:
+    then VACUUM ANALYZE, as autovacuum would after bulk writes (it sets the visibility map
+    that lets the queue counts read the (state, priority) index alone)."""
     engine = sa.create_engine(url)
     try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                # Stored as naive UTC text; datetime() keeps whole seconds, which the column reads back.
-                shift = f"'-' || (id % {days}) || ' days'"
-                conn.execute(
-                    sa.text(
-                        f"UPDATE attempts SET started_at = datetime(started_at, {shift}), "
-                        f"ended_at = datetime(ended_at, {shift})"
-                    )
-                )
-            else:
-                shift = f"(id % {days}) * interval '1 day'"
-                conn.execute(
-                    sa.text(f"UPDATE attempts SET started_at = started_at - {shift}, ended_at = ended_at - {shift}")
-                )
+        if days > 1:
+            with engine.begin() as conn:
+                if engine.dialect.name == "sqlite":
+                    # Stored as naive UTC text; datetime() keeps whole seconds, which the column reads back.
+                    shift = f"'-' || (id % {days}) || ' days'"
+                    set_times = f"started_at = datetime(started_at, {shift}), ended_at = datetime(ended_at, {shift})"
+                else:
+                    shift = f"(id % {days}) * interval '1 day'"
+                    set_times = f"started_at = started_at - {shift}, ended_at = ended_at - {shift}"
+                conn.execute(sa.text(f"UPDATE attempts SET {set_times}"))
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("ANALYZE attempts"))
+                conn.execute(sa.text("VACUUM ANALYZE"))
     finally:
         engine.dispose()
 
