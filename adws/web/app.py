@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -442,6 +443,15 @@ class App:
         ]
 
 
-def create_app(console: Console) -> ASGIApp:
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
+def create_app(console: Console, listen_host: str | None = None) -> ASGIApp:
     app = App(console)
-    return SecurityHeaders(Starlette(routes=app.routes()))
+    inner: ASGIApp = Starlette(routes=app.routes())
+    if console.auth.open:
+        # No token: only a browser that asked for the loopback address by name gets an answer,
+        # so a page elsewhere cannot read the console through DNS rebinding.
+        hosts = [*LOOPBACK_NAMES, *([listen_host] if listen_host else [])]
+        inner = TrustedHostMiddleware(inner, allowed_hosts=hosts)
+    return SecurityHeaders(inner)

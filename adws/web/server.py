@@ -66,7 +66,7 @@ class ConsoleServer:
         self.sock = sock
         self.address: tuple[str, int] = sock.getsockname()[:2]
         settings = uvicorn.Config(
-            create_app(console),
+            create_app(console, self.address[0]),
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -259,6 +259,7 @@ def test_refuses_a_network_address_without_a_token(tmp_path: Path) -> None:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
             assert c.get("/").status_code == 200  # open, read-only
             assert c.post("/tasks/5/retry").status_code == 403
+            assert c.get("/", headers={"Host": "attacker.example"}).status_code == 400  # DNS rebinding
     finally:
         store.close()
 
