@@ -133,6 +133,7 @@ class App:
             csrf=None if who is None else self.c.auth.csrf_token(who),
             can_act=who is not None and self.c.can_act(who),
             open_access=self.c.auth.open,
+            in_coordinator=self.c.in_coordinator,
             now=now,
             ago=lambda v: ago(v, now),
             **ctx,
@@ -325,7 +326,6 @@ class App:
             running_fingerprint=config.fingerprint,
             reload_info=reload_info,
             web=config.web,
-            in_coordinator=self.c.in_coordinator,
         )
 
     async def events(self, request: Request, who: Principal) -> Response:
@@ -397,9 +397,11 @@ class App:
         except ConfigError as exc:
             return self._error(request, who, 409, "; ".join(exc.issues))
         word = "enabled" if enabled else "disabled"
-        await run_in_threadpool(
-            self._record, "console.routing", f"routing {word} from the web console by {who.user}", who, enabled=enabled
+        later = (
+            "" if self.c.after_config_edit is not None else " (in the file: the coordinator applies it at its reload)"
         )
+        message = f"routing {word} from the web console by {who.user}{later}"
+        await run_in_threadpool(self._record, "console.routing", message, who, enabled=enabled)
         if self.c.after_config_edit is not None:
             self.c.after_config_edit()
             await run_in_threadpool(self._wait_applied, enabled)

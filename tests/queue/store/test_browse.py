@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from adw_modules.queue.store import Store, TaskFilter
-from adw_modules.queue.tasks import AttemptEnd, AttemptStart, TaskState, Transition
+from adw_modules.queue.tasks import AttemptEnd, AttemptStart, CircuitState, ProviderState, TaskState, Transition
 from adw_modules.sources.local import enqueue_local
 
 T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
@@ -78,7 +78,10 @@ def test_change_marker_moves_with_each_change(store: Store) -> None:
     second = store.change_marker()
     assert second != first
     store.request_cancel(task.id, T0)  # a state change alone (no event written)
-    assert store.change_marker() != second
+    third = store.change_marker()
+    assert third != second
+    store.save_provider_state(ProviderState("p1", circuit=CircuitState.OPEN))  # provider health
+    assert store.change_marker() != third
 
 
 def test_leaders_and_recent_durations(store: Store) -> None:
