@@ -48,6 +48,8 @@ SECURITY_HEADERS = [
 ]
 MAX_PAGE = 200
 RELOAD_WAIT_S = 5.0
+MAX_FAILURES = 10
+FAILURE_WINDOW_S = 60.0
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
@@ -117,6 +119,7 @@ class App:
     def __init__(self, console: Console) -> None:
         self.c = console
         self.env = _env()
+        self._failures: dict[str, list[float]] = {}  # client address -> times of wrong tokens (event loop only)
 
     # ------------------------------------------------------------ responses
     def _json(self, data: Any, status: int = 200) -> Response:
@@ -148,7 +151,12 @@ class App:
     # ------------------------------------------------------------ the guard
     def guarded(self, handler: Handler, *, api: bool = False, admin: bool = False) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
+            client = request.client.host if request.client else "?"
+            if self._throttled(client):
+                return self._json({"error": "too many wrong tokens: wait a minute"}, 429)
             who = self.c.auth.from_request(request.headers.get("authorization"), request.cookies.get(COOKIE))
+            if who is None and request.headers.get("authorization"):
+                self._failed(client)
             if who is None:
                 if api or request.headers.get("authorization") or request.url.path == "/events":
                     return Response(
@@ -172,6 +180,20 @@ class App:
 
         return endpoint
 
+    # ------------------------------------------------------------ wrong tokens
+    def _failed(self, client: str) -> None:
+        self._failures.setdefault(client, []).append(time.monotonic())
+
+    def _throttled(self, client: str) -> bool:
+        """MAX_FAILURES wrong tokens from one address within FAILURE_WINDOW_S: refuse it for
+        the rest of the window (tokens are long and random; this keeps guessing slow)."""
+        recent = [t for t in self._failures.get(client, []) if time.monotonic() - t < FAILURE_WINDOW_S]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)
+        return len(recent) >= MAX_FAILURES
+
     # ------------------------------------------------------------ login
     async def healthz(self, request: Request) -> Response:
         return Response('{"status": "ok"}', media_type="application/json")
@@ -182,10 +204,16 @@ class App:
         return self._html(request, None, "login.html", next=_safe_next(request.query_params.get("next")), error=None)
 
     async def login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        if self._throttled(client):
+            return self._html(
+                request, None, "login.html", http_status=429, next="/", error="Too many wrong tokens: wait a minute."
+            )
         form = await request.form()
         token, name, target = (str(form.get(k) or "") for k in ("token", "name", "next"))
         role = self.c.auth.role_of_token(token)
         if role is None:
+            self._failed(client)
             return self._html(
                 request, None, "login.html", http_status=401, next=_safe_next(target), error="That token is not valid."
             )

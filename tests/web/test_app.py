@@ -314,3 +314,12 @@ def test_a_huge_transcript_is_read_from_its_end(site: Site, tmp_path: Path, monk
     shown = pages.transcript(site.config, attempt, lambda s: s)
     assert shown["note"] and "latest part" in shown["note"]
     assert 0 < len(shown["lines"]) < 100 and ("text", "LAST <b>") in shown["lines"]
+
+
+def test_wrong_tokens_are_throttled(site: Site) -> None:
+    c = site.client
+    for _ in range(10):
+        assert c.get("/api/v1/status", headers=bearer("guess")).status_code == 401
+    assert c.get("/api/v1/status", headers=bearer()).status_code == 429  # even the right one, for a minute
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x"}, follow_redirects=False)
+    assert r.status_code == 429 and "Too many wrong tokens" in r.text
