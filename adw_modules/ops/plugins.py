@@ -108,6 +108,12 @@ def load_group(group: str, check: Callable[[str, Any], str | None] | None = None
         return result
 
 
+def loaded_groups() -> list[str]:
+    """The groups read so far in this process (plugins are read only when needed)."""
+    with _lock:
+        return sorted(_loads)
+
+
 def forget() -> None:
     """Drop what was loaded (the next use reads the entry points again)."""
     with _lock:
