@@ -92,7 +92,10 @@ def _interface_lines(rows: list[dict[str, Any]], width: int) -> list[str]:
         proxy = f"proxy via {r['proxy_env']}" if r["proxy_compatible"] else "no proxy"
         if r["proxy"]:
             proxy += f" = {r['proxy']}"
-        extras = [f"preset {r['preset']}" if r["preset"] else "", f"inject {r['inject']}" if r["inject"] else ""]
+        extras = [
+            f"preset {r['preset']} at {r['base_url']}" if r["preset"] else "",
+            f"inject {r['inject']}" if r["inject"] else "",
+        ]
         line = f"  {r['name']:<{width}} {r['cli']:<{cli_width}} {r['api_format'] or '-':<10} {proxy}"
         out.append("; ".join([line, *(e for e in extras if e)]))
     return out
