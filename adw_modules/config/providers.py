@@ -11,9 +11,8 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from adw_modules.config.interfaces import API_FORMATS, cli_name, interface_for
 from adw_modules.config.presets import preset_named, preset_table, unknown_preset
@@ -211,9 +210,7 @@ def _url(v: Validator, raw: Mapping[str, Any], key: str, where: str) -> str | No
     return url
 
 
-def _interface(
-    v: Validator, raw: Mapping[str, Any], where: str, program: str, env: dict[str, str]
-) -> dict[str, Any]:
+def _interface(v: Validator, raw: Mapping[str, Any], where: str, program: str, env: dict[str, str]) -> dict[str, Any]:
     """The CLI interface: the registry's entry for the program, each field overridable.
 
     A proxy for a CLI that cannot use one is refused here, so no routing decision can

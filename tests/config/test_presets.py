@@ -27,7 +27,7 @@ def fake() -> Iterator[FakeOpenAIServer]:
 
 def write(tmp_path: Path, provider: str) -> Path:
     path = tmp_path / "config.toml"
-    body = f"[providers.p]\n{textwrap.dedent(provider)}\n[routing]\ndefault_provider = \"p\"\ndefault_model = \"{MODEL}\"\n"
+    body = f'[providers.p]\n{textwrap.dedent(provider)}\n[routing]\ndefault_provider = "p"\ndefault_model = "{MODEL}"\n'
     path.write_text(body)
     return path
 

@@ -110,7 +110,9 @@ def test_a_config_naming_a_failed_plugin_says_why_with_the_line(installed: Path,
 
 def test_a_plugin_preset_fills_the_provider(installed: Path, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text('[providers.local]\npreset = "tally-local"\n[routing]\ndefault_provider = "local"\ndefault_model = "m"\n')
+    path.write_text(
+        '[providers.local]\npreset = "tally-local"\n[routing]\ndefault_provider = "local"\ndefault_model = "m"\n'
+    )
     pc = load_config(path).providers["local"]
     assert pc.base_url == "http://localhost:8765/v1" and pc.max_concurrency == 2
     assert pc.preset == "tally-local" and pc.cli == "openrouter-cli" and pc.api_format == "openai"
@@ -161,20 +163,19 @@ def test_a_task_is_routed_through_the_plugin_parser(plugin_dir: Path, tmp_path: 
     tokens and cost only the plugin's parser could read."""
     config = tally_config(
         tmp_path,
-        extra="""
+        extra=f"""
         [providers.failing]
-        command_template = ["%s", "--model", "{model}", "--fail"]
+        command_template = ["{TALLY_AGENT}", "--model", "{{model}}", "--fail"]
         prompt_stdin = true
         output_format = "tally-jsonl"
         [providers.failing.models.tally-1]
         [[routing.rules]]
         name = "tallies"
         priority = 10
-        conditions = { labels = ["tally"] }
+        conditions = {{ labels = ["tally"] }}
         provider = "tally"
         model = "tally-1"
-        """
-        % TALLY_AGENT,
+        """,
         default="failing",  # only the rule sends a task to the plugin's format
     )
     enqueued = _adw(config, plugin_dir, "enqueue", "count these five words please", "--label", "tally")

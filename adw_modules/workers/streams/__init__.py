@@ -33,8 +33,8 @@ from adw_modules.workers.streams.opencode import OpenCodeParser
 __all__ = [
     "FORMATS",
     "MAX_LINE_BYTES",
-    "known_formats",
     "StreamParser",
+    "known_formats",
     "parse_file",
     "parse_lines",
     "parser_for",

@@ -57,9 +57,7 @@ def accepting(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeOpenAIServer]:
-    answer = success(
-        "Hello through the router.", prompt_tokens=1200, completion_tokens=34, usage_on_finish_chunk=True
-    )
+    answer = success("Hello through the router.", prompt_tokens=1200, completion_tokens=34, usage_on_finish_chunk=True)
     with FakeOpenAIServer(api_key=UPSTREAM_KEY, default=answer) as fake:
         yield fake
 
