@@ -191,3 +191,13 @@ def test_a_task_is_routed_through_the_plugin_parser(plugin_dir: Path, tmp_path: 
     prompt = Path(attempt["log_path"]).with_name("prompt.md").read_text()
     assert attempt["input_tokens"] == len(prompt.split()) and attempt["output_tokens"] == 7
     assert attempt["cost_usd"] == pytest.approx(0.0042)
+
+
+def test_the_readme_shows_the_example_plugin_complete_in_under_50_lines() -> None:
+    readme = (REPO / "README.md").read_text()
+    package = PLUGINS / EXAMPLE
+    pyproject = (package / "pyproject.toml").read_text()
+    module = (package / "adw_example_plugin.py").read_text()
+    assert f"```toml\n# pyproject.toml\n{pyproject}```" in readme
+    assert f"```python\n{module}```" in readme
+    assert len(pyproject.splitlines()) + len(module.splitlines()) < 50
