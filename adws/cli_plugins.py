@@ -38,6 +38,8 @@ def plugins_data() -> dict[str, Any]:
 
 
 def plugins_text(data: dict[str, Any]) -> str:
+    from adw_modules.ops.plugins import printable
+
     lines = [f"Plugins: {data['loaded']} loaded, {data['failed']} failed (skipped)"]
     for group, title in _GROUP_TITLES.items():
         rows = [r for r in data["plugins"] if r["group"] == group]
@@ -55,7 +57,7 @@ def plugins_text(data: dict[str, Any]) -> str:
         if not rows:
             lines.append("  (none installed)")
         lines.append(f"  built in: {', '.join(data['built_in'][group])}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names and values come from plugin metadata
 
 
 @click.command("plugins")

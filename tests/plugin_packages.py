@@ -21,7 +21,7 @@ from tests.paths import FIXTURES
 PLUGINS = FIXTURES / "plugins"
 EXAMPLE = "adw-example-plugin"
 BROKEN = "adw-broken-plugin"
-MODULES = ("adw_example_plugin", "adw_broken_plugin")
+MODULES = ("adw_example_plugin", "adw_broken_plugin", "adw_broken_exit")
 
 
 def install_plugins(target: Path, *names: str) -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adw_modules.config.interfaces import API_FORMATS
+from adw_modules.config.validation import PASSWORD_IN_URL
 from adw_modules.ops.plugins import PROVIDERS, GroupLoad, load_group
 
 # The wrapper every preset runs: an absolute path, so a config anywhere can use a preset.
@@ -31,10 +31,20 @@ PRESET_KEYS = (
     "api_key_env",
     "rpm",
     "max_concurrency",
-    "api_format",
     "price_provider",
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HTTP_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?#]\S*)?")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a base URL (None: it can): http(s), no spaces or control
+    characters, no password (secrets go by reference)."""
+    if PASSWORD_IN_URL.search(url):
+        return "holds a password: give secrets by reference, never in the file"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url) or not _HTTP_URL.fullmatch(url):
+        return "is not an http(s) URL"
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,6 @@ class Preset:
     api_key_env: str | None  # None: the server needs no key (a local server)
     rpm: int | None = None
     max_concurrency: int | None = None
-    api_format: str = "openai"
     price_provider: str | None = None
     source: str = "built-in"  # or "plugin DIST VERSION"
 
@@ -57,7 +66,6 @@ class Preset:
             "api_key_env": self.api_key_env,
             "rpm": self.rpm,
             "max_concurrency": self.max_concurrency,
-            "api_format": self.api_format,
             "price_provider": self.price_provider,
             "source": self.source,
         }
@@ -107,8 +115,10 @@ def preset_from_mapping(name: str, raw: Any, source: str) -> Preset:
     if unknown:
         raise ValueError(f"unknown preset key(s) {', '.join(unknown)} (known: {', '.join(PRESET_KEYS)})")
     base_url = raw.get("base_url")
-    if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
-        raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be a string (an http(s) URL), not {type(base_url).__name__}")
+    if (why := url_problem(base_url)) is not None:
+        raise ValueError(f"base_url {base_url!r:.80} {why}")
     key_env = raw.get("api_key_env")
     if key_env is not None and not (isinstance(key_env, str) and _ENV_NAME.match(key_env)):
         raise ValueError(f"api_key_env must be an environment variable name, not {key_env!r}")
@@ -116,14 +126,12 @@ def preset_from_mapping(name: str, raw: Any, source: str) -> Preset:
     for key, value in limits.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ValueError(f"{key} must be a positive integer, not {value!r}")
-    api_format = raw.get("api_format", "openai")
-    if api_format not in API_FORMATS:
-        raise ValueError(f"api_format {api_format!r} is unknown (known: {', '.join(API_FORMATS)})")
     description, price_provider = raw.get("description", name), raw.get("price_provider")
     if not isinstance(description, str) or not (price_provider is None or isinstance(price_provider, str)):
         raise ValueError("description and price_provider must be strings")
-    return Preset(name, description, base_url, key_env, limits["rpm"], limits["max_concurrency"], api_format,
-                  price_provider, source)  # fmt: skip
+    return Preset(
+        name, description, base_url, key_env, limits["rpm"], limits["max_concurrency"], price_provider, source
+    )
 
 
 def preset_named(name: str) -> Preset | None:
@@ -159,7 +167,6 @@ def preset_table(preset: Preset, raw: Mapping[str, Any]) -> dict[str, Any]:
     table: dict[str, Any] = {
         "description": preset.description,
         "output_format": "claude-stream-json",
-        "api_format": preset.api_format,
         "base_url": preset.base_url,
     }
     if preset.api_key_env is not None:

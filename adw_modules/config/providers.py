@@ -7,7 +7,7 @@ CLI interface (API format, proxy support) from its program (``config.interfaces`
 from __future__ import annotations
 
 import difflib
-import re
+import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from adw_modules.config.interfaces import API_FORMATS, cli_name, interface_for
-from adw_modules.config.presets import preset_named, preset_table, unknown_preset
-from adw_modules.config.validation import PASSWORD_IN_URL, Validator, type_name
+from adw_modules.config.presets import preset_named, preset_table, unknown_preset, url_problem
+from adw_modules.config.validation import Validator, type_name
 from adw_modules.routing.pricing import Price
 from adw_modules.workers.streams import known_formats, parser_class, plugin_formats
 
@@ -199,13 +199,9 @@ def _output_format(v: Validator, raw: Mapping[str, Any], where: str) -> str:
 
 def _url(v: Validator, raw: Mapping[str, Any], key: str, where: str) -> str | None:
     url = v.get(raw, key, str, where)
-    if url is None:
-        return None
-    if not re.match(r"^https?://[^/\s]+", url):
-        v.err(where, f'{key} = "{url}" is not an http(s) URL')
-        return None
-    if PASSWORD_IN_URL.search(url):
-        v.err(where, f"{key} holds a password: give secrets by reference, never in the file")
+    why = None if url is None else url_problem(url)
+    if why is not None:
+        v.err(where, f"{key} = {json.dumps(url)} {why}")
         return None
     return url
 

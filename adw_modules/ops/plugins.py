@@ -96,7 +96,7 @@ def load_group(group: str, check: Callable[[str, Any], str | None] | None = None
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a plugin's import may raise anything: report, skip
+            except (Exception, SystemExit) as exc:  # a plugin's import may raise (or exit): report, skip
                 _fail(result, entry, f"cannot load {entry.value}: {type(exc).__name__}: {_one_line(exc)}")
                 continue
             why = check(entry.name, obj) if check is not None else None
@@ -144,7 +144,13 @@ def _entry(group: str, ep: metadata.EntryPoint) -> PluginEntry:
     )
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a terminal escape from a plugin's message) shown as ``?``."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
 def _fail(result: GroupLoad, entry: PluginEntry, why: str) -> None:
+    why = printable(why)
     result.failed.append(PluginFailure(entry, why))
     log.warning("plugin %s %s (%s) skipped: %s", entry.group, entry.name, entry.distribution, why)
 

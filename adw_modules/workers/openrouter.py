@@ -18,6 +18,7 @@ This is the library behind ``tools/openrouter-cli.py``.  The process contract:
   still written); 2 when the invocation itself is wrong (message on stderr, nothing sent);
   143 after SIGTERM (a result with ``error: "cancelled"`` is still written).
 - No retries (``max_retries=0``): the coordinator owns retries and failover.
+- ``--no-api-key`` (a local server: LM Studio, Ollama) reads no variable and sends a placeholder.
 - The API key is read from the environment variable named by ``--api-key-env``; its value is
   never written anywhere, and any echo of it in server text is replaced by ``[REDACTED]``.
 
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-api-key",
         action="store_true",
-        help=f"the server needs no key (LM Studio, Ollama): without one, send {NO_KEY!r}",
+        help=f"the server needs no key (LM Studio, Ollama): read none, send {NO_KEY!r}",
     )
     parser.add_argument("--system-file", metavar="FILE", help="system prompt file")
     parser.add_argument("--max-tokens", type=_positive_int)
@@ -373,7 +374,8 @@ def _open_output(path: str | None) -> IO[bytes] | None:
 
 def _run(request: CompletionRequest, output_format: str, sinks: list[IO[bytes]]) -> int:
     """Run the completion with SIGTERM turned into a cancellation (a result line is still written)."""
-    api_key = os.environ.get(request.api_key_env) or None
+    # --no-api-key reads no variable at all: a local server is never sent a real key.
+    api_key = (os.environ.get(request.api_key_env) or None) if request.key_required else None
     transcript = Transcript(
         sinks,
         model=request.model,

@@ -87,8 +87,9 @@ def test_each_failing_plugin_is_reported_and_skipped(installed: Path) -> None:
     parsers = streams.plugin_formats()
     assert list(parsers.loaded) == ["tally-jsonl"]
     failed = {f.entry.name: f.error for f in parsers.failed}
-    assert set(failed) == {"raises-on-import", "not-a-parser", "claude-stream-json"}
+    assert set(failed) == {"raises-on-import", "exits-on-import", "not-a-parser", "claude-stream-json"}
     assert "ModuleNotFoundError" in failed["raises-on-import"]
+    assert failed["exits-on-import"].endswith("SystemExit: ?[2Jbye from a plugin")  # no escape reaches a terminal
     assert "not a StreamParser subclass" in failed["not-a-parser"]
     assert "built-in format" in failed["claude-stream-json"]
     assert streams.parser_for("claude-stream-json").__class__ is streams.FORMATS["claude-stream-json"]
@@ -129,7 +130,7 @@ def test_adw_plugins_lists_loaded_and_failed(installed: Path) -> None:
 
     plugins.forget()
     data = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).stdout)
-    assert (data["loaded"], data["failed"]) == (2, 5)
+    assert (data["loaded"], data["failed"]) == (2, 6)
     tally = next(p for p in data["plugins"] if p["name"] == "tally-local")
     assert tally["preset"]["source"] == "plugin adw-example-plugin 0.1.0"
 
