@@ -9,12 +9,16 @@ interface's ``proxy_env`` variable, which is all a CLI needs to honour one; a CL
 such a setting (``proxy_compatible = false``) cannot use a proxy, and a config giving it
 one is refused with the file and line.
 
-Sources for the entries: Claude Code reads ``ANTHROPIC_BASE_URL`` (docs.anthropic.com,
-"LLM gateway configuration"); Codex reads ``OPENAI_BASE_URL`` for its built-in ``openai``
-provider (openai/codex ``model_provider_info.rs``); Gemini CLI reads
-``GOOGLE_GEMINI_BASE_URL`` (through @google/genai); OpenCode takes a base URL only from its
-``opencode.json`` provider options, which adw does not write, so it is not proxy-compatible
-here; ``tools/openrouter-cli.py`` takes ``--base-url`` (and ``OPENROUTER_BASE_URL``).
+Sources for the entries, and what adw's tests exercise: Claude Code reads
+``ANTHROPIC_BASE_URL`` (Anthropic's "LLM gateway" docs; tests/workers/claude_cli runs it against
+fakes and through claude-code-router that way); Gemini CLI reads ``GOOGLE_GEMINI_BASE_URL``
+(through @google/genai; tests/workers/gemini_cli points it at its fake that way); Codex reads
+``OPENAI_BASE_URL`` for its built-in ``openai`` provider (openai/codex
+``model_provider_info.rs``; the name is in the pinned binary, but adw's Codex tests configure a
+``model_providers`` table instead, so this one is not exercised); OpenCode takes a base URL
+only from its ``opencode.json`` provider options, which adw does not write, so it is not
+proxy-compatible here; ``tools/openrouter-cli.py`` takes ``--base-url`` (and
+``OPENROUTER_BASE_URL``).
 ``context_file`` is the instructions file each CLI reads from the worktree by itself.
 """
 

@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,9 +117,8 @@ def test_ccr_refuses_a_request_without_its_key(ccr: int) -> None:
     assert err.value.code == 401
 
 
-def test_claude_code_through_ccr_succeeds_with_tokens_and_cost(
-    claude_cli: Path, ccr: int, upstream: FakeOpenAIServer, tmp_path: Path
-) -> None:
+def run_through_ccr(claude_cli: Path, port: int, tmp_path: Path) -> dict[str, Any]:
+    """One adw attempt of the real claude CLI with ``proxy`` = the running ccr."""
     home = tmp_path / "home"
     (home / ".claude").mkdir(parents=True)
     config_path = tmp_path / "config.toml"
@@ -128,7 +128,7 @@ def test_claude_code_through_ccr_succeeds_with_tokens_and_cost(
 command_template = ["{claude_cli}", "-p", "--model", "{{model}}", "--output-format", "stream-json",
                     "--verbose", "--max-turns", "1"]
 prompt_stdin = true
-proxy = "http://127.0.0.1:{ccr}"
+proxy = "http://127.0.0.1:{port}"
 requires_api_key = true
 api_key_env = "CCR_APIKEY"
 pass_api_key_as = "ANTHROPIC_AUTH_TOKEN"
@@ -147,7 +147,6 @@ default_model = "{CLAUDE_MODEL}"
     environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "CCR_APIKEY": CCR_KEY}
     registry = ProviderRegistry(config, environ=environ)
     runner = AttemptRunner(config, registry, environ=registry.environ, kill_grace_s=2.0)
-    seen = len(upstream.requests)
     workdir = tmp_path / "work"
     workdir.mkdir()
     request = AttemptRequest(
@@ -158,7 +157,14 @@ default_model = "{CLAUDE_MODEL}"
         attempt_dir=tmp_path / "attempt",
         timeout_s=120,
     )
-    result = runner.run(request).to_dict()
+    return runner.run(request).to_dict()
+
+
+def test_claude_code_through_ccr_succeeds_with_tokens_and_cost(
+    claude_cli: Path, ccr: int, upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    seen = len(upstream.requests)
+    result = run_through_ccr(claude_cli, ccr, tmp_path)
     assert result["outcome"] == "success", result
     assert (result["input_tokens"], result["output_tokens"]) == (1200, 34)
     # Claude Code prices the tokens as the model it asked for (Sonnet 4.5: $3 / $15 per MTok).
@@ -170,3 +176,15 @@ default_model = "{CLAUDE_MODEL}"
     assert chat[-1].path == "/v1/chat/completions"
     assert chat[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert CCR_KEY not in json.dumps([r.headers for r in upstream.requests])
+
+
+def test_ccr_loses_usage_sent_after_the_finish_chunk(
+    claude_cli: Path, ccr: int, upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """The known limit of ccr 2.0.0 (module docstring), pinned so an upgrade that fixes it shows."""
+    late_usage = success("Hello again.", prompt_tokens=1200, completion_tokens=34, usage_on_finish_chunk=False)
+    upstream.enqueue(late_usage)  # claude -p "Say hello" makes one request (nonessential traffic off)
+    result = run_through_ccr(claude_cli, ccr, tmp_path)
+    assert upstream.pending == 0
+    assert result["outcome"] == "success", result
+    assert (result["input_tokens"], result["output_tokens"]) == (0, 0)
