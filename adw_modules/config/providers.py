@@ -219,6 +219,9 @@ def _interface(v: Validator, raw: Mapping[str, Any], where: str, program: str, e
         v.err(where, f'api_format "{api_format}" is unknown (known: {", ".join(API_FORMATS)})')
     compatible = bool(v.get(raw, "proxy_compatible", bool, where, known.proxy_compatible if known else False))
     proxy_env = v.get(raw, "proxy_env", str, where, known.proxy_env if known else None)
+    if proxy_env is not None and not _settable_env_name(proxy_env):
+        v.err(where, f"proxy_env {json.dumps(proxy_env)} is not a variable adw will set to a URL")
+        proxy_env = None
     proxy = _url(v, raw, "proxy", where)
     if proxy is not None:
         if not compatible:
@@ -290,6 +293,12 @@ def _env(v: Validator, raw: Mapping[str, Any], where: str) -> dict[str, str]:
                 "api_key_command with pass_api_key_as), never in the file",
             )
     return {k: value for k, value in env.items() if isinstance(value, str)}
+
+
+def _settable_env_name(name: str) -> bool:
+    """A plain variable name that is not one the child's loader or shell depends on."""
+    plain = name.isascii() and name.replace("_", "a").isalnum() and not name[:1].isdigit()
+    return plain and name not in ("PATH", "HOME", "SHELL", "USER") and not name.startswith("LD_")
 
 
 def _looks_secret(key: str) -> bool:

@@ -85,6 +85,8 @@ def test_proxy_and_env_must_agree_and_urls_are_checked(tmp_path: Path) -> None:
         'proxy = "http://user:pw@a:1"\n': "holds a password",
         'proxy = "a:1"\n': "is not an http(s) URL",
         'api_format = "cobol"\n': 'api_format "cobol" is unknown',
+        'proxy_env = "LD_PRELOAD"\n': "is not a variable adw will set",
+        'proxy_env = "A B"\n': "is not a variable adw will set",
     }
     for extra, why in cases.items():
         with pytest.raises(ConfigError) as err:
