@@ -73,7 +73,8 @@ class GroupLoad:
         return next((f for f in self.failed if f.entry.name == name), None)
 
 
-_lock = threading.Lock()
+# Reentrant: a plugin's import may itself ask for a group (it then sees what loaded so far).
+_lock = threading.RLock()
 _loads: dict[str, GroupLoad] = {}
 
 
