@@ -73,7 +73,8 @@ class GroupLoad:
         return next((f for f in self.failed if f.entry.name == name), None)
 
 
-# Reentrant: a plugin's import may itself ask for a group (it then sees what loaded so far).
+# Reentrant: a plugin whose import asks for a group again must not deadlock (that inner call
+# loads the group on its own; the outer one then stores its own result).
 _lock = threading.RLock()
 _loads: dict[str, GroupLoad] = {}
 
