@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "adws.cli_providers:parse_cmd",
         "Summarise a saved transcript: outcome, tokens, cost, model, session (exit_code is null).",
     ),
+    "plugins": (
+        "adws.cli_plugins:plugins_cmd",
+        "Installed plugins (stream formats, provider presets): loaded, or failed and skipped.",
+    ),
     "providers": (
         "adws.cli_providers:providers_cmd",
         "Status of each provider, with the reason when unavailable (= tools/show-providers.py).",

@@ -46,6 +46,14 @@ def providers_data(config: Config, registry: ProviderRegistry) -> dict[str, Any]
                 "rpm": pc.rpm,
                 "timeout": pc.timeout,
                 "idle_timeout": pc.idle_timeout,
+                "preset": pc.preset,
+                "base_url": pc.base_url,
+                "cli": pc.cli,
+                "api_format": pc.api_format,
+                "proxy_compatible": pc.proxy_compatible,
+                "proxy_env": pc.proxy_env,
+                "proxy": pc.proxy,
+                "inject": None if pc.inject is None else str(pc.inject),
             }
         )
     return {
@@ -63,6 +71,7 @@ def providers_text(data: dict[str, Any]) -> str:
         mark = "✓" if r["available"] else "✗"
         reason = f"({r['reason']})" if r["reason"] else ""
         lines.append(f"  {mark} {r['name']:<{width}} {reason}".rstrip())
+    lines += ["", "CLI interfaces:", *_interface_lines(data["providers"], width)]
     lines += ["", RULE, "Available Providers:"]
     lines += [f"  ✓ {name}" for name in data["available"]] or ["  (none)"]
     lines += [
@@ -73,6 +82,23 @@ def providers_text(data: dict[str, Any]) -> str:
         RULE,
     ]
     return "\n".join(lines)
+
+
+def _interface_lines(rows: list[dict[str, Any]], width: int) -> list[str]:
+    """One line per provider: its CLI, API format, proxy support (and the proxy), preset, inject."""
+    cli_width = max((len(r["cli"]) for r in rows), default=3) + 2
+    out = []
+    for r in rows:
+        proxy = f"proxy via {r['proxy_env']}" if r["proxy_compatible"] else "no proxy"
+        if r["proxy"]:
+            proxy += f" = {r['proxy']}"
+        extras = [
+            f"preset {r['preset']} at {r['base_url']}" if r["preset"] else "",
+            f"inject {r['inject']}" if r["inject"] else "",
+        ]
+        line = f"  {r['name']:<{width}} {r['cli']:<{cli_width}} {r['api_format'] or '-':<10} {proxy}"
+        out.append("; ".join([line, *(e for e in extras if e)]))
+    return out
 
 
 # ---------------------------------------------------------------- routing
