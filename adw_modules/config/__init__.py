@@ -6,7 +6,9 @@ dataclasses most code needs), ``validation`` (the one validator base every secti
 dataclasses with their validation: ``providers`` ([providers.NAME], models, prices),
 ``routing`` ([routing]: rules, chains, model selectors, scenarios; conditions are parsed by
 ``routing.conditions``), ``service`` ([coordinator], [store], [health], [metrics],
-[retention]), ``github`` ([github]), ``workspace`` ([workspace]).
+[retention]), ``github`` ([github]), ``workspace`` ([workspace]), ``catalog`` ([catalog]: the
+discovered model pool's source and refresh), ``profiles`` ([profiles]: credential profiles,
+laid over the raw data before the sections are validated).
 
 May import: ``routing.conditions`` and ``routing.pricing`` (a condition and a price are each
 defined once, where they are used; neither imports config), ``queue.health``, ``queue.retry``
