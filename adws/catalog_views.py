@@ -12,7 +12,7 @@ from typing import Any
 
 from adw_modules.catalog.cache import Catalog
 from adw_modules.catalog.openrouter import DiscoveredModel
-from adw_modules.ops.display import relative
+from adw_modules.ops.display import ago, parse_time
 from adw_modules.routing.providers import REFERENCE_INPUT, REFERENCE_OUTPUT, ModelInfo
 
 DISCOVERED_SHOWN = 15  # in the combined view; --discovered shows every match
@@ -62,7 +62,7 @@ def curated_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "Curated models (config.toml): none match."
     header = (
-        f"{'provider/model':<44} {'tier':<9} {'$/1K in':>9} {'$/3K+1K':>9}  {'ctx':>9}  {'price from':<18} capabilities"
+        f"{'provider/model':<44} {'tier':<9} {'$/1K in':>9} {'$/3K+1K':>9}  {'ctx':>9}  {'price from':<19} capabilities"
     )
     lines = [
         "Curated models (config.toml), cost for 3K input + 1K output tokens, cheapest first:",
@@ -75,22 +75,22 @@ def curated_text(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{name:<44} {r['tier'] or '-':<9} {_money(r['cost_per_1k_input']):>9} "
             f"{_money(r['cost_3k_in_1k_out']):>9}  {_ctx(r['context_window']):>9}  "
-            f"{r['price_source'] or '-':<18} {', '.join(r['capabilities'])}"
+            f"{r['price_source'] or '-':<19} {', '.join(r['capabilities'])}"
         )
     lines += ["", "✗ = provider unavailable now (see `adw providers`); ? = no known price"]
     return "\n".join(lines)
 
 
-def catalog_line(summary: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None = None) -> str:
+def catalog_line(summary: dict[str, Any], now: dt.datetime) -> str:
     """Where the pool came from, when, and how many."""
     if summary.get("problem"):
         return f"Discovered pool: {summary['problem']}"
     if summary.get("fetched_at") is None:
         return "Discovered pool: not fetched yet (run: adw models discover --refresh)"
-    parts = [
-        f"{summary['count']} models from {summary['source']}",
-        f"refreshed {relative(summary['fetched_at'], now, tz)}",
-    ]
+    when = parse_time(summary["fetched_at"])
+    assert when is not None
+    refreshed = f"refreshed {ago(when, now)} ago ({when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC)"
+    parts = [f"{summary['count']} models from {summary['source']}", refreshed]
     skipped = sum(summary.get("skipped", {}).values())
     if skipped:
         parts.append(f"{skipped} entries skipped")
@@ -104,9 +104,8 @@ def discovered_text(
     rows: list[dict[str, Any]],
     now: dt.datetime,
     limit: int | None,
-    tz: dt.tzinfo | None = None,
 ) -> str:
-    lines = [catalog_line(summary, now, tz)]
+    lines = [catalog_line(summary, now)]
     if summary.get("fetched_at") is None:
         return "\n".join(lines)
     if not rows:

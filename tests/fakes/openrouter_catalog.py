@@ -34,7 +34,7 @@ from tests.fakes.loopback import LoopbackServer
 _COMMON_PARAMS = ["max_tokens", "response_format", "stop", "structured_outputs", "temperature", "tool_choice", "tools"]
 
 
-def _model(
+def model_entry(
     model_id: str,
     slug: str,
     name: str,
@@ -47,6 +47,7 @@ def _model(
     created: int = 1771342990,
     description: str = "",
 ) -> dict[str, Any]:
+    """One entry of ``data`` in the real shape."""
     modality = "+".join(inputs) + "->text"
     return {
         "id": model_id,
@@ -75,7 +76,7 @@ def _model(
 def real_models() -> list[dict[str, Any]]:
     """Five entries as the real endpoint lists them."""
     return [
-        _model(
+        model_entry(
             "anthropic/claude-sonnet-4.6",
             "anthropic/claude-4.6-sonnet-20260217",
             "Anthropic: Claude Sonnet 4.6",
@@ -93,7 +94,7 @@ def real_models() -> list[dict[str, Any]]:
             tokenizer="Claude",
             description="Sonnet 4.6 is Anthropic's most capable Sonnet-class model yet.",
         ),
-        _model(
+        model_entry(
             "qwen/qwen3-coder-next",
             "qwen/qwen3-coder-next-2025-02-03",
             "Qwen: Qwen3 Coder Next",
@@ -104,7 +105,7 @@ def real_models() -> list[dict[str, Any]]:
             tokenizer="Qwen",
             description="Qwen3-Coder-Next is an open-weight model optimized for coding agents.",
         ),
-        _model(
+        model_entry(
             "minimax/minimax-m2.5",
             "minimax/minimax-m2.5-20260211",
             "MiniMax: MiniMax M2.5",
@@ -113,7 +114,7 @@ def real_models() -> list[dict[str, Any]]:
             {"prompt": "0.000000295", "completion": "0.0000012", "input_cache_read": "0.00000003"},
             ["include_reasoning", "reasoning", *_COMMON_PARAMS, "top_p"],
         ),
-        _model(
+        model_entry(
             "qwen/qwen3-coder:free",
             "qwen/qwen3-coder-480b-a35b-07-25",
             "Qwen: Qwen3 Coder 480B A35B (free)",
@@ -130,7 +131,7 @@ def real_models() -> list[dict[str, Any]]:
             ["max_tokens", "temperature", "tool_choice", "tools"],
             tokenizer="Qwen3",
         ),
-        _model(
+        model_entry(
             "openrouter/auto",
             "openrouter/auto",
             "Auto Router",
