@@ -149,7 +149,7 @@ def _references(v: Validator, keys: Any, where: str, allowed: tuple[str, str]) -
     if not isinstance(keys, dict):
         v.err(where, f'must be a table like {{ {allowed[0]} = "NAME" }}, not {type_name(keys)}')
         return {}
-    v.unknown_keys(keys, allowed, where, "key (a profile overrides secret references only)")
+    v.unknown_keys(keys, allowed, where, "secret-reference key")
     env_key, cmd_key = allowed
     out: dict[str, Any] = {}
     env = v.get(keys, env_key, str, where)
