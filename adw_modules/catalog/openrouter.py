@@ -112,12 +112,28 @@ class Parsed:
     unknown_prices: int = 0  # models kept whose prompt or completion price could not be read
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to another http(s) URL (urllib would also follow one to ftp://)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if not newurl.lower().startswith(("http://", "https://")):
+            raise urllib.error.URLError(f"redirected to a non-http(s) URL ({_clean(newurl, 80)})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def fetch(cfg: CatalogConfig) -> bytes:
-    """The raw answer of ``GET {openrouter_url}/models``; CatalogError when it cannot be had."""
+    """The raw answer of ``GET {openrouter_url}/models``; CatalogError when it cannot be had.
+
+    At most ``max_bytes`` are read (one more tells that the answer is larger); no credentials
+    are sent (the list is public).
+    """
     url = cfg.models_url
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
+        with opener.open(request, timeout=cfg.timeout_s) as response:
             body: bytes = response.read(cfg.max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise CatalogError(f"{url}: HTTP {exc.code} {_clean(str(exc.reason), 120)}") from None

@@ -129,6 +129,7 @@ HOSTILE: dict[str, tuple[Answer, str]] = {
     "NaN constant": (Answer.raw(b'{"data": [{"id": "a/b", "context_length": NaN}]}'), "is not JSON"),
     "huge": (Answer.raw(b'{"data": [' + b" " * (2 * 1024 * 1024) + b"]}"), "larger than 1 MB"),
     "deeply nested": (Answer.raw(b"[" * 100_000 + b"]" * 100_000), "is not JSON"),
+    "redirect off http": (Answer(302, b"", [("location", "ftp://127.0.0.1/models")]), "non-http(s) URL"),
 }
 
 
@@ -148,6 +149,15 @@ def test_a_hostile_answer_is_a_clear_error_and_the_old_cache_stays(
     assert cache_file.read_bytes() == kept  # byte for byte
     assert "6 models from" in result.output  # what is still cached is shown
     assert cache.load(load_config(config_path).catalog).models == before.models
+
+
+def test_an_unreachable_list_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(url="http://127.0.0.1:9/api/v1"))  # discard: nothing listens
+    result = adw("--config", str(path), "models", "discover", "--refresh")
+    assert result.exit_code == 1
+    assert "✗ refresh failed: http://127.0.0.1:9/api/v1/models: cannot fetch:" in result.output
+    assert "Discovered pool: not fetched yet" in result.output
 
 
 def test_bad_entries_are_skipped_counted_and_cleaned(config_path: Path, fake: FakeOpenRouterCatalog) -> None:
