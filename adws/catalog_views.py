@@ -135,7 +135,7 @@ def discover_text(summary: dict[str, Any], now: dt.datetime, refreshed: bool, er
         lines.append("✓ refreshed")
     lines.append(catalog_line(summary, now))
     for reason, n in sorted(summary.get("skipped", {}).items()):
-        lines.append(f"  skipped: {n} {reason}")
+        lines.append(f"  skipped {n}: {reason}")
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "github": ("adws.cli_github:github_group", "The GitHub task source."),
     "models": (
         "adws.cli_models:models_group",
-        "Models by capability / tier / cost, cheapest first (seed 004's cost comparison).",
+        "Curated models and the discovered pool, by capability / tier / cost, cheapest first (seed 004).",
     ),
     "parse": (
         "adws.cli_providers:parse_cmd",

@@ -47,7 +47,7 @@ def models_group(
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """Models by capability / tier / cost, cheapest first (seed 004's cost comparison)."""
+    """Curated models and the discovered pool, by capability / tier / cost, cheapest first (seed 004)."""
     if ctx.invoked_subcommand is not None:
         return
     config = context_for(config_path).config()

@@ -241,6 +241,18 @@ def _port_free(text: str) -> str:
     return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
 
 
+def test_a_failed_refresh_view(
+    config_path: Path, fake: FakeOpenRouterCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.answer = real_answer([*real_models(), {"id": ""}, {"id": "a b"}])
+    refreshed(config_path)  # two skipped entries, kept in the summary
+    monkeypatch.setattr("adws.cli_models._now", lambda: T0 + dt.timedelta(days=2))
+    fake.answer = Answer.raw(b"upstream timeout", status=504, content_type="text/plain")
+    result = adw("--config", str(config_path), "models", "discover", "--refresh")
+    assert result.exit_code == 1
+    check("catalog_discover_failed", _port_free(result.output.rstrip("\n")), tmp_path)
+
+
 def test_models_json_has_both_sections_and_filters_apply(config_path: Path) -> None:
     refreshed(config_path)
     out = json.loads(adw("--config", str(config_path), "models", "--json", "--capability", "vision").output)
@@ -272,6 +284,7 @@ def test_promote_writes_the_model_keeping_comments_and_validates(config_path: Pa
         "--tier", "advanced", "--capability", "code", "--capability", "review",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert result.output == f"{config_path}: added providers.openrouter.models.'anthropic/claude-sonnet-4.6'\n"
     text = config_path.read_text()
     assert text.startswith(original.split("[routing]")[0].rstrip("\n"))  # everything above, comments too
     assert "# an operator's override wins" in text and "# the operator's own words, kept by promote" in text
