@@ -358,3 +358,15 @@ def test_adw_run_refreshes_on_its_timer_and_keeps_the_cache_when_it_fails(
     finally:
         service.scheduler.shutdown(wait=False)
         service.store.close()
+
+
+def test_an_attempt_without_a_reported_cost_is_estimated_at_the_discovered_price(config_path: Path) -> None:
+    from adw_modules.config.schema import Target
+    from adw_modules.outcomes import StreamSummary, Usage
+    from adw_modules.workers.attempt import cost_of
+
+    refreshed(config_path)
+    registry = ProviderRegistry(load_config(config_path))
+    summary = StreamSummary(format="claude-stream-json", usage=Usage(input_tokens=10_000, output_tokens=2_000))
+    cost, source = cost_of(summary, Target("openrouter", "acme/coder-2027"), registry.price_for)
+    assert (cost, source) == (pytest.approx((10_000 * 0.4 + 2_000 * 1.6) / 1e6), "estimated")
