@@ -75,8 +75,8 @@ def config_changes(old: Config, new: Config) -> list[str]:
         out.append("routing defaults changed")
     if old.profiles.active != new.profiles.active:
         out.append(f"profile {old.profiles.active or '(none)'} -> {new.profiles.active or '(none)'}")
-    if old.catalog != new.catalog:
-        out.append("catalog changed")
+    # The cache follows [coordinator] state_dir, which is reported (and applied) on its own.
+    out += [c for c in _setting_changes("catalog.", old.catalog, new.catalog) if not c.startswith("catalog.state_dir")]
     out += service_changes(old, new)
     out += github_changes(old.github, new.github)
     return out

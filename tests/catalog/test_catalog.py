@@ -336,7 +336,7 @@ def test_catalog_config_is_validated_with_its_line(tmp_path: Path) -> None:
 def test_adw_run_refreshes_on_its_timer_and_keeps_the_cache_when_it_fails(
     config_path: Path, fake: FakeOpenRouterCatalog
 ) -> None:
-    from adws.service import Service
+    from adws.service import Service, config_changes
 
     config_path.write_text(config_path.read_text() + "refresh = true\nrefresh_interval_h = 6\n")
     service = Service(load_config(config_path), environ={"PATH": os.environ.get("PATH", "")})
@@ -353,6 +353,7 @@ def test_adw_run_refreshes_on_its_timer_and_keeps_the_cache_when_it_fails(
         assert service.refresh_catalog() is False  # failed: logged, the old cache stays
         assert cache.load(cfg).fetched_at == stale.fetched_at
         config_path.write_text(config_path.read_text().replace("refresh = true", "refresh = false"))
+        assert config_changes(service.config, load_config(config_path)) == ["catalog.refresh True -> False"]
         assert service.reload()
         assert service.scheduler.get_job("catalog") is None
     finally:
