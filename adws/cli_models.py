@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from typing import Any
 
 import click
 
@@ -55,7 +56,7 @@ def models_group(
         raise click.BadParameter(
             f"{provider!r} is not defined (defined: {', '.join(config.providers)})", param_hint="--provider"
         )
-    data: dict[str, object] = {}
+    data: dict[str, Any] = {}
     parts = []
     if not discovered_only:
         registry = ProviderRegistry(config)
@@ -77,10 +78,8 @@ def models_group(
     catalog = catalog_cache.load(config.catalog)
     # Tiers and providers are the config's: a discovered model has neither until promoted.
     matches = [] if tier or provider else catalog.search(capability, min_context, max_cost, text)
-    data["discovered"] = catalog_views.catalog_rows(catalog, matches)
+    discovered = data["discovered"] = catalog_views.catalog_rows(catalog, matches)
     limit = None if discovered_only else catalog_views.DISCOVERED_SHOWN
-    discovered = data["discovered"]
-    assert isinstance(discovered, dict)
     parts.append(catalog_views.discovered_text(discovered["catalog"], discovered["models"], _now(), limit))
     emit(as_json, data, lambda _: "\n\n".join(parts))
 
