@@ -125,8 +125,11 @@ def run_doctor(
     config_path: Path, probes: Probes, env_file: Path | None = None, profile: str | None = None
 ) -> list[Check]:
     """Every check, in order; the environment is the service's: ours plus the env file."""
+    env_path = env_file or Path(config_path).resolve().parent / ENV_FILE_NAME
+    env_check, extra = _env_file(env_path)
+    environ = {**probes.environ, **extra}  # ADW_PROFILE may be set in the env file, as for the unit
     try:
-        config = load_config(config_path, profile=profile, environ=probes.environ)
+        config = load_config(config_path, profile=profile, environ=environ)
     except ConfigError as exc:
         return [
             Check(
@@ -137,15 +140,12 @@ def run_doctor(
                 tuple(exc.issues),
             )
         ]
-    env_path = env_file or config.base_dir / ENV_FILE_NAME
     checks = [
         Check(
             "config", Status.OK, f"{config.path}: {len(config.providers)} providers, {len(config.routing.rules)} rules"
         )
     ]
-    env_check, extra = _env_file(env_path)
     checks.append(env_check)
-    environ = {**probes.environ, **extra}
     redact = Redactor(extra.values())
     if config.profiles.profiles:
         checks.append(_profile(config, environ, redact))

@@ -264,3 +264,11 @@ def test_a_reload_log_names_the_profile_switch(config_path: Path) -> None:
     changes = config_changes(work, personal)
     assert "profile work -> personal" in changes and "provider claude changed" in changes
     assert not any(PERSONAL_KEY in c or "print(" in c for c in changes)
+
+
+def test_doctor_reads_adw_profile_from_the_env_file_as_the_unit_would(config_path: Path) -> None:
+    env_file = config_path.parent / "adw.env"
+    env_file.write_text("ADW_PROFILE=personal\nPERSONAL_GITHUB_TOKEN=t\n")
+    env_file.chmod(0o600)
+    (check_,) = [c for c in run_doctor(config_path, Probes(environ=env())) if c.name == "profile"]
+    assert (check_.status, check_.detail) == ("ok", "personal (from ADW_PROFILE): 2 of 2 reference(s) resolve")
