@@ -93,7 +93,7 @@ def discover_cmd(refresh: bool, config_path: str | None, as_json: bool) -> None:
     error = None
     if refresh:
         try:
-            catalog_cache.refresh(config.catalog)
+            catalog_cache.refresh(config.catalog, now=_now)
         except CatalogError as exc:
             error = str(exc)
     summary = catalog_cache.load(config.catalog).summary()

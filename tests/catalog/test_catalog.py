@@ -226,6 +226,7 @@ def test_models_views(config_path: Path, tmp_path: Path, monkeypatch: pytest.Mon
         "catalog_models_discovered_tools": [*base, "--discovered", "--capability", "tools", "--max-cost", "0.001"],
         "catalog_models_text": [*base, "--text", "QWEN", "--min-context", "200000"],
         "catalog_discover": [*base, "discover"],
+        "catalog_discover_refresh": [*base, "discover", "--refresh"],  # refreshed "now": T0 + 3 h
     }
     for name, argv in views.items():
         result = adw(*argv)
