@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adw_modules.config.schema import Config, Scenario, Target
-from adw_modules.routing.providers import ModelInfo, ProviderRegistry
+from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter, TaskAttrs
 
 RULE = "=" * 70
@@ -237,43 +237,6 @@ def decision_text(attrs: TaskAttrs, d: Decision) -> str:
 
 
 # ---------------------------------------------------------------- models
-
-
-def model_row(m: ModelInfo, available: bool) -> dict[str, Any]:
-    return {
-        "provider": m.provider,
-        "model": m.name,
-        "display_name": m.spec.display_name,
-        "tier": m.spec.tier,
-        "capabilities": list(m.spec.capabilities),
-        "context_window": m.spec.context_window,
-        "input_per_mtok": None if m.price is None else m.price.input_per_mtok,
-        "output_per_mtok": None if m.price is None else m.price.output_per_mtok,
-        "cost_per_1k_input": m.cost_per_1k_input,
-        "cost_3k_in_1k_out": m.estimated_cost(),
-        "price_source": None if m.price is None else m.price.source,
-        "available": available,
-    }
-
-
-def models_text(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "No models match."
-    header = f"{'provider/model':<44} {'tier':<9} {'$/1K in':>9} {'$/3K+1K':>9}  {'ctx':>8}  capabilities"
-    lines = [
-        "Cost comparison for 3K input + 1K output tokens (cheapest first):",
-        "",
-        header,
-        "-" * len(header),
-    ]
-    for r in rows:
-        name = f"{r['provider']}/{r['model']}" + ("" if r["available"] else " ✗")
-        per1k = "?" if r["cost_per_1k_input"] is None else f"{r['cost_per_1k_input']:.5f}"
-        ref = "?" if r["cost_3k_in_1k_out"] is None else f"{r['cost_3k_in_1k_out']:.5f}"
-        ctx = "" if r["context_window"] is None else f"{r['context_window']:,}"
-        lines.append(f"{name:<44} {r['tier'] or '-':<9} {per1k:>9} {ref:>9}  {ctx:>8}  {', '.join(r['capabilities'])}")
-    lines += ["", "✗ = provider unavailable now (see `adw providers`); ? = no known price"]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- attempts

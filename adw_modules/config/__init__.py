@@ -8,7 +8,9 @@ dataclasses with their validation: ``providers`` ([providers.NAME], models, pric
 ``routing.conditions``), ``service`` ([coordinator], [store], [health], [metrics],
 [retention]), ``github`` ([github]), ``workspace`` ([workspace]); ``presets`` (provider presets:
 built-in and from ``adw.providers`` plugins), ``interfaces`` (the CLI-interface registry:
-API format, proxy support).
+API format, proxy support), ``catalog`` ([catalog]: the
+discovered model pool's source and refresh), ``profiles`` ([profiles]: credential profiles,
+laid over the raw data before the sections are validated).
 
 May import: ``routing.conditions`` and ``routing.pricing`` (a condition and a price are each
 defined once, where they are used; neither imports config), ``queue.health``, ``queue.retry``
