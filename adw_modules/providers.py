@@ -13,6 +13,11 @@ to config.toml is accepted too).  ``build_command`` returns the argv exactly as 
 would run it: the program resolved on PATH (or beside the config), every template element
 one argument, parameters inherited global -> provider as in an attempt.  Everything else
 (availability, API keys, model queries) is on ``ProviderManager.registry``.
+
+Seed 004's ``registry = get_configured_registry()`` is here too: the ``ProviderRegistry`` of
+the config at ``$ADW_CONFIG``, else ./config.toml (where seed 004 read
+.orchestrator/providers.yaml), with its queries ``list_models``, ``find_cheapest_model``,
+``find_best_model(prefer_local=)``, ``check_availability``, ``get_summary``, ``list_providers``.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ import os
 from typing import Any
 
 from adw_modules.config.schema import Config, load_config
+from adw_modules.routing.providers import ModelTier, ProviderRegistry
 from adw_modules.routing.providers import Provider as RegistryProvider
-from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import resolve_params
 
-__all__ = ["Provider", "ProviderManager"]
+__all__ = ["ModelTier", "Provider", "ProviderManager", "ProviderRegistry", "get_configured_registry"]
 
 
 class Provider:
@@ -71,3 +76,10 @@ class ProviderManager:
     def get_provider(self, name: str) -> Provider:
         """The provider called ``name``; KeyError naming the defined ones otherwise."""
         return Provider(self.registry.get_provider(name), self.config)
+
+
+def get_configured_registry(config: Config | str | os.PathLike[str] | None = None) -> ProviderRegistry:
+    """Seed 004's entry point: the registry of ``config`` (default ``$ADW_CONFIG``, else ./config.toml)."""
+    if not isinstance(config, Config):
+        config = load_config(os.fspath(config) if config is not None else os.environ.get("ADW_CONFIG") or "config.toml")
+    return ProviderRegistry(config)

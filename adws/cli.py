@@ -43,12 +43,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "enqueue": ("adws.cli_queue:enqueue_cmd", "Add a task to the local queue; prints its id."),
     "github": ("adws.cli_github:github_group", "The GitHub task source."),
     "models": (
-        "adws.cli_routing:models_cmd",
-        "Models by capability / tier / cost, cheapest first (seed 004's cost comparison).",
+        "adws.cli_models:models_group",
+        "Curated models and the discovered pool, by capability / tier / cost, cheapest first (seed 004).",
     ),
     "parse": (
         "adws.cli_providers:parse_cmd",
         "Summarise a saved transcript: outcome, tokens, cost, model, session (exit_code is null).",
+    ),
+    "plugins": (
+        "adws.cli_plugins:plugins_cmd",
+        "Installed plugins (stream formats, provider presets): loaded, or failed and skipped.",
+    ),
+    "profiles": (
+        "adws.cli_profiles:profiles_cmd",
+        "Credential profiles: which is active and why, and whether each reference resolves (never values).",
     ),
     "providers": (
         "adws.cli_providers:providers_cmd",
@@ -132,8 +140,9 @@ def config_error_exit(exc: ConfigError) -> NoReturn:
 
 
 class Context:
-    def __init__(self, config_path: str) -> None:
+    def __init__(self, config_path: str, profile: str | None = None) -> None:
         self.config_path = config_path
+        self.profile = profile  # --profile; else $ADW_PROFILE, else [profiles] default_profile
         self._config: Config | None = None
 
     def config(self) -> Config:
@@ -141,7 +150,7 @@ class Context:
 
         if self._config is None:
             try:
-                self._config = load_config(self.config_path)
+                self._config = load_config(self.config_path, profile=self.profile)
             except ConfigError as exc:
                 config_error_exit(exc)
         return self._config
@@ -164,7 +173,7 @@ def context_for(config_path: str | None) -> Context:
     """The command's Context: the group's, unless this command's own --config names another file."""
     obj = click.get_current_context().find_object(Context)
     path = config_path or (obj.config_path if obj else default_config_path())
-    return obj if obj is not None and obj.config_path == path else Context(path)
+    return obj if obj is not None and obj.config_path == path else Context(path, obj.profile if obj else None)
 
 
 def emit(as_json: bool, data: Any, text: Callable[[Any], str]) -> None:
@@ -182,10 +191,15 @@ def emit(as_json: bool, data: Any, text: Callable[[Any], str]) -> None:
     default=None,
     help="Config file (default: $ADW_CONFIG, else ./config.toml).",
 )
+@click.option(
+    "--profile",
+    default=None,
+    help="Credential profile from [profiles] (default: $ADW_PROFILE, else default_profile).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, profile: str | None) -> None:
     """adw: route labelled issues to AI coding-agent CLIs, with failover and cost accounting."""
-    ctx.obj = Context(config_path or default_config_path())
+    ctx.obj = Context(config_path or default_config_path(), profile)
 
 
 def main(argv: list[str] | None = None) -> None:

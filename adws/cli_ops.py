@@ -185,8 +185,8 @@ def doctor_cmd(env_file: str | None, config_path: str | None, as_json: bool) -> 
     """Preflight: config, providers (a real --version run), keys, store, GitHub, disk, clock.  Exit 1 on ✗."""
     from adw_modules.ops.doctor import Probes, exit_code, run_doctor
 
-    path = Path(context_for(config_path).config_path)
-    checks = run_doctor(path, Probes(), Path(env_file) if env_file else None)
+    context = context_for(config_path)
+    checks = run_doctor(Path(context.config_path), Probes(), Path(env_file) if env_file else None, context.profile)
     data = {"ok": exit_code(checks) == 0, "summary": _summary(checks), "checks": [c.to_dict() for c in checks]}
     emit(as_json, data, lambda _: doctor_text(checks))
     sys.exit(exit_code(checks))

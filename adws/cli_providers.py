@@ -66,11 +66,14 @@ def providers_test(
 
 @click.command("parse")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(sorted(streams.FORMATS)), required=True)
+@click.option("--format", "fmt", required=True, help=f"One of {', '.join(streams.FORMATS)}, or a plugin's.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def parse_cmd(file: str, fmt: str, as_json: bool) -> None:
     """Summarise a saved transcript: outcome, tokens, cost, model, session (exit_code is null)."""
     from adw_modules.workers.attempt import summarize_file
+
+    if streams.parser_class(fmt) is None:
+        raise click.BadParameter(f"{fmt!r} is unknown: known formats are {', '.join(streams.known_formats())}")
 
     result = summarize_file(Path(file), fmt)
     emit(as_json, result.to_dict(), views.attempt_text)

@@ -1,4 +1,4 @@
-"""``adw routing`` (rules, scenarios, enable/disable), ``adw route`` (one decision) and ``adw models``.
+"""``adw routing`` (rules, scenarios, enable/disable) and ``adw route`` (one decision); ``adw models`` is in cli_models.
 
 Only the config and the router are imported: ``adw route`` is typed all day.
 """
@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import click
 
-from adw_modules.config.schema import TIERS, ConfigError
+from adw_modules.config.schema import ConfigError
 from adw_modules.routing.conditions import PRIORITIES, WEEKDAYS
-from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter, TaskAttrs
 from adws import views
 from adws.cli import config_error_exit, context_for, emit, read_options
@@ -90,33 +89,3 @@ def route_cmd(
     )
     decision = views.decide(router, attrs, ignore_availability)
     emit(as_json, decision.to_dict(), lambda _: views.decision_text(attrs, decision))
-
-
-@click.command("models")
-@click.option("--capability", default=None)
-@click.option("--tier", type=click.Choice(TIERS), default=None)
-@click.option("--max-cost", type=float, default=None, help="USD per 1K input tokens.")
-@click.option("--provider", default=None)
-@click.option("--available", "available_only", is_flag=True, help="Only providers usable now.")
-@read_options
-def models_cmd(
-    capability: str | None,
-    tier: str | None,
-    max_cost: float | None,
-    provider: str | None,
-    available_only: bool,
-    config_path: str | None,
-    as_json: bool,
-) -> None:
-    """Models by capability / tier / cost, cheapest first (seed 004's cost comparison)."""
-    config = context_for(config_path).config()
-    if provider is not None and provider not in config.providers:
-        raise click.BadParameter(
-            f"{provider!r} is not defined (defined: {', '.join(config.providers)})", param_hint="--provider"
-        )
-    registry = ProviderRegistry(config)
-    models = registry.list_models(
-        capability=capability, tier=tier, max_cost=max_cost, provider=provider, available_only=available_only
-    )
-    rows = [views.model_row(m, registry.availability(m.provider).available) for m in models]
-    emit(as_json, {"models": rows}, lambda d: views.models_text(d["models"]))

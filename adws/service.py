@@ -74,6 +74,10 @@ def config_changes(old: Config, new: Config) -> list[str]:
         new.routing.default_model,
     ):
         out.append("routing defaults changed")
+    if old.profiles.active != new.profiles.active:
+        out.append(f"profile {old.profiles.active or '(none)'} -> {new.profiles.active or '(none)'}")
+    # The cache follows [coordinator] state_dir, which is reported (and applied) on its own.
+    out += [c for c in _setting_changes("catalog.", old.catalog, new.catalog) if not c.startswith("catalog.state_dir")]
     out += service_changes(old, new)
     out += github_changes(old.github, new.github)
     return out
@@ -183,7 +187,9 @@ class Service:
     def reload(self) -> bool:
         self.reload_requested = False
         try:
-            new = load_config(self.config.path)
+            # The same profile choice as at start: an explicit --profile stays; otherwise
+            # $ADW_PROFILE, then the file's (maybe edited) default_profile, are read again.
+            new = load_config(self.config.path, profile=self.config.profiles.requested, environ=self.environ)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error(f"reload rejected: {issue}", extra={"data": {"event": "config.rejected", "issue": issue}})
@@ -240,6 +246,8 @@ class Service:
             "refresh": REFRESH_S,
             "retention": svc.retention.interval_s,
         }
+        if self.config.catalog.refresh:
+            out["catalog"] = self.config.catalog.refresh_interval_h * 3600
         if self.github is not None:  # its settings: a [github] that could not be applied is not in force
             gh = self.github.cfg
             out["github_poll"] = gh.poll_interval_s
@@ -249,7 +257,7 @@ class Service:
     def _reschedule(self) -> None:
         """Bring the scheduled jobs in line with the config: new intervals, GitHub jobs added or removed."""
         wanted = self._intervals()
-        for job_id in ("github_poll", "github_sync"):
+        for job_id in ("github_poll", "github_sync", "catalog"):
             if job_id not in wanted and self.scheduler.get_job(job_id) is not None:
                 self.scheduler.remove_job(job_id)
         for job_id, seconds in wanted.items():
@@ -313,6 +321,7 @@ class Service:
             "retention": self.prune,
             "github_poll": self.github_poll,
             "github_sync": self.github_sync,
+            "catalog": self.refresh_catalog,
         }
 
     def _add_job(self, job_id: str, seconds: float, at_once: bool) -> None:
@@ -334,9 +343,30 @@ class Service:
             self._dispatch_wake.set()  # the first pass at once
             self._dispatcher = threading.Thread(target=self._dispatch_loop, name="adw-dispatch", daemon=True)
             self._dispatcher.start()
-        at_once = {"reap", "github_poll", "github_sync"}
+        at_once = {"reap", "github_poll", "github_sync", "catalog"}
         for job_id, seconds in self._intervals().items():
             self._add_job(job_id, seconds, at_once=job_id in at_once)
+
+    def refresh_catalog(self) -> bool:
+        """``[catalog] refresh``: fetch the models list when the cache is due; a failure keeps
+        the old cache and is logged (the next interval tries again).  True if it was refreshed."""
+        from adw_modules.catalog import cache as catalog_cache
+        from adw_modules.catalog.openrouter import CatalogError
+
+        cfg = self.config.catalog
+        if not catalog_cache.is_stale(catalog_cache.load(cfg), cfg, utcnow()):  # e.g. just after a restart
+            return False
+        try:
+            catalog = catalog_cache.refresh(cfg)
+        except CatalogError as exc:
+            data = {"event": "catalog.failed", "error": str(exc)}
+            log.warning(f"catalog refresh failed: {exc}", extra={"data": data})
+            return False
+        log.info(
+            f"catalog refreshed: {catalog.count} models",
+            extra={"data": {"event": "catalog.refreshed", "count": catalog.count, "source": catalog.source}},
+        )
+        return True
 
     def prune(self) -> None:
         svc = self.config.service

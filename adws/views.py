@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adw_modules.config.schema import Config, ConfigError, Scenario, Target, load_config
-from adw_modules.routing.providers import ModelInfo, ProviderRegistry
+from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter, TaskAttrs
 
 RULE = "=" * 70
@@ -46,6 +46,14 @@ def providers_data(config: Config, registry: ProviderRegistry) -> dict[str, Any]
                 "rpm": pc.rpm,
                 "timeout": pc.timeout,
                 "idle_timeout": pc.idle_timeout,
+                "preset": pc.preset,
+                "base_url": pc.base_url,
+                "cli": pc.cli,
+                "api_format": pc.api_format,
+                "proxy_compatible": pc.proxy_compatible,
+                "proxy_env": pc.proxy_env,
+                "proxy": pc.proxy,
+                "inject": None if pc.inject is None else str(pc.inject),
             }
         )
     return {
@@ -63,6 +71,7 @@ def providers_text(data: dict[str, Any]) -> str:
         mark = "✓" if r["available"] else "✗"
         reason = f"({r['reason']})" if r["reason"] else ""
         lines.append(f"  {mark} {r['name']:<{width}} {reason}".rstrip())
+    lines += ["", "CLI interfaces:", *_interface_lines(data["providers"], width)]
     lines += ["", RULE, "Available Providers:"]
     lines += [f"  ✓ {name}" for name in data["available"]] or ["  (none)"]
     lines += [
@@ -73,6 +82,23 @@ def providers_text(data: dict[str, Any]) -> str:
         RULE,
     ]
     return "\n".join(lines)
+
+
+def _interface_lines(rows: list[dict[str, Any]], width: int) -> list[str]:
+    """One line per provider: its CLI, API format, proxy support (and the proxy), preset, inject."""
+    cli_width = max((len(r["cli"]) for r in rows), default=3) + 2
+    out = []
+    for r in rows:
+        proxy = f"proxy via {r['proxy_env']}" if r["proxy_compatible"] else "no proxy"
+        if r["proxy"]:
+            proxy += f" = {r['proxy']}"
+        extras = [
+            f"preset {r['preset']} at {r['base_url']}" if r["preset"] else "",
+            f"inject {r['inject']}" if r["inject"] else "",
+        ]
+        line = f"  {r['name']:<{width}} {r['cli']:<{cli_width}} {r['api_format'] or '-':<10} {proxy}"
+        out.append("; ".join([line, *(e for e in extras if e)]))
+    return out
 
 
 # ---------------------------------------------------------------- routing
@@ -237,43 +263,6 @@ def validation_data(path: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- models
-
-
-def model_row(m: ModelInfo, available: bool) -> dict[str, Any]:
-    return {
-        "provider": m.provider,
-        "model": m.name,
-        "display_name": m.spec.display_name,
-        "tier": m.spec.tier,
-        "capabilities": list(m.spec.capabilities),
-        "context_window": m.spec.context_window,
-        "input_per_mtok": None if m.price is None else m.price.input_per_mtok,
-        "output_per_mtok": None if m.price is None else m.price.output_per_mtok,
-        "cost_per_1k_input": m.cost_per_1k_input,
-        "cost_3k_in_1k_out": m.estimated_cost(),
-        "price_source": None if m.price is None else m.price.source,
-        "available": available,
-    }
-
-
-def models_text(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "No models match."
-    header = f"{'provider/model':<44} {'tier':<9} {'$/1K in':>9} {'$/3K+1K':>9}  {'ctx':>8}  capabilities"
-    lines = [
-        "Cost comparison for 3K input + 1K output tokens (cheapest first):",
-        "",
-        header,
-        "-" * len(header),
-    ]
-    for r in rows:
-        name = f"{r['provider']}/{r['model']}" + ("" if r["available"] else " ✗")
-        per1k = "?" if r["cost_per_1k_input"] is None else f"{r['cost_per_1k_input']:.5f}"
-        ref = "?" if r["cost_3k_in_1k_out"] is None else f"{r['cost_3k_in_1k_out']:.5f}"
-        ctx = "" if r["context_window"] is None else f"{r['context_window']:,}"
-        lines.append(f"{name:<44} {r['tier'] or '-':<9} {per1k:>9} {ref:>9}  {ctx:>8}  {', '.join(r['capabilities'])}")
-    lines += ["", "✗ = provider unavailable now (see `adw providers`); ? = no known price"]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- attempts

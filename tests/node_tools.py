@@ -1,7 +1,8 @@
 """Install the real agent CLIs from npm, pinned, into the git-ignored ``<repo>/.cache/node``.
 
 ``ensure_claude_cli()`` and ``ensure_codex_cli()`` return the path of a runnable ``claude`` /
-``codex`` executable; CI runs ``python tests/node_tools.py`` once before pytest (it installs both)
+``codex`` executable, ``ensure_claude_code_router()`` ccr's script; CI runs
+``python tests/node_tools.py`` once before pytest (it installs all three)
 so the tests never wait for the download.
 
 Version choice: **@anthropic-ai/claude-code 2.1.330** (the newest release when this was written).
@@ -38,6 +39,21 @@ Version choice: **@anthropic-ai/claude-code 2.1.330** (the newest release when t
 - It lives in its own prefix (``.cache/node/codex-cli``) so installing it never re-resolves
   Claude Code's tree and vice versa.
 
+**@musistudio/claude-code-router 2.0.0** (``ensure_claude_code_router()``; ``ccr``, an
+Anthropic-compatible proxy in front of OpenAI-compatible APIs):
+
+- 2.0.0 is one bundled file (``dist/cli.js``, 12 MB, with ``tiktoken_bg.wasm`` beside it) and no
+  dependencies or install scripts, so it installs from the npm registry alone and starts
+  without fetching anything (checked: ``ccr start`` with only loopback reachable listens in
+  about a second; the one remote URL in it, the preset market list on r2.dev, is fetched only
+  when the preset market is asked for).
+- The newest release, 3.1.1, cannot be installed here: it depends on
+  ``@the-next-ai/ai-gateway``, which the registry answers 404 for, and on ``better-sqlite3``, a
+  native addon whose prebuilt binary comes from GitHub (unreachable offline) or a node-gyp
+  build.  1.0.73 installs, but with 142 top-level packages (tiktoken, fastify, @google/genai, …)
+  and install scripts; 2.0.0, the release between them, reads the same config.json.
+- It lives in its own prefix (``.cache/node/claude-code-router``) and runs with ``node``.
+
 Concurrency: an exclusive ``fcntl`` lock on ``<prefix>/.install.lock`` serialises parallel
 callers (pytest-xdist workers, CI steps); the version check is repeated under the lock.
 """
@@ -59,12 +75,16 @@ from typing import TypeVar
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 CLAUDE_CODE_VERSION = "2.1.330"
 
+CCR_PACKAGE = "@musistudio/claude-code-router"
+CCR_VERSION = "2.0.0"
+
 CODEX_PACKAGE = "@openai/codex"
 CODEX_VERSION = "0.169.0"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_PREFIX = REPO_ROOT / ".cache" / "node"
 CODEX_PREFIX = NODE_PREFIX / "codex-cli"
+CCR_PREFIX = NODE_PREFIX / "claude-code-router"
 _STUB_MAX_BYTES = 64 * 1024  # the placeholder bin/claude.exe is a ~500 byte shell script
 
 
@@ -214,6 +234,14 @@ def ensure_npm_package(name: str, version: str, prefix: Path) -> Path:
     return package_dir
 
 
+def ensure_claude_code_router(prefix: Path = CCR_PREFIX) -> Path:
+    """Install the pinned claude-code-router if needed; returns its ``dist/cli.js`` (run it with node)."""
+    cli = ensure_npm_package(CCR_PACKAGE, CCR_VERSION, prefix) / "dist" / "cli.js"
+    if not cli.is_file():
+        raise CliInstallError(f"{CCR_PACKAGE}@{CCR_VERSION} installed without {cli}")
+    return cli
+
+
 def _locked_npm_install(prefix: Path, spec: str, installed: Callable[[], bool], extra: tuple[str, ...] = ()) -> None:
     """``npm install spec`` into ``prefix`` under a file lock, unless ``installed()`` turns true
     while waiting for it; ``CliInstallError`` with npm's output if it does not end installed."""
@@ -257,11 +285,13 @@ def _run_version(path: Path, env: dict[str, str] | None = None) -> subprocess.Co
 
 
 def main() -> int:
-    """Install both CLIs.  stdout: Claude Code's path and version (two lines, as before);
-    Codex's path and version go to stderr so existing consumers of stdout keep working."""
+    """Install the CLIs.  stdout: Claude Code's path and version (two lines, as before);
+    Codex's path and version, and claude-code-router's path, go to stderr so existing
+    consumers of stdout keep working."""
     try:
         path = ensure_claude_cli()
         codex = ensure_codex_cli()
+        ccr = ensure_claude_code_router()
     except CliInstallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -271,6 +301,7 @@ def main() -> int:
         codex_version = _run_version(codex, {**os.environ, "CODEX_HOME": codex_home})
     print(f"{path}\n{version.stdout.strip() or version.stderr.strip()}")
     print(f"{codex}\n{codex_version.stdout.strip() or codex_version.stderr.strip()}", file=sys.stderr)
+    print(f"{ccr}\n{CCR_PACKAGE} {CCR_VERSION}", file=sys.stderr)
     return 0 if version.returncode == 0 and codex_version.returncode == 0 else 1
 
 

@@ -110,3 +110,45 @@ def remove_rule(path: str | Path, name: str) -> None:
             del routing["rules"]
 
     _edit(Path(path), change)
+
+
+def add_model(
+    path: str | Path,
+    provider: str,
+    model: str,
+    *,
+    display_name: str | None = None,
+    tier: str | None = None,
+    capabilities: Sequence[str] = (),
+    context_window: int | None = None,
+) -> None:
+    """Add ``[providers.PROVIDER.models."MODEL"]`` (``adw models promote``); the config must
+    stay valid (else ConfigError), and a model already declared there is refused."""
+
+    def change(doc: tomlkit.TOMLDocument) -> None:
+        providers = doc.get("providers")
+        table = providers.get(provider) if isinstance(providers, Table) else None
+        if not isinstance(table, Table):
+            defined = ", ".join(str(k) for k in providers) if isinstance(providers, Table) else "none"
+            raise ConfigError([f'{path}: providers: provider "{provider}" is not defined (defined: {defined})'])
+        models = table.get("models")
+        if models is None:
+            models = tomlkit.table(is_super_table=True)
+            table["models"] = models
+        if not isinstance(models, Table):
+            raise ConfigError([f"{path}: providers.{provider}.models: is not a table, cannot add to it"])
+        if model in models:
+            raise ConfigError([f'{path}: providers.{provider}.models: "{model}" is already declared'])
+        entry = tomlkit.table()
+        if display_name:
+            entry["display_name"] = display_name
+        if tier is not None:
+            entry["tier"] = tier
+        if capabilities:
+            entry["capabilities"] = list(capabilities)
+        if context_window is not None:
+            entry["context_window"] = context_window
+        entry.add(tomlkit.nl())  # a blank line before whatever table follows
+        models[model] = entry
+
+    _edit(Path(path), change)

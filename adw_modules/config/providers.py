@@ -1,18 +1,26 @@
-"""The ``[providers.NAME]`` tables of config.toml: agent CLIs, their keys, models and prices."""
+"""The ``[providers.NAME]`` tables of config.toml: agent CLIs, their keys, models and prices.
+
+A table may start from a preset (``preset = "ollama"``, ``config.presets``), and inherits its
+CLI interface (API format, proxy support) from its program (``config.interfaces``).
+"""
 
 from __future__ import annotations
 
 import difflib
+import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from adw_modules.config.interfaces import API_FORMATS, cli_name, interface_for
+from adw_modules.config.presets import preset_named, preset_table, unknown_preset, url_problem
 from adw_modules.config.validation import Validator, type_name
 from adw_modules.routing.pricing import Price
+from adw_modules.workers.streams import known_formats, parser_class, plugin_formats
 
 TIERS = ("fast", "standard", "advanced")
-OUTPUT_FORMATS = ("claude-stream-json", "claude-json", "codex-json", "gemini-stream-json", "opencode-json")
 BUILTIN_PLACEHOLDERS = frozenset({"prompt_file", "prompt", "model", "output_file", "workdir", "task_id"})
 
 _PROVIDER_KEYS = (
@@ -36,6 +44,13 @@ _PROVIDER_KEYS = (
     "default_model",
     "price_provider",
     "description",
+    "preset",
+    "base_url",
+    "api_format",
+    "proxy_compatible",
+    "proxy_env",
+    "proxy",
+    "inject",
 )
 _MODEL_KEYS = ("display_name", "tier", "capabilities", "context_window", "price", "price_ref")
 _PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
@@ -75,6 +90,14 @@ class ProviderConfig:
     default_model: str | None = None
     price_provider: str | None = None  # genai-prices provider id for this provider's model names
     description: str = ""
+    preset: str | None = None
+    base_url: str | None = None  # the {base_url} placeholder (a preset's, or the proxy)
+    cli: str = ""  # the program's name, as the CLI-interface registry knows it
+    api_format: str | None = None  # anthropic | openai | gemini; None: not known
+    proxy_compatible: bool = False
+    proxy_env: str | None = None
+    proxy: str | None = None  # set in the child's proxy_env (see config.interfaces)
+    inject: Path | None = None  # this CLI's own preamble, before the rule's inject and the prompt
 
     @property
     def key_env_for_child(self) -> str | None:
@@ -111,15 +134,26 @@ def _provider(
     v: Validator, name: str, raw: Mapping[str, Any], where: str, global_params: Mapping[str, Any]
 ) -> ProviderConfig | None:
     v.unknown_keys(raw, _PROVIDER_KEYS, where, "key")
+    preset = v.get(raw, "preset", str, where)
+    if preset is not None:
+        found = preset_named(preset)
+        if found is None:
+            v.err(where, unknown_preset(preset))
+            return None
+        raw = preset_table(found, raw)
     template = _command_template(v, raw, where)
     if template is None:
         return None
     requires_key, key_env, key_cmd = _api_key(v, raw, where)
     env = _env(v, raw, where)
-    params = v.get(raw, "params", dict, where, {}) or {}
-    output_format = v.get(raw, "output_format", str, where, "claude-stream-json")
-    if output_format not in OUTPUT_FORMATS:
-        v.err(where, f'output_format "{output_format}" is unknown (known: {", ".join(OUTPUT_FORMATS)})')
+    params = dict(v.get(raw, "params", dict, where, {}) or {})
+    base_url = _url(v, raw, "base_url", where)
+    if base_url is not None:
+        params["base_url"] = base_url
+    interface = _interface(v, raw, where, template[0], env)
+    if interface["proxy"] is not None and "{base_url}" in "".join(template):
+        params["base_url"] = base_url = interface["proxy"]  # the wrapper takes it as --base-url
+    output_format = _output_format(v, raw, where)
     models = _models(v, raw.get("models", {}), f"{where}.models")
     default_model = v.get(raw, "default_model", str, where)
     _placeholders(v, template, where, {**global_params, **params})
@@ -140,12 +174,81 @@ def _provider(
         timeout=v.positive(raw, "timeout", float, where),
         idle_timeout=v.positive(raw, "idle_timeout", float, where),
         daily_budget_usd=v.positive(raw, "daily_budget_usd", float, where),
-        params=dict(params),
+        params=params,
         models=models,
         default_model=default_model,
         price_provider=v.get(raw, "price_provider", str, where),
         description=v.get(raw, "description", str, where, ""),
+        preset=preset,
+        base_url=base_url,
+        inject=v.file_ref(v.get(raw, "inject", str, where), where, "inject"),
+        **interface,
     )
+
+
+def _output_format(v: Validator, raw: Mapping[str, Any], where: str) -> str:
+    """The stream format; one adw does not ship is looked for among the parser plugins."""
+    output_format = v.get(raw, "output_format", str, where, "claude-stream-json")
+    if parser_class(output_format) is None:
+        failure = plugin_formats().failure_for(output_format)
+        why = f"; its plugin failed: {failure.error}" if failure is not None else ""
+        known = ", ".join(known_formats())
+        v.err(where, f'output_format "{output_format}" is unknown (known: {known}){why}')
+    return str(output_format)
+
+
+def _url(v: Validator, raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    url = v.get(raw, key, str, where)
+    why = None if url is None else url_problem(url)
+    if why is not None:
+        v.err(where, f"{key} = {json.dumps(url)} {why}")
+        return None
+    return url
+
+
+def _interface(v: Validator, raw: Mapping[str, Any], where: str, program: str, env: dict[str, str]) -> dict[str, Any]:
+    """The CLI interface: the registry's entry for the program, each field overridable.
+
+    A proxy for a CLI that cannot use one is refused here, so no routing decision can
+    send a task through it; an accepted proxy goes into the child's ``proxy_env``.
+    """
+    known = interface_for(program)
+    cli = cli_name(program)
+    api_format = v.get(raw, "api_format", str, where, known.api_format if known else None)
+    if api_format is not None and api_format not in API_FORMATS:
+        v.err(where, f'api_format "{api_format}" is unknown (known: {", ".join(API_FORMATS)})')
+    compatible = bool(v.get(raw, "proxy_compatible", bool, where, known.proxy_compatible if known else False))
+    proxy_env = v.get(raw, "proxy_env", str, where, known.proxy_env if known else None)
+    if proxy_env is not None and not _settable_env_name(proxy_env):
+        v.err(where, f"proxy_env {json.dumps(proxy_env)} is not a variable adw will set to a URL")
+        proxy_env = None
+    proxy = _url(v, raw, "proxy", where)
+    if proxy is not None:
+        if not compatible:
+            what = f"{cli} (the CLI-interface registry)" if known else f"{cli} (not a CLI adw knows)"
+            v.err(
+                where,
+                f'proxy = "{proxy}", but {what} cannot use a proxy: proxy_compatible = false, it has '
+                "no base-URL setting adw can pass",
+            )
+            proxy = None
+        elif proxy_env is None:
+            v.err(where, "proxy needs proxy_env: the variable this CLI reads its API base URL from")
+            proxy = None
+        elif env.get(proxy_env, proxy) != proxy:
+            v.err(where, f"proxy and env.{proxy_env} disagree: set one of them")
+            proxy = None
+        else:
+            env[proxy_env] = proxy
+    elif compatible and proxy_env is not None and proxy_env in env:
+        proxy = env[proxy_env]  # written as env (OpenRouter's Anthropic endpoint): the same thing
+    return {
+        "cli": cli,
+        "api_format": api_format,
+        "proxy_compatible": compatible,
+        "proxy_env": proxy_env,
+        "proxy": proxy,
+    }
 
 
 def _command_template(v: Validator, raw: Mapping[str, Any], where: str) -> list[str] | None:
@@ -190,6 +293,12 @@ def _env(v: Validator, raw: Mapping[str, Any], where: str) -> dict[str, str]:
                 "api_key_command with pass_api_key_as), never in the file",
             )
     return {k: value for k, value in env.items() if isinstance(value, str)}
+
+
+def _settable_env_name(name: str) -> bool:
+    """A plain variable name that is not one the child's loader or shell depends on."""
+    plain = name.isascii() and name.replace("_", "a").isalnum() and not name[:1].isdigit()
+    return plain and name not in ("PATH", "HOME", "SHELL", "USER") and not name.startswith("LD_")
 
 
 def _looks_secret(key: str) -> bool:

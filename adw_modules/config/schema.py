@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -30,8 +31,10 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
+from adw_modules.config.catalog import CatalogConfig, validate_catalog
 from adw_modules.config.github import GitHubConfig, validate_github
 from adw_modules.config.lines import LineIndex
+from adw_modules.config.profiles import ProfilesConfig, apply_profile
 from adw_modules.config.providers import TIERS, ModelSpec, ProviderConfig, undefined_provider, validate_providers
 from adw_modules.config.routing import Chain, ModelSelector, RoutingConfig, Rule, Scenario, Target, validate_routing
 from adw_modules.config.service import ServiceConfig, validate_service
@@ -68,6 +71,8 @@ _TOP_KEYS = (
     "metrics",
     "retention",
     "workspace",
+    "catalog",
+    "profiles",
     "web",
 )
 
@@ -92,6 +97,8 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     github: GitHubConfig | None = None
     workspace: WorkspaceConfig | None = None
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
     web: WebConfig = field(default_factory=WebConfig)
 
     @property
@@ -102,8 +109,12 @@ class Config:
         return list(self.providers)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; raises ConfigError listing every problem."""
+def load_config(path: str | Path, profile: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem.
+
+    ``profile`` is the explicit credential profile (``adw --profile``); without it
+    ``$ADW_PROFILE`` (from ``environ``, default ``os.environ``), then ``default_profile``.
+    """
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -118,7 +129,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             [f"{p}:{line}:{col}: not valid UTF-8 (byte offset {exc.start}: {exc.reason}); TOML files are UTF-8"]
         ) from None
-    return parse_config(text.replace("\r\n", "\n"), p)
+    return parse_config(text.replace("\r\n", "\n"), p, profile, environ)
 
 
 def read_document(text: str, path: Path) -> tomlkit.TOMLDocument:
@@ -172,16 +183,17 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
 
 
-def parse_config(text: str, path: Path) -> Config:
+def parse_config(text: str, path: Path, profile: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     doc = read_document(text, path)
     data = doc.unwrap()
-    return _build(Validator(data, path, LineIndex(text)))
+    return _build(Validator(data, path, LineIndex(text)), profile, os.environ if environ is None else environ)
 
 
-def _build(v: Validator) -> Config:
+def _build(v: Validator, profile: str | None, environ: Mapping[str, str]) -> Config:
     """Every section validated in file-reading order; raises ConfigError if any problem was reported."""
-    data = v.data
-    v.unknown_keys(data, _TOP_KEYS, "", "top-level table")
+    v.unknown_keys(v.data, _TOP_KEYS, "", "top-level table")
+    # The credential profile first: the sections below validate its references as their own.
+    data, profiles = apply_profile(v, v.data, profile, environ)
     params = v.get(data, "params", dict, "params", {}) or {}
     providers = validate_providers(v, v.get(data, "providers", dict, "providers", {}) or {}, params)
     llm_provider, llm_model = _llm(v, data, providers)
@@ -189,6 +201,7 @@ def _build(v: Validator) -> Config:
     service = validate_service(v, data)
     github = validate_github(v, data)
     workspace = validate_workspace(v, data)
+    catalog = validate_catalog(v, data, service.coordinator.state_dir)
     web = validate_web(v, data)
     if v.issues:
         raise ConfigError(v.issues)
@@ -205,6 +218,8 @@ def _build(v: Validator) -> Config:
         service=service,
         github=github,
         workspace=workspace,
+        catalog=catalog,
+        profiles=profiles,
         web=web,
     )
 

@@ -28,8 +28,9 @@ from alembic.util.exc import CommandError
 from github import GithubException
 
 from adw_modules.config.schema import Config, ConfigError, load_config
+from adw_modules.ops.profiles import references
 from adw_modules.ops.redact import Redactor
-from adw_modules.ops.secrets import SecretError
+from adw_modules.ops.secrets import SecretError, Secrets
 from adw_modules.ops.store_location import store_location_problem
 from adw_modules.ops.systemd import ENV_FILE_NAME
 from adw_modules.queue.store import alembic_config
@@ -120,10 +121,15 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def run_doctor(config_path: Path, probes: Probes, env_file: Path | None = None) -> list[Check]:
+def run_doctor(
+    config_path: Path, probes: Probes, env_file: Path | None = None, profile: str | None = None
+) -> list[Check]:
     """Every check, in order; the environment is the service's: ours plus the env file."""
+    env_path = env_file or Path(config_path).resolve().parent / ENV_FILE_NAME
+    env_check, extra = _env_file(env_path)
+    environ = {**probes.environ, **extra}  # ADW_PROFILE may be set in the env file, as for the unit
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, profile=profile, environ=environ)
     except ConfigError as exc:
         return [
             Check(
@@ -134,16 +140,15 @@ def run_doctor(config_path: Path, probes: Probes, env_file: Path | None = None) 
                 tuple(exc.issues),
             )
         ]
-    env_path = env_file or config.base_dir / ENV_FILE_NAME
     checks = [
         Check(
             "config", Status.OK, f"{config.path}: {len(config.providers)} providers, {len(config.routing.rules)} rules"
         )
     ]
-    env_check, extra = _env_file(env_path)
     checks.append(env_check)
-    environ = {**probes.environ, **extra}
     redact = Redactor(extra.values())
+    if config.profiles.profiles:
+        checks.append(_profile(config, environ, redact))
     checks += _providers(config, environ, env_path, redact, probes.version_timeout_s)
     checks.append(_store(config, environ, env_path, redact))
     checks += _github(config, environ, env_path, redact)
@@ -188,6 +193,21 @@ def _providers(
         provider = registry.get_provider(name)
         out += [_program(provider, environ.get("PATH"), child_env, redact, timeout_s), keys[name]]
     return out
+
+
+def _profile(config: Config, environ: dict[str, str], redact: Redactor) -> Check:
+    """The active credential profile and whether each reference it names resolves."""
+    table = config.profiles
+    if table.active is None:
+        names = ", ".join(table.profiles)
+        return Check("profile", Status.OK, f"none active (defined: {names}); each provider's own references")
+    refs = [r for r in references(config, Secrets(environ, redact)) if r.profile == table.active]
+    bad = [f"{r.target}: {r.key} = {r.shown}: {r.why}" for r in refs if not r.resolves]
+    detail = f"{table.active} (from {table.source}): {len(refs) - len(bad)} of {len(refs)} reference(s) resolve"
+    if bad:
+        fix = "set the variables / fix the commands named, or choose another profile (adw --profile NAME)"
+        return Check("profile", Status.FAIL, detail, fix, tuple(bad))
+    return Check("profile", Status.OK, detail)
 
 
 def _key(registry: ProviderRegistry, name: str, env_path: Path, redact: Redactor) -> Check:

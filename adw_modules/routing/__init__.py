@@ -3,9 +3,10 @@
 Owns: ``conditions`` (the condition registry: each condition's parsing, test and
 explanation, defined once), ``router`` (rules in priority order, fallbacks, chains, the
 decision trace), ``providers`` (the provider registry: availability, argv building, model
-queries), ``pricing`` (prices and cost estimates).
+queries, seed 004's registry API), ``pricing`` (prices and cost estimates).
 
-May import: ``outcomes``, ``config``, ``ops.secrets``, ``ops.redact``.  ``conditions`` and
+May import: ``outcomes``, ``config``, ``ops.secrets``, ``ops.redact``, ``catalog`` (a discovered
+model's price when genai-prices lacks it).  ``conditions`` and
 ``pricing`` import nothing from ``config`` (config parses with them).
 
 ``ModelRouter`` is importable from here, as seed 003 shows (``from adw_modules.routing import

@@ -10,14 +10,18 @@ registered with the registry's redactor, and never returned in a reason, logged 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import string
 import sys
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from adw_modules.catalog import cache as catalog_cache
 from adw_modules.config.schema import TIERS, Config, ModelSpec, ProviderConfig
 from adw_modules.ops.redact import Redactor
 
@@ -27,6 +31,19 @@ from adw_modules.outcomes import Usage
 from adw_modules.routing.pricing import Price, estimate_cost, library_price
 
 TIER_RANK = {name: i for i, name in enumerate(TIERS)}
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+LOCAL_PRESETS = frozenset({"ollama", "lmstudio"})
+_URL = re.compile(r"https?://[^\s\"',]+")
+
+
+class ModelTier(StrEnum):
+    """Seed 004's tiers; equal to the config's strings (``ModelTier.FAST == "fast"``)."""
+
+    FAST = "fast"
+    STANDARD = "standard"
+    ADVANCED = "advanced"
+
+
 # Linux refuses a single argv string over MAX_ARG_STRLEN (128 KiB); stay well below it.
 MAX_ARG_BYTES = 100_000
 # The reference workload for "what does this model cost": seed 004's 3K in + 1K out.
@@ -50,8 +67,32 @@ class ModelInfo:
         return self.spec.name
 
     @property
+    def model_id(self) -> str:
+        return self.spec.name
+
+    @property
+    def display_name(self) -> str:
+        return self.spec.display_name
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return self.spec.capabilities
+
+    @property
+    def context_window(self) -> int | None:
+        return self.spec.context_window
+
+    @property
+    def tier(self) -> ModelTier | None:
+        return None if self.spec.tier is None else ModelTier(self.spec.tier)
+
+    @property
     def cost_per_1k_input(self) -> float | None:
         return None if self.price is None else self.price.per_1k_input()
+
+    @property
+    def cost_per_1k_output(self) -> float | None:
+        return None if self.price is None else self.price.output_per_mtok / 1000
 
     def estimated_cost(
         self, input_tokens: int = REFERENCE_INPUT, output_tokens: int = REFERENCE_OUTPUT
@@ -205,7 +246,10 @@ class ProviderRegistry:
         if spec is not None and spec.price is not None:
             return spec.price
         ref = spec.price_ref if spec is not None and spec.price_ref else model
-        return library_price(ref, pc.price_provider if pc else None)
+        found = library_price(ref, pc.price_provider if pc else None)
+        if found is None:  # genai-prices lacks it: what the discovered pool says, if it lists it
+            found = catalog_cache.price_of(self.config.catalog, dict.fromkeys((ref, model)))
+        return found
 
     def list_models(
         self,
@@ -215,15 +259,19 @@ class ProviderRegistry:
         provider: str | None = None,
         min_context: int | None = None,
         available_only: bool = False,
+        include_disabled: bool = False,
     ) -> list[ModelInfo]:
         """Declared models matching every given criterion, cheapest first (unknown prices last).
 
         ``max_cost`` is USD per 1K input tokens (seed 004); a model whose price is unknown
-        never passes a cost limit.
+        never passes a cost limit.  A provider with ``enabled = false`` is not registered, as
+        in seed 004 (``include_disabled`` lists its models too, as ``adw models`` does).
         """
         out = []
         for pname, pc in self.config.providers.items():
             if provider is not None and pname != provider:
+                continue
+            if not pc.enabled and not include_disabled:
                 continue
             if available_only and not self.availability(pname).available:
                 continue
@@ -245,8 +293,73 @@ class ProviderRegistry:
     def find_cheapest_model(self, **criteria: Any) -> ModelInfo | None:
         return pick_model(self.list_models(**criteria), "cheapest")
 
-    def find_best_model(self, **criteria: Any) -> ModelInfo | None:
-        return pick_model(self.list_models(**criteria), "best")
+    def find_best_model(self, prefer_local: bool = False, **criteria: Any) -> ModelInfo | None:
+        """The best model matching ``criteria``; with ``prefer_local``, the best local one if any."""
+        models = self.list_models(**criteria)
+        if prefer_local:
+            local = [m for m in models if self.is_local(m.provider)]
+            models = local or models
+        return pick_model(models, "best")
+
+    # -- seed 004's registry queries
+    def is_local(self, name: str) -> bool:
+        """Whether a provider runs on this machine: an ollama / lmstudio preset, or a loopback
+        URL (localhost, 127.0.0.1, ::1) in its env, params or command template."""
+        pc = self.get_provider(name).config
+        if pc.preset in LOCAL_PRESETS:
+            return True
+        values = [*pc.env.values(), *(str(v) for v in pc.params.values()), *pc.command_template, pc.base_url or ""]
+        return any(_loopback_url(v) for v in values)
+
+    def list_providers(self, enabled_only: bool = False) -> list[str]:
+        return [n for n, pc in self.config.providers.items() if pc.enabled or not enabled_only]
+
+    def check_availability(self) -> Availabilities:
+        """``{provider: usable now}`` for every provider; awaitable too (seed 004 awaits it)."""
+        self.refresh()
+        return Availabilities({name: self.availability(name).available for name in self.providers})
+
+    def get_summary(self) -> dict[str, Any]:
+        """Totals: providers (declared, enabled, available), models of enabled providers, by
+        provider and by tier."""
+        models = self.list_models()
+        by_provider: dict[str, dict[str, Any]] = {}
+        for name, pc in self.config.providers.items():
+            by_provider[name] = {
+                "enabled": pc.enabled,
+                "available": self.availability(name).available,
+                "local": self.is_local(name),
+                "models": sum(1 for m in models if m.provider == name),
+            }
+        by_tier = {tier: sum(1 for m in models if m.spec.tier == tier) for tier in TIERS}
+        by_tier["none"] = sum(1 for m in models if m.spec.tier is None)
+        return {
+            "total_providers": len(self.config.providers),
+            "enabled_providers": sum(1 for p in by_provider.values() if p["enabled"]),
+            "available_providers": sum(1 for p in by_provider.values() if p["available"]),
+            "total_models": len(models),
+            "priced_models": sum(1 for m in models if m.price is not None),
+            "by_provider": by_provider,
+            "by_tier": by_tier,
+        }
+
+
+class Availabilities(dict[str, bool]):
+    """``check_availability``'s answer: a dict, which ``await`` also accepts (seed 004's form)."""
+
+    def __await__(self) -> Generator[Any, None, Availabilities]:
+        return self
+        yield  # pragma: no cover - makes this a generator
+
+
+def _loopback_url(value: str) -> bool:
+    for url in _URL.findall(value):
+        try:
+            if urlsplit(url).hostname in LOOPBACK_HOSTS:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def pick_model(models: list[ModelInfo], pick: str) -> ModelInfo | None:

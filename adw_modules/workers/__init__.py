@@ -7,7 +7,8 @@ cost), ``runner`` and ``process_tree`` (the supervised process and its tree), ``
 and ``openrouter_errors`` (the OpenAI-compatible wrapper behind tools/openrouter-cli.py).
 
 May import: ``outcomes``, ``config``, ``routing`` (argv building, prices), ``ops.secrets``,
-``ops.redact``, ``ops.display``, ``queue.tasks`` (transcripts reads an attempt record).  Never the
+``ops.redact``, ``ops.display``, ``queue.tasks`` (transcripts reads an attempt record),
+``ops.plugins`` (parsers from plugins).  Never the
 store, ``sources`` or ``coordinator``: a worker knows nothing of the queue's state.
 """
 

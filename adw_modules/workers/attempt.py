@@ -204,10 +204,10 @@ class AttemptRunner:
         return env
 
     def prompt_text(self, request: AttemptRequest) -> str:
-        if request.inject is None:
-            return request.prompt
-        preamble = request.inject.read_text(encoding="utf-8")
-        return f"{preamble.rstrip()}\n\n{request.prompt}"
+        """The prompt after the preambles: the CLI's own (its provider's ``inject``), then the rule's."""
+        cli_inject = self.config.providers[request.target.provider].inject
+        parts = [p.read_text(encoding="utf-8").rstrip() for p in (cli_inject, request.inject) if p is not None]
+        return "\n\n".join([*parts, request.prompt])
 
     def prepare(self, request: AttemptRequest) -> tuple[runner.RunSpec, str]:
         """The RunSpec for this attempt and the stream format to parse.  Raises TemplateError/SecretError."""

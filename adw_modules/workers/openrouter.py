@@ -18,6 +18,7 @@ This is the library behind ``tools/openrouter-cli.py``.  The process contract:
   still written); 2 when the invocation itself is wrong (message on stderr, nothing sent);
   143 after SIGTERM (a result with ``error: "cancelled"`` is still written).
 - No retries (``max_retries=0``): the coordinator owns retries and failover.
+- ``--no-api-key`` (a local server: LM Studio, Ollama) reads no variable and sends a placeholder.
 - The API key is read from the environment variable named by ``--api-key-env``; its value is
   never written anywhere, and any echo of it in server text is replaced by ``[REDACTED]``.
 
@@ -70,6 +71,8 @@ DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_API_KEY_ENV = "OPENROUTER_API_KEY"
 BASE_URL_ENV = "OPENROUTER_BASE_URL"
 DEFAULT_TIMEOUT_S = 600.0
+# What a keyless local server is sent (the SDK needs some key; LM Studio and Ollama ignore it).
+NO_KEY = "no-key"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -99,6 +102,7 @@ class CompletionRequest:
     temperature: float | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     usage_accounting: bool | None = None  # None: ask for it only from openrouter.ai
+    key_required: bool = True  # False: a local server (LM Studio, Ollama) that wants no key
 
     def wants_usage_accounting(self) -> bool:
         if self.usage_accounting is not None:
@@ -257,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="name of the environment variable holding the API key",
     )
+    parser.add_argument(
+        "--no-api-key",
+        action="store_true",
+        help=f"the server needs no key (LM Studio, Ollama): read none, send {NO_KEY!r}",
+    )
     parser.add_argument("--system-file", metavar="FILE", help="system prompt file")
     parser.add_argument("--max-tokens", type=_positive_int)
     parser.add_argument("--temperature", type=float)
@@ -315,6 +324,7 @@ def request_from_args(args: argparse.Namespace, stdin: IO[bytes]) -> CompletionR
         temperature=args.temperature,
         timeout_s=args.timeout,
         usage_accounting=accounting,
+        key_required=not args.no_api_key,
     )
 
 
@@ -364,7 +374,8 @@ def _open_output(path: str | None) -> IO[bytes] | None:
 
 def _run(request: CompletionRequest, output_format: str, sinks: list[IO[bytes]]) -> int:
     """Run the completion with SIGTERM turned into a cancellation (a result line is still written)."""
-    api_key = os.environ.get(request.api_key_env) or None
+    # --no-api-key reads no variable at all: a local server is never sent a real key.
+    api_key = (os.environ.get(request.api_key_env) or None) if request.key_required else None
     transcript = Transcript(
         sinks,
         model=request.model,
@@ -377,7 +388,7 @@ def _run(request: CompletionRequest, output_format: str, sinks: list[IO[bytes]])
     TERMINATING.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
-        return _complete(request, api_key, transcript)
+        return _complete(request, api_key or (None if request.key_required else NO_KEY), transcript)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -36,7 +36,8 @@ class Tmux:
 
     def __init__(self) -> None:
         self.socket = f"adw-test-{uuid.uuid4().hex[:8]}"
-        self.env = {k: v for k, v in os.environ.items() if k not in ("ADW_CONFIG", "TMUX")}
+        # COLUMNS / LINES (set in pytest-xdist's workers) would override the pane's own size.
+        self.env = {k: v for k, v in os.environ.items() if k not in ("ADW_CONFIG", "TMUX", "COLUMNS", "LINES")}
         self.env["TERM"] = "xterm-256color"
         self.path: Path | None = None  # the server's socket file, once started
 
