@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against a real
 ``adw run`` serving ``[web] listen`` with the dry-run agent as its only provider.
 
-One coordinator and one browser for the module.  The provider runs one task at a time
+One coordinator and one browser for the module (per xdist worker: the tests do not depend
+on each other's tasks).  The provider runs one task at a time
 (max_concurrency 1) and the rules pick the dry-run agent's behaviour by label: ``hang`` never
 ends (until cancelled), ``slow`` streams eight deltas 0.4 s apart, ``fails`` ends with
 max_turns on its first call (a failure that is not retried) and succeeds after.  Every wait
@@ -382,7 +383,7 @@ def test_routing_playground_dead_rules_and_switch(browser: Any, server: Server) 
 
 
 def test_spend_chart_and_overview(browser: Any, server: Server) -> None:
-    done = server.enqueue("something to pay for")
+    done = server.enqueue("something to pay for", ["paid"])
     server.wait_state(done.id, "succeeded")
     tab = new_tab(browser, server)
     login(tab)
@@ -393,14 +394,15 @@ def test_spend_chart_and_overview(browser: Any, server: Server) -> None:
     expect(chart.locator(".budget-label")).to_have_text("cap dry $1.00")
     page.click("#spend-provider details summary >> nth=0")
     expect(page.locator("#spend-provider table.numbers").first).to_contain_text("dry")
-    expect(page.locator("#chart-daily-label svg")).to_contain_text("slow")
+    expect(page.locator("#chart-daily-label svg")).to_contain_text("paid")
     shot(tab, "spend")
     page.goto("/")
     expect(page.locator('tr[data-provider="dry"]')).to_contain_text("closed")
     expect(page.locator("#coordinators")).to_contain_text("web-coord")
     shot(tab, "overview")
-    page.goto("/tasks?label=slow")
-    expect(page.locator("table.tasks tbody tr").first).to_contain_text("watch me run")
+    page.goto("/tasks?label=paid")
+    expect(page.locator("table.tasks tbody tr")).to_have_count(1)
+    expect(page.locator("table.tasks tbody tr").first).to_contain_text("something to pay for")
     shot(tab, "tasks")
     page.context.close()
 
