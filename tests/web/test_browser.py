@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api  # a dev dependency: never skipped silently
 import pytest
+from playwright.sync_api import expect
 
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import Task
@@ -30,9 +32,6 @@ from adw_modules.sources.local import enqueue_local
 from adws.web.auth import MAX_USER_CHARS
 from tests.coordinator.harness import Coord, wait_for
 from tests.ops.system_tools import ensure_chromium
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 pytestmark = pytest.mark.browser
 
