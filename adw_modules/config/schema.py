@@ -31,6 +31,7 @@ import tomlkit
 import tomlkit.exceptions
 
 from adw_modules.config.github import GitHubConfig, validate_github
+from adw_modules.config.learning import LearningConfig, validate_learning
 from adw_modules.config.lines import LineIndex
 from adw_modules.config.providers import TIERS, ModelSpec, ProviderConfig, undefined_provider, validate_providers
 from adw_modules.config.routing import Chain, ModelSelector, RoutingConfig, Rule, Scenario, Target, validate_routing
@@ -67,6 +68,7 @@ _TOP_KEYS = (
     "metrics",
     "retention",
     "workspace",
+    "learning",
 )
 
 
@@ -90,6 +92,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     github: GitHubConfig | None = None
     workspace: WorkspaceConfig | None = None
+    learning: LearningConfig = field(default_factory=LearningConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -186,6 +189,7 @@ def _build(v: Validator) -> Config:
     service = validate_service(v, data)
     github = validate_github(v, data)
     workspace = validate_workspace(v, data)
+    learning = validate_learning(v, data)
     if v.issues:
         raise ConfigError(v.issues)
     assert routing is not None
@@ -201,6 +205,7 @@ def _build(v: Validator) -> Config:
         service=service,
         github=github,
         workspace=workspace,
+        learning=learning,
     )
 
 

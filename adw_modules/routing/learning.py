@@ -1,0 +1,339 @@
+"""Routing that learns from history: success statistics per (key, candidate), kept incrementally,
+and the pick rules that read them (``model_select.pick = "learned" | "weighted" | "least-busy"``).
+
+``LearningStats`` holds, per learning key (the rule, and optionally the task's labels or repo:
+``learn_by``) and candidate target, the successes, failures and summed cost of its attempts.
+The coordinator loads it once from the store at start (``load``), adds each attempt's end as
+it is recorded (``record``) and reloads it on a slow timer; a decision only reads a few
+numbers per candidate, it never aggregates.
+
+``select_learned`` is Thompson sampling over Beta posteriors: each candidate's success
+probability is drawn from Beta(prior_s + successes, prior_f + failures); with ``objective =
+"cost_per_success"`` the candidate with the lowest expected cost per success (cost per attempt
+/ drawn probability) among those whose draw clears ``min_success`` wins, else the most likely
+to succeed.  The same ranking with the posterior means instead of draws is the exploiting
+choice; the sampled choice replaces it only while explorations stay within ``explore`` of the
+key's decisions, so exploration is bounded.  The draws come from ``RoutingSignals.rng``
+(seeded from ``[learning] seed``), so decisions are reproducible in tests and simulations.
+
+What is not a success or failure of a model: a provider fault (rate limit, quota, overload,
+auth, stall, launch failure) and a cancelled attempt say nothing about how well the model does
+the work, so they are left out (provider health handles them).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from adw_modules.config.routing import ModelSelector, Rule, Target
+from adw_modules.outcomes import PROVIDER_FAULTS, ErrorKind, Usage
+
+# Cost per attempt assumed for a candidate that has no costed attempt yet: its price at this usage.
+NOMINAL_USAGE = Usage(input_tokens=50_000, output_tokens=5_000)
+DURATION_WINDOW = 50  # recent durations kept per provider (the score's latency)
+NOT_LEARNED = frozenset({*PROVIDER_FAULTS, ErrorKind.CANCELLED})
+
+
+def counts_for_learning(outcome: str | None, error_kind: str | None) -> bool:
+    """Does an attempt's end say something about the model (see the module docstring)?"""
+    if outcome in (None, "cancelled"):
+        return False
+    if error_kind is None:
+        return True
+    try:
+        return ErrorKind(error_kind) not in NOT_LEARNED
+    except ValueError:
+        return True
+
+
+def learning_key(learn_by: Sequence[str], rule: str | None, labels: Iterable[str], repo: str | None) -> str:
+    """The key statistics are kept under: e.g. ``rule=bugs labels=bug,ui``."""
+    parts = []
+    for what in learn_by:
+        if what == "rule":
+            parts.append(f"rule={rule or '-'}")
+        elif what == "labels":
+            parts.append("labels=" + ",".join(sorted(labels)))
+        elif what == "repo":
+            parts.append(f"repo={repo or '-'}")
+    return " ".join(parts) or "all"
+
+
+def rule_learn_by(rules: Sequence[Rule], rule: str | None) -> tuple[str, ...]:
+    """The ``learn_by`` of a rule's learned selector; ("rule",) for any other rule."""
+    for r in rules:
+        if r.name == rule and r.select is not None and r.select.pick == "learned":
+            return r.select.learn_by
+    return ("rule",)
+
+
+class Cell:
+    """One (key, candidate): what its attempts did."""
+
+    __slots__ = ("cost", "costed", "failures", "successes")
+
+    def __init__(self) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.cost = 0.0  # summed over the costed attempts
+        self.costed = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.successes + self.failures
+
+    def mean_cost(self) -> float | None:
+        return self.cost / self.costed if self.costed else None
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One attempt as learning counts it (from the store, or as it ends)."""
+
+    key: str
+    target: str
+    ok: bool
+    cost_usd: float | None
+
+
+class LearningStats:
+    """Thread-safe: attempt watchers record, the claim reads.  Reads take no lock: a dict lookup
+    and a few int reads are atomic under the GIL, and a decision tolerates a count one behind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells: dict[tuple[str, str], Cell] = {}
+        self._decisions: dict[str, int] = {}
+        self._explored: dict[str, int] = {}
+        self._durations: dict[str, deque[float]] = {}
+
+    def record(self, fact: Fact) -> None:
+        with self._lock:
+            self._add(self._cells, fact)
+
+    @staticmethod
+    def _add(cells: dict[tuple[str, str], Cell], fact: Fact) -> None:
+        cell = cells.get((fact.key, fact.target))
+        if cell is None:
+            cell = cells[(fact.key, fact.target)] = Cell()
+        if fact.ok:
+            cell.successes += 1
+        else:
+            cell.failures += 1
+        if fact.cost_usd is not None:
+            cell.cost += fact.cost_usd
+            cell.costed += 1
+
+    def load(self, facts: Iterable[Fact], durations: Mapping[str, Sequence[float]] | None = None) -> None:
+        """Replace every statistic with these (the store's history)."""
+        cells: dict[tuple[str, str], Cell] = {}
+        for fact in facts:
+            self._add(cells, fact)
+        with self._lock:
+            self._cells = cells
+            if durations is not None:
+                self._durations = {p: deque(d[-DURATION_WINDOW:], DURATION_WINDOW) for p, d in durations.items()}
+
+    def cell(self, key: str, target: str) -> Cell | None:
+        return self._cells.get((key, target))
+
+    def cells(self) -> dict[tuple[str, str], Cell]:
+        with self._lock:
+            return dict(self._cells)
+
+    def record_duration(self, provider: str, seconds: float) -> None:
+        with self._lock:
+            self._durations.setdefault(provider, deque(maxlen=DURATION_WINDOW)).append(seconds)
+
+    def durations(self, provider: str) -> list[float]:
+        d = self._durations.get(provider)
+        return list(d) if d else []
+
+    def median_duration(self, provider: str) -> float | None:
+        d = self.durations(provider)
+        return statistics.median(d) if d else None
+
+    def may_explore(self, key: str, explore: float) -> bool:
+        """Count a decision for ``key``; may it explore (explorations stay ≤ ``explore`` of them)?"""
+        with self._lock:
+            n = self._decisions[key] = self._decisions.get(key, 0) + 1
+            return self._explored.get(key, 0) < explore * n
+
+    def explored(self, key: str) -> None:
+        with self._lock:
+            self._explored[key] = self._explored.get(key, 0) + 1
+
+
+def provider_score(recent: Sequence[bool], durations: Sequence[float], latency_target_s: float) -> float | None:
+    """A provider's score in [0, 1]: its recent success rate, reduced in proportion when its
+    median recent duration exceeds ``latency_target_s``; None with no recent outcome."""
+    if not recent:
+        return None
+    rate = sum(1 for ok in recent if ok) / len(recent)
+    median = statistics.median(durations) if durations else None
+    speed = 1.0 if median is None or median <= latency_target_s else latency_target_s / median
+    return round(rate * speed, 3)
+
+
+@dataclass
+class RoutingSignals:
+    """What the router reads besides the config: the statistics, the random source, scores."""
+
+    stats: LearningStats = field(default_factory=LearningStats)
+    rng: random.Random = field(default_factory=random.Random)
+    score: Callable[[str], float | None] = lambda provider: None
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """Load as the decision sees it: running attempts per provider, and why one is busy."""
+
+    running: Mapping[str, int]
+    busy: Callable[[str], str | None]
+
+
+def idle_load() -> LoadView:
+    return LoadView({}, lambda provider: None)
+
+
+@dataclass
+class Option:
+    """One candidate's numbers in one decision."""
+
+    target: Target
+    attempts: int
+    mean: float
+    sd: float
+    draw: float
+    cost: float | None  # per attempt
+    busy: str | None = None
+
+
+@dataclass
+class Selection:
+    """A candidate pick's ordering (first = the choice, the rest = fallbacks) and why."""
+
+    order: list[Target]
+    options: list[Option]
+    how: str
+    pick: str
+
+    def explain(self) -> str:
+        if self.pick != "learned":
+            return f"{self.pick}: {self.how} → {self.order[0]}"
+        parts = []
+        for o in self.options:
+            per_success = "cost unknown" if o.cost is None else f"${o.cost / max(o.mean, 1e-9):.3f} per success"
+            text = f"{o.target}: P(success) {o.mean:.2f} ±{o.sd:.2f} over {o.attempts} attempts, {per_success}"
+            parts.append(text + (f" (busy: {o.busy})" if o.busy else ""))
+        return "; ".join(parts) + f" → {self.order[0]} ({self.how})"
+
+
+def _beta_sd(a: float, b: float) -> float:
+    return math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+
+
+def _rank(options: list[Option], values: list[float], sel: ModelSelector) -> list[int]:
+    """Candidate positions, best first, when each candidate's success probability is ``values``."""
+    idx = range(len(options))
+    if sel.objective == "success":
+        return sorted(idx, key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
+    eligible = [i for i in idx if values[i] >= sel.min_success]
+    rest = [i for i in idx if values[i] < sel.min_success]
+
+    def per_success(i: int) -> float:
+        cost = options[i].cost
+        return math.inf if cost is None else cost / max(values[i], 1e-9)
+
+    eligible.sort(key=lambda i: (per_success(i), -values[i]))
+    rest.sort(key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
+    return eligible + rest
+
+
+def _idle_first(order: list[int], options: list[Option]) -> list[int]:
+    return [i for i in order if options[i].busy is None] + [i for i in order if options[i].busy is not None]
+
+
+def select_learned(
+    sel: ModelSelector,
+    candidates: Sequence[Target],
+    key: str,
+    signals: RoutingSignals,
+    cost_prior: Callable[[Target], float | None],
+    load: LoadView,
+) -> Selection:
+    """Thompson sampling with bounded exploration (the module docstring); busy candidates last."""
+    stats, rng = signals.stats, signals.rng
+    prior_s, prior_f = sel.prior
+    options: list[Option] = []
+    for t in candidates:
+        cell = stats.cell(key, str(t))
+        s, f = (cell.successes, cell.failures) if cell is not None else (0, 0)
+        a, b = prior_s + s, prior_f + f
+        cost = cell.mean_cost() if cell is not None else None
+        options.append(
+            Option(
+                t,
+                s + f,
+                a / (a + b),
+                _beta_sd(a, b),
+                rng.betavariate(a, b),
+                cost if cost is not None else cost_prior(t),
+            )
+        )
+        options[-1].busy = load.busy(t.provider)
+    greedy = _idle_first(_rank(options, [o.mean for o in options], sel), options)
+    sampled = _idle_first(_rank(options, [o.draw for o in options], sel), options)
+    how = _objective_text(sel)
+    order = greedy
+    if sampled[0] != greedy[0] and stats.may_explore(key, sel.explore):
+        stats.explored(key)
+        order, how = sampled, f"exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+    elif sampled[0] == greedy[0]:
+        stats.may_explore(key, sel.explore)  # counted: the budget grows with every decision
+    return Selection([options[i].target for i in order], options, how, "learned")
+
+
+def _objective_text(sel: ModelSelector) -> str:
+    if sel.objective == "success":
+        return "highest P(success)"
+    return f"lowest expected cost per success with P(success) ≥ {sel.min_success:.2f}"
+
+
+def select_weighted(
+    candidates: Sequence[Target], weights: Sequence[float], rng: random.Random, load: LoadView
+) -> Selection:
+    """A weighted random choice among the candidates not at their limit; the rest by weight."""
+    busy = [load.busy(t.provider) for t in candidates]
+    idle = [i for i in range(len(candidates)) if busy[i] is None and weights[i] > 0]
+    if idle:
+        first = rng.choices(idle, weights=[weights[i] for i in idle])[0]
+        how = f"weight {weights[first]:g} of {sum(weights[i] for i in idle):g} among candidates not at their limit"
+    else:
+        first = max(range(len(candidates)), key=lambda i: weights[i])
+        how = "every candidate is at its limit: the heaviest waits"
+    rest = sorted((i for i in range(len(candidates)) if i != first), key=lambda i: (busy[i] is not None, -weights[i]))
+    return Selection([candidates[i] for i in [first, *rest]], [], how, "weighted")
+
+
+def select_least_busy(candidates: Sequence[Target], stats: LearningStats, load: LoadView) -> Selection:
+    """Fewest running attempts, then the lowest recent median duration; busy candidates last."""
+
+    def key(i: int) -> tuple[bool, int, float, int]:
+        t = candidates[i]
+        latency = stats.median_duration(t.provider)
+        return (load.busy(t.provider) is not None, load.running.get(t.provider, 0), latency or 0.0, i)
+
+    order = sorted(range(len(candidates)), key=key)
+    t = candidates[order[0]]
+    latency = stats.median_duration(t.provider)
+    how = f"{load.running.get(t.provider, 0)} running on {t.provider}" + (
+        "" if latency is None else f", median {latency:.0f}s recently"
+    )
+    return Selection([candidates[i] for i in order], [], how, "least-busy")
