@@ -37,6 +37,7 @@ from adw_modules.outcomes import PROVIDER_FAULTS, ErrorKind, Usage
 # Cost per attempt assumed for a candidate that has no costed attempt yet: its price at this usage.
 NOMINAL_USAGE = Usage(input_tokens=50_000, output_tokens=5_000)
 DURATION_WINDOW = 50  # recent durations kept per provider (the score's latency)
+OPTIMISM = 2.0  # posterior sds above the mean an exploiting decision credits a candidate with
 NOT_LEARNED = frozenset({*PROVIDER_FAULTS, ErrorKind.CANCELLED})
 
 
@@ -239,9 +240,13 @@ def _beta_sd(a: float, b: float) -> float:
     return math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
 
 
-def _rank(options: list[Option], values: list[float], sel: ModelSelector) -> list[int]:
-    """Candidate positions, best first, when each candidate's success probability is ``values``."""
+def _rank(
+    options: list[Option], values: list[float], sel: ModelSelector, estimates: list[float] | None = None
+) -> list[int]:
+    """Candidate positions, best first: ``values`` decide who clears ``min_success``, ``estimates``
+    (default: the same) the expected cost per success."""
     idx = range(len(options))
+    est = values if estimates is None else estimates
     if sel.objective == "success":
         return sorted(idx, key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
     eligible = [i for i in idx if values[i] >= sel.min_success]
@@ -249,7 +254,7 @@ def _rank(options: list[Option], values: list[float], sel: ModelSelector) -> lis
 
     def per_success(i: int) -> float:
         cost = options[i].cost
-        return math.inf if cost is None else cost / max(values[i], 1e-9)
+        return math.inf if cost is None else cost / max(est[i], 1e-9)
 
     eligible.sort(key=lambda i: (per_success(i), -values[i]))
     rest.sort(key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
@@ -288,7 +293,11 @@ def select_learned(
             )
         )
         options[-1].busy = load.busy(t.provider)
-    greedy = _idle_first(_rank(options, [o.mean for o in options], sel), options)
+    # Exploit: a candidate is held to min_success by an optimistic estimate (one posterior sd
+    # above its mean), so a cheap one seen a few times is tried before a dear one is settled on.
+    greedy = _idle_first(
+        _rank(options, [o.mean + OPTIMISM * o.sd for o in options], sel, [o.mean for o in options]), options
+    )
     sampled = _idle_first(_rank(options, [o.draw for o in options], sel), options)
     how = _objective_text(sel)
     order = greedy
