@@ -33,6 +33,7 @@ decision for a rule naming its model (the baseline), run in turn (A B A B ...).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import statistics
@@ -218,6 +219,17 @@ def router_policy(router: ModelRouter) -> Policy:
     return choose
 
 
+def _swap(fn: Callable[[Target, int], tuple[int, float]], cls: int, t: Target) -> tuple[int, float]:
+    return fn(t, cls)
+
+
+def always(target: Target) -> Policy:
+    def choose(task: SimTask, retry: int, tried: list[Target]) -> Target:
+        return target
+
+    return choose
+
+
 def oracle_policy(world: World) -> Policy:
     mean_tokens = {c: TOKENS[c] for c in CLASSES}
 
@@ -226,7 +238,7 @@ def oracle_policy(world: World) -> Policy:
         cost = world.cost(t, mean_tokens[CLASSES[cls]]) * math.exp(0.3**2 / 2)  # the log-normal mean
         return (0 if p >= MIN_SUCCESS else 1, cost / p if p >= MIN_SUCCESS else -p)
 
-    ranked = {cls: sorted(candidates(), key=lambda t, c=cls: value(t, c)) for cls in range(len(CLASSES))}
+    ranked = {cls: sorted(candidates(), key=functools.partial(_swap, value, cls)) for cls in range(len(CLASSES))}
 
     def choose(task: SimTask, retry: int, tried: list[Target]) -> Target:
         return next(t for t in ranked[task.cls] if t not in tried)
@@ -287,8 +299,8 @@ def run_simulation(tmp: Path, n_tasks: int, seeds: int) -> None:
         tasks = workload(n_tasks, random.Random(seed))
         policies: dict[str, tuple[Policy, ModelRouter | None]] = {
             "static": (router_policy(static_router), None),
-            "strongest": (lambda task, retry, tried: Target("claude", "claude-opus-4-1"), None),
-            "cheapest": (lambda task, retry, tried, c=cheapest: c, None),
+            "strongest": (always(Target("claude", "claude-opus-4-1")), None),
+            "cheapest": (always(cheapest), None),
             "oracle": (oracle_policy(world), None),
             "learned": (router_policy(learned_router), learned_router),
         }
