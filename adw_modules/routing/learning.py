@@ -53,6 +53,23 @@ def counts_for_learning(outcome: str | None, error_kind: str | None) -> bool:
         return True
 
 
+def success_of(
+    outcome: str | None, error_kind: str | None, followed_up: bool, pr_fate: str | None, mode: str
+) -> bool | None:
+    """Did an attempt succeed as ``[learning] success`` defines it (config.learning)?  None: it
+    does not count (a provider fault, a cancellation, a pull request not decided yet)."""
+    if not counts_for_learning(outcome, error_kind):
+        return None
+    ok = outcome == "success"
+    if not ok or mode == "attempt":
+        return ok
+    if mode == "task":
+        return not followed_up
+    if pr_fate == "merged":
+        return True
+    return False if pr_fate == "closed" else None
+
+
 def learning_key(learn_by: Sequence[str], rule: str | None, labels: Iterable[str], repo: str | None) -> str:
     """The key statistics are kept under: e.g. ``rule=bugs labels=bug,ui``."""
     parts = []
