@@ -15,6 +15,7 @@ every ``RECONCILE_INTERVAL`` by ``reconcile``; the pass itself runs no provider 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import zoneinfo
@@ -29,6 +30,7 @@ from adw_modules.queue import health
 from adw_modules.queue.provider_view import ProviderView
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import AttemptStart, LeaveQueued, StartNow, Task, TaskState
+from adw_modules.routing.learning import LoadView
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workspace.worktrees import Workspaces
@@ -175,16 +177,21 @@ class Claiming:
         if task.cancel_requested:
             return None
         try:
-            routed = self._route(task, now, self.unavailable(now))
+            routed = self._route(task, now, self.unavailable(now), load)
         except Exception:  # the guarded pipeline reports it, once the task is claimed
             return None
         if isinstance(routed, Release):
             return None
         return self.waiting_reason(routed[1].provider, load)
 
-    def _route(self, task: Task, now: dt.datetime, gates: Gates) -> tuple[Decision, Target] | Release:
-        """The router's decision and its first target the task has not excluded."""
-        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now)
+    def _route(
+        self, task: Task, now: dt.datetime, gates: Gates, load: Load | None = None
+    ) -> tuple[Decision, Target] | Release:
+        """The router's decision and its first target the task has not excluded.  ``load``
+        (default: now's) is what candidate picks balance by (busy providers go last)."""
+        current = load if load is not None else self.load(now)
+        view = LoadView(current.running, functools.partial(self.busy_reason, load=current))
+        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now, load=view)
         candidates = [t for t in decision.targets if str(t) not in task.excluded_targets]
         if not candidates:
             skipped = "; ".join(f"{t} ({why})" for t, why in decision.skipped) or "all targets excluded"
@@ -203,7 +210,7 @@ class Claiming:
         if task.cancel_requested or prior_attempts or self._needs_preparing(task):
             return None
         gates = self.unavailable(now)
-        routed = self._route(task, now, gates)
+        routed = self._route(task, now, gates, load)
         if isinstance(routed, Release):
             return None  # the pipeline releases it and says why
         decision, target = routed
