@@ -62,7 +62,8 @@ def providers_text(data: dict[str, Any]) -> str:
     for r in data["providers"]:
         mark = "✓" if r["available"] else "✗"
         reason = f"({r['reason']})" if r["reason"] else ""
-        lines.append(f"  {mark} {r['name']:<{width}} {reason}".rstrip())
+        score = "" if r.get("score") is None else f"score {r['score']:.2f} "
+        lines.append(f"  {mark} {r['name']:<{width}} {score}{reason}".rstrip())
     lines += ["", RULE, "Available Providers:"]
     lines += [f"  ✓ {name}" for name in data["available"]] or ["  (none)"]
     lines += [
