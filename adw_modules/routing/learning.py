@@ -161,6 +161,10 @@ class LearningStats:
     def cell(self, key: str, target: str) -> Cell | None:
         return self._cells.get((key, target))
 
+    def cell_map(self) -> Mapping[tuple[str, str], Cell]:
+        """The live (key, target) -> Cell map, for reading without a lock (``load`` swaps it whole)."""
+        return self._cells
+
     def cells(self) -> dict[tuple[str, str], Cell]:
         with self._lock:
             return dict(self._cells)
@@ -178,7 +182,8 @@ class LearningStats:
         return statistics.median(d) if d else None
 
     def may_explore(self, key: str, explore: float) -> bool:
-        """Count a decision for ``key``; may it explore (explorations stay ≤ ``explore`` of them)?"""
+        """Count a decision for ``key``; may it explore (explorations stay ≤ ``explore`` of them)?
+        Only decisions of selectors that explore are counted."""
         with self._lock:
             n = self._decisions[key] = self._decisions.get(key, 0) + 1
             return self._explored.get(key, 0) < explore * n
@@ -220,15 +225,16 @@ def idle_load() -> LoadView:
     return LoadView({}, lambda provider: None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Option:
     """One candidate's numbers in one decision."""
 
     target: Target
     attempts: int
+    a: float  # the Beta posterior's parameters: prior + successes, prior + failures
+    b: float
     mean: float
     sd: float
-    draw: float
     cost: float | None  # per attempt
     busy: str | None = None
 
@@ -238,9 +244,16 @@ class Selection:
     """A candidate pick's ordering (first = the choice, the rest = fallbacks) and why."""
 
     order: list[Target]
-    options: list[Option]
+    options_source: Callable[[], list[Option]] | list[Option]
     how: str
     pick: str
+
+    @property
+    def options(self) -> list[Option]:
+        """Each candidate's numbers (built on first read: most decisions are never explained)."""
+        if callable(self.options_source):
+            self.options_source = self.options_source()
+        return self.options_source
 
     def explain(self) -> str:
         if self.pick != "learned":
@@ -257,29 +270,23 @@ def _beta_sd(a: float, b: float) -> float:
     return math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
 
 
-def _rank(
-    options: list[Option], values: list[float], sel: ModelSelector, estimates: list[float] | None = None
-) -> list[int]:
-    """Candidate positions, best first: ``values`` decide who clears ``min_success``, ``estimates``
-    (default: the same) the expected cost per success."""
-    idx = range(len(options))
-    est = values if estimates is None else estimates
+def _rank(costs: list[float | None], clears: list[float], estimates: list[float], sel: ModelSelector) -> list[int]:
+    """Candidate positions, best first: ``clears`` decide who reaches ``min_success``,
+    ``estimates`` the expected cost per success (cost per attempt / P(success))."""
+    n = len(costs)
+    known = [math.inf if c is None else c for c in costs]
     if sel.objective == "success":
-        return sorted(idx, key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
-    eligible = [i for i in idx if values[i] >= sel.min_success]
-    rest = [i for i in idx if values[i] < sel.min_success]
-
-    def per_success(i: int) -> float:
-        cost = options[i].cost
-        return math.inf if cost is None else cost / max(est[i], 1e-9)
-
-    eligible.sort(key=lambda i: (per_success(i), -values[i]))
-    rest.sort(key=lambda i: (-values[i], options[i].cost if options[i].cost is not None else math.inf))
-    return eligible + rest
+        return sorted(range(n), key=lambda i: (-clears[i], known[i]))
+    floor = sel.min_success
+    eligible = sorted((known[i] / max(estimates[i], 1e-9), -clears[i], i) for i in range(n) if clears[i] >= floor)
+    rest = sorted((-clears[i], known[i], i) for i in range(n) if clears[i] < floor)
+    return [e[2] for e in eligible] + [r[2] for r in rest]
 
 
-def _idle_first(order: list[int], options: list[Option]) -> list[int]:
-    return [i for i in order if options[i].busy is None] + [i for i in order if options[i].busy is not None]
+def _idle_first(order: list[int], busy: list[str | None]) -> list[int]:
+    if not any(busy):
+        return order
+    return [i for i in order if busy[i] is None] + [i for i in order if busy[i] is not None]
 
 
 def select_learned(
@@ -290,40 +297,50 @@ def select_learned(
     cost_prior: Callable[[Target], float | None],
     load: LoadView,
 ) -> Selection:
-    """Thompson sampling with bounded exploration (the module docstring); busy candidates last."""
-    stats, rng = signals.stats, signals.rng
+    """The exploiting choice, or (within the ``explore`` budget) Thompson sampling's; busy
+    candidates last.  Draws are made only when the budget allows an exploration.
+
+    The hot path of a learned decision: a few numbers per candidate in parallel lists; the
+    ``Option`` records the trace shows are built only if someone reads it."""
+    cells = signals.stats.cell_map()
     prior_s, prior_f = sel.prior
-    options: list[Option] = []
+    alphas, betas, costs, busy = [], [], [], []
     for t in candidates:
-        cell = stats.cell(key, str(t))
-        s, f = (cell.successes, cell.failures) if cell is not None else (0, 0)
-        a, b = prior_s + s, prior_f + f
-        cost = cell.mean_cost() if cell is not None else None
-        options.append(
-            Option(
-                t,
-                s + f,
-                a / (a + b),
-                _beta_sd(a, b),
-                rng.betavariate(a, b),
-                cost if cost is not None else cost_prior(t),
-            )
-        )
-        options[-1].busy = load.busy(t.provider)
-    # Exploit: a candidate is held to min_success by an optimistic estimate (one posterior sd
-    # above its mean), so a cheap one seen a few times is tried before a dear one is settled on.
-    greedy = _idle_first(
-        _rank(options, [o.mean + OPTIMISM * o.sd for o in options], sel, [o.mean for o in options]), options
-    )
-    sampled = _idle_first(_rank(options, [o.draw for o in options], sel), options)
+        cell = cells.get((key, f"{t.provider}:{t.model}"))
+        if cell is None:
+            alphas.append(prior_s)
+            betas.append(prior_f)
+            costs.append(cost_prior(t))
+        else:
+            alphas.append(prior_s + cell.successes)
+            betas.append(prior_f + cell.failures)
+            costs.append(cell.cost / cell.costed if cell.costed else cost_prior(t))
+        busy.append(load.busy(t.provider))
+    means = [a / (a + b) for a, b in zip(alphas, betas, strict=True)]
+    # Exploit: a candidate is held to min_success by an optimistic estimate (OPTIMISM posterior
+    # sds above its mean), so a cheap one seen a few times is tried before a dear one is settled on.
+    optimistic = [m + OPTIMISM * _beta_sd(a, b) for m, a, b in zip(means, alphas, betas, strict=True)]
+    order = _idle_first(_rank(costs, optimistic, means, sel), busy)
     how = _objective_text(sel)
-    order = greedy
-    if sampled[0] != greedy[0] and stats.may_explore(key, sel.explore):
-        stats.explored(key)
-        order, how = sampled, f"exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
-    elif sampled[0] == greedy[0]:
-        stats.may_explore(key, sel.explore)  # counted: the budget grows with every decision
-    return Selection([options[i].target for i in order], options, how, "learned")
+    # Thompson sampling is consulted on a share ``explore`` of decisions (a coin from the seeded
+    # source), and followed only while explorations stay within that share: most decisions
+    # draw nothing.
+    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)
+    if allowed and signals.rng.random() < sel.explore:
+        draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
+        sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
+        if sampled[0] != order[0]:
+            signals.stats.explored(key)
+            order, how = sampled, f"exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+    prior = sel.prior
+
+    def options() -> list[Option]:
+        return [
+            Option(t, int(a + b - prior[0] - prior[1]), a, b, m, _beta_sd(a, b), c, why)
+            for t, a, b, m, c, why in zip(candidates, alphas, betas, means, costs, busy, strict=True)
+        ]
+
+    return Selection([candidates[i] for i in order], options, how, "learned")
 
 
 def _objective_text(sel: ModelSelector) -> str:

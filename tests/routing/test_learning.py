@@ -164,13 +164,14 @@ def test_statistics_are_kept_per_learn_by_key(make_config) -> None:
 
 
 def test_exploration_stays_within_explore(make_config) -> None:
-    """Two untried candidates: draws disagree with the exploiting choice about half the time,
-    but at most ``explore`` of the decisions follow the draw."""
+    """Two untried candidates: Thompson sampling is consulted on about ``explore`` of the
+    decisions, its draw disagrees with the exploiting choice about half the time, and never more
+    than ``explore`` of the decisions follow it (the hard bound)."""
     select = f'pick = "learned", candidates = ["{SMALL}", "{MID}"], min_success = 0.5, explore = 0.2'
     router = learned_router(make_config, select)
     picks = Counter(str(router.decide(TASK).target) for _ in range(1000))
     explored = picks[MID]  # the exploiting choice is the cheaper a-small every time (no outcomes fed)
-    assert 150 <= explored <= 200
+    assert 50 <= explored <= 200
 
 
 def test_draws_are_deterministic_under_the_seed(make_config) -> None:
