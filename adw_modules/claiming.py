@@ -30,7 +30,7 @@ from adw_modules.queue import health
 from adw_modules.queue.provider_view import ProviderView
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import AttemptStart, LeaveQueued, StartNow, Task, TaskState
-from adw_modules.routing.learning import LoadView
+from adw_modules.routing.learning import LearningStats, LoadView, provider_score
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workspace.worktrees import Workspaces
@@ -78,6 +78,8 @@ class Claiming:
     slots: dict[int, Slot]
     clock: Callable[[], dt.datetime]
     prompt_renderers: dict[str, Callable[[Task], str]]
+    learning: LearningStats
+    learning_loaded_at: dt.datetime | None
 
     # ------------------------------------------------------------ the provider picture
     def reconcile(self, now: dt.datetime) -> None:
@@ -142,6 +144,31 @@ class Claiming:
 
     def _any_busy(self, load: Load) -> bool:
         return any(self.busy_reason(name, load) is not None for name in self.config.providers)
+
+    # ------------------------------------------------------------ learning
+    def reload_learning(self, now: dt.datetime) -> None:
+        """Fill the learned statistics from the store (at start, then every [learning] reload_s:
+        pull request fates, follow-ups and other coordinators' attempts arrive this way)."""
+        from adw_modules.ops.stats import load_learning
+
+        try:
+            n = load_learning(self.store, self.learning, self.config, now)
+        except Exception:  # the statistics so far stay; the next heartbeat tries again
+            log.exception("loading the learned routing statistics failed")
+            return
+        self.learning_loaded_at = now
+        _event(log, "learning.loaded", attempts=n, success=self.config.learning.success)
+
+    def reload_learning_if_due(self, now: dt.datetime) -> None:
+        last = self.learning_loaded_at
+        if last is None or (now - last).total_seconds() >= self.config.learning.reload_s or now < last:
+            self.reload_learning(now)
+
+    def provider_score(self, provider: str) -> float | None:
+        """Recent success rate, reduced when slow (routing.learning.provider_score); for min_score."""
+        state = self.view.state(provider)
+        recent = state.recent if state is not None else []
+        return provider_score(recent, self.learning.durations(provider), self.config.learning.latency_target_s)
 
     # ------------------------------------------------------------ which task next
     def _next_ids(self, now: dt.datetime, load: Load, seen: set[int]) -> Iterator[int | None]:

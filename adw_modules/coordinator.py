@@ -49,7 +49,7 @@ from adw_modules.queue import health
 from adw_modules.queue.provider_view import ProviderView, append_recent
 from adw_modules.queue.store import RECOVERED_EVENT, Store
 from adw_modules.queue.tasks import Attempt, ClaimDecision, Claimed, Task, TaskState
-from adw_modules.routing.learning import LearningStats, RoutingSignals, provider_score
+from adw_modules.routing.learning import LearningStats, RoutingSignals
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter
 from adw_modules.workers import runner
@@ -525,31 +525,6 @@ class Coordinator(Claiming, Finishing):
             _event(log, "attempt.signal", task=task_id, signal=str(event.signal), message=event.message)
 
     # ------------------------------------------------------------ periodic duties
-    # ------------------------------------------------------------ learning
-    def reload_learning(self, now: dt.datetime) -> None:
-        """Fill the learned statistics from the store (at start, then every [learning] reload_s:
-        pull request fates, follow-ups and other coordinators' attempts arrive this way)."""
-        from adw_modules.ops.stats import load_learning
-
-        try:
-            n = load_learning(self.store, self.learning, self.config, now)
-        except Exception:  # the statistics so far stay; the next heartbeat tries again
-            log.exception("loading the learned routing statistics failed")
-            return
-        self.learning_loaded_at = now
-        _event(log, "learning.loaded", attempts=n, success=self.config.learning.success)
-
-    def reload_learning_if_due(self, now: dt.datetime) -> None:
-        last = self.learning_loaded_at
-        if last is None or (now - last).total_seconds() >= self.config.learning.reload_s or now < last:
-            self.reload_learning(now)
-
-    def provider_score(self, provider: str) -> float | None:
-        """Recent success rate, reduced when slow (routing.learning.provider_score); for min_score."""
-        state = self.view.state(provider)
-        recent = state.recent if state is not None else []
-        return provider_score(recent, self.learning.durations(provider), self.config.learning.latency_target_s)
-
     def heartbeat(self) -> None:
         """Renew leases (self-fencing when that fails too long) and act on cancel requests."""
         now = self.clock()
