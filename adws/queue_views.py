@@ -168,6 +168,8 @@ def _attempt_lines(a: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None) ->
         lines.append("    skipped: " + "; ".join(f"{s['target']} ({s['reason']})" for s in routing["skipped"]))
     if routing.get("fallbacks"):
         lines.append("    fallbacks: " + ", ".join(routing["fallbacks"]))
+    if routing.get("selection"):  # a learned / weighted / least-busy pick: why this candidate
+        lines.append(f"    selected: {routing['selection']}")
     outcome = a["outcome"] or "running"
     err = f": {a['error_message']}" if a["error_message"] else ""
     exit_code = f" (exit {a['exit_code']})" if a.get("exit_code") not in (None, 0) else ""

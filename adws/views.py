@@ -197,6 +197,8 @@ def decision_text(attrs: TaskAttrs, d: Decision) -> str:
         lines.append(f"→ {d.provider} / {d.model}   ({d.reason})")
     if d.fallbacks:
         lines.append("  Fallbacks: " + " -> ".join(str(t) for t in d.fallbacks))
+    if d.selection is not None:
+        lines.append(f"  Selected: {d.selection.explain()}")
     for t, why in d.skipped:
         lines.append(f"  Skipped {t}: {why}")
     if d.trace:
