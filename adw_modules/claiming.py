@@ -9,7 +9,9 @@ leave it unclaimed because its target is busy, or claim it for the full pipeline
 history decides its budget and failover source).
 
 Provider health, load and spend come from ``ProviderView`` (memory), reconciled with the store
-every ``RECONCILE_INTERVAL`` by ``reconcile``; the pass itself runs no provider query.
+every ``RECONCILE_INTERVAL`` by ``reconcile``; the pass itself runs no provider query.  What
+learned routing reads (``routing.learning.LearningStats``) is memory too: loaded from the store
+at start and every ``[learning] reload_s`` (``reload_learning``), fed by each attempt's end.
 """
 
 from __future__ import annotations

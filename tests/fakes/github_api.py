@@ -44,6 +44,9 @@ is open for that head), ``GET .../pulls`` (filters ``state head base sort direct
 ``GET .../pulls/{n}`` and ``PATCH .../pulls/{n}`` (title, body, state, base).  A pull request
 takes the next issue number and appears in the issues list with its ``pull_request`` object; ``fake.pulls(repo)`` / ``fake.pull(repo, n)`` show them
 (``FakePull``: head, base, and the ``FakeIssue`` holding title, body, state, draft).
+``fake.merge_pull(repo, n, actor)`` merges one as the merge button does (GitHub's
+``PUT .../pulls/{n}/merge``, not served): the pull request is closed with ``merged_at`` set (and
+``merged: true`` in the full object), the fields GitHub's "Get a pull request" returns for a merged one.
 
 **Reviews**: ``GET .../pulls/{n}/comments`` (review comments, i.e. inline comments on the diff,
 oldest first; ``sort direction since``, paginated), ``GET .../pulls/comments/{id}``,
