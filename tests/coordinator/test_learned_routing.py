@@ -20,6 +20,7 @@ import pytest
 
 from adw_modules.config.schema import load_config
 from adw_modules.coordinator import Coordinator
+from adw_modules.dispatch import Load, Release
 from adw_modules.ops.stats import outcome_stats
 from adw_modules.queue.store import Store
 from adw_modules.sources.local import enqueue_local
@@ -101,3 +102,51 @@ def test_traffic_shifts_to_the_better_value_candidate_and_survives_a_restart(tmp
         assert (by_target[DEAR].attempts, by_target[DEAR].successes) == (4, 4)
         assert by_target[DEAR].cost_per_success == pytest.approx(0.50)
         assert by_target[CHEAP].cost_per_success is None
+
+
+BALANCED = """
+[routing]
+enabled = true
+default_provider = "a"
+default_model = "claude-haiku-4-5"
+
+[[routing.rules]]
+name = "spread"
+priority = 1
+model_select = {{ pick = "{pick}", candidates = ["a:claude-haiku-4-5", "b:claude-haiku-4-5"]{extra} }}
+
+[learning]
+seed = 1
+
+[coordinator]
+name = "test"
+state_dir = "state"
+"""
+
+
+@pytest.mark.parametrize(("pick", "extra"), [("weighted", ", weights = [1, 0.001]"), ("least-busy", "")])
+def test_balanced_picks_honour_max_concurrency_and_rpm(tmp_path: Path, pick: str, extra: str) -> None:
+    """The claim's own load reaches the router: a candidate at its provider's limit is passed over
+    while the other is free (and the task would wait for it only if both were busy)."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        provider("a", extra="max_concurrency = 1\nrpm = 2")
+        + provider("b")
+        + textwrap.dedent(BALANCED.format(pick=pick, extra=extra))
+    )
+    store = Store.open(f"sqlite:///{tmp_path / 'adw.db'}")
+    with contextlib.closing(store):
+        coord = Coordinator(load_config(path), store, clock=Clock())
+        task = enqueue_local(store, "spread me")
+        now = coord.clock()
+        gates = coord.unavailable(now)
+
+        def first(running: dict[str, int], started: dict[str, int]) -> str:
+            routed = coord._route(task, now, gates, Load(running=running, started=started))
+            assert not isinstance(routed, Release)
+            return str(routed[1])
+
+        assert first({}, {}) == "a:claude-haiku-4-5"  # idle: a (heaviest weight / listed first)
+        assert first({"a": 1}, {}) == "b:claude-haiku-4-5"  # a at max_concurrency 1
+        assert first({}, {"a": 2}) == "b:claude-haiku-4-5"  # a at 2 attempts per minute
+        assert first({"a": 1, "b": 3}, {}) == "b:claude-haiku-4-5"  # a busy, b merely loaded
