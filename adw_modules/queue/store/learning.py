@@ -18,6 +18,7 @@ from adw_modules.queue.store.schema import attempts, source_state, tasks
 
 PR_FATE_KEY = "pr_fate"  # source state: "merged" | "closed" | "open" (sources.github.source)
 RECENT_DURATIONS = 50
+RECENT_SCAN = 2000  # finished attempts read (newest first) to find each provider's recent ones
 
 
 @dataclass(frozen=True)
@@ -88,26 +89,23 @@ class LearningMixin(StoreBase):
         with self._read() as conn:
             return [_fact(r) for r in conn.execute(query).mappings()]
 
-    def recent_durations(self, per_provider: int = RECENT_DURATIONS) -> dict[str, list[float]]:
-        """The durations in seconds of each provider's last ``per_provider`` finished attempts, oldest first."""
-        ranked = (
-            sa.select(
-                attempts.c.provider,
-                attempts.c.started_at,
-                attempts.c.ended_at,
-                sa.func.row_number()
-                .over(partition_by=attempts.c.provider, order_by=attempts.c.ended_at.desc())
-                .label("n"),
-            )
-            .where(attempts.c.ended_at.is_not(None))
-            .subquery()
+    def recent_durations(self, per_provider: int = RECENT_DURATIONS, scan: int = RECENT_SCAN) -> dict[str, list[float]]:
+        """The durations in seconds of each provider's last ``per_provider`` finished attempts,
+        oldest first, among the last ``scan`` finished attempts overall (newest ids first on the
+        (state, id) index: a bounded read whatever the store's size)."""
+        query = (
+            sa.select(attempts.c.provider, attempts.c.started_at, attempts.c.ended_at)
+            .where(attempts.c.state == "finished")
+            .order_by(attempts.c.id.desc())
+            .limit(scan)
         )
-        query = sa.select(ranked.c.provider, ranked.c.started_at, ranked.c.ended_at).where(ranked.c.n <= per_provider)
-        out: dict[str, list[tuple[dt.datetime, float]]] = {}
+        out: dict[str, list[float]] = {}
         with self._read() as conn:
             for provider, started, ended in conn.execute(query):
-                out.setdefault(provider, []).append((ended, (ended - started).total_seconds()))
-        return {p: [d for _, d in sorted(rows)] for p, rows in out.items()}
+                durations = out.setdefault(provider, [])
+                if len(durations) < per_provider:
+                    durations.append((ended - started).total_seconds())
+        return {p: d[::-1] for p, d in out.items()}
 
 
 def _fact(r: Any) -> AttemptFact:
