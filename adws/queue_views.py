@@ -29,7 +29,7 @@ def status_data(config: Config, store: Store, now: Clock = None) -> dict[str, An
     registry = ProviderRegistry(config)
     states = store.provider_states()
     spend = store.spend_since(now.replace(hour=0, minute=0, second=0, microsecond=0))
-    scores = provider_scores(store, config)
+    scores = provider_scores(store, config, states)
     providers = []
     for name, pc in config.providers.items():
         a = registry.availability(name)

@@ -18,6 +18,7 @@ from typing import Any
 
 from adw_modules.config.schema import Config
 from adw_modules.queue.store import AttemptFact, Store
+from adw_modules.queue.tasks import ProviderState
 from adw_modules.routing.learning import Fact, LearningStats, learning_key, provider_score, rule_learn_by, success_of
 
 STATS_GROUPS = ("target", "model", "rule", "label", "repo")
@@ -159,10 +160,13 @@ def load_learning(store: Store, stats: LearningStats, config: Config, now: dt.da
     return len(facts)
 
 
-def provider_scores(store: Store, config: Config) -> dict[str, float | None]:
+def provider_scores(
+    store: Store, config: Config, states: Mapping[str, ProviderState] | None = None
+) -> dict[str, float | None]:
     """Each provider's score (``routing.learning.provider_score``) from the store's recent outcome
-    window and recent durations: what ``adw providers`` / ``adw status`` show."""
-    states = store.provider_states()
+    window (``states``, if the caller read them already) and recent durations: what
+    ``adw providers`` / ``adw status`` show."""
+    states = store.provider_states() if states is None else states
     durations = store.recent_durations()
     out: dict[str, float | None] = {}
     for name in config.providers:
