@@ -247,6 +247,7 @@ class Selection:
     options_source: Callable[[], list[Option]] | list[Option]
     how: str
     pick: str
+    key: str | None = None  # the learning key whose statistics a learned pick read
 
     @property
     def options(self) -> list[Option]:
@@ -340,7 +341,7 @@ def select_learned(
             for t, a, b, m, c, why in zip(candidates, alphas, betas, means, costs, busy, strict=True)
         ]
 
-    return Selection([candidates[i] for i in order], options, how, "learned")
+    return Selection([candidates[i] for i in order], options, how, "learned", key)
 
 
 def _objective_text(sel: ModelSelector) -> str:

@@ -191,7 +191,8 @@ class ModelRouter:
                 continue
             trace = partial(_trace, routing, task, hour, weekday, selector_misses, i, True)
             decision = self._rule_decision(rule, primary, trace, down)
-            decision.selection, decision.learn_key = selection, (why_not or None) if selection else None
+            decision.selection = selection
+            decision.learn_key = None if selection is None else selection.key
             return decision
         return self._finish(
             [default],
@@ -250,8 +251,8 @@ class ModelRouter:
     def _primary(
         self, rule: Rule, down: Mapping[str, str], task: TaskAttrs, load: LoadView | None
     ) -> tuple[list[Target], str | None, Selection | None]:
-        """The rule's target(s) first in line, or why it has none.  A candidate pick gives its
-        whole ranking, its Selection, and (as the middle value) its learning key."""
+        """The rule's target(s) first in line, or why it has none; a candidate pick gives its
+        whole ranking and its Selection."""
         routing = self.config.routing
         if rule.model is not None:
             return [Target(rule.provider or routing.default_provider, rule.model)], None, None
@@ -294,13 +295,13 @@ class ModelRouter:
         targets = [t for _, t in usable]
         if s.pick == "weighted":
             selection = select_weighted(targets, [s.weights[i] for i, _ in usable], self.signals.rng, load)
-            return selection.order, "", selection
+            return selection.order, None, selection
         if s.pick == "least-busy":
             selection = select_least_busy(targets, self.signals.stats, load)
-            return selection.order, "", selection
+            return selection.order, None, selection
         key = learning_key(s.learn_by, rule.name, task.labels, task.repo)
         selection = select_learned(s, targets, key, self.signals, self._nominal_cost, load)
-        return selection.order, key, selection
+        return selection.order, None, selection
 
     def _nominal_cost(self, target: Target) -> float | None:
         """A candidate's cost per attempt before any was costed: its price at NOMINAL_USAGE (cached)."""
