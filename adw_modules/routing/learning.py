@@ -7,14 +7,16 @@ The coordinator loads it once from the store at start (``load``), adds each atte
 it is recorded (``record``) and reloads it on a slow timer; a decision only reads a few
 numbers per candidate, it never aggregates.
 
-``select_learned`` is Thompson sampling over Beta posteriors: each candidate's success
-probability is drawn from Beta(prior_s + successes, prior_f + failures); with ``objective =
-"cost_per_success"`` the candidate with the lowest expected cost per success (cost per attempt
-/ drawn probability) among those whose draw clears ``min_success`` wins, else the most likely
-to succeed.  The same ranking with the posterior means instead of draws is the exploiting
-choice; the sampled choice replaces it only while explorations stay within ``explore`` of the
-key's decisions, so exploration is bounded.  The draws come from ``RoutingSignals.rng``
-(seeded from ``[learning] seed``), so decisions are reproducible in tests and simulations.
+``select_learned`` ranks the candidates by their Beta posteriors of P(success), Beta(prior_s +
+successes, prior_f + failures), and their cost per attempt.  The exploiting choice: with
+``objective = "cost_per_success"``, the lowest expected cost per success (cost / posterior mean)
+among the candidates whose optimistic P(success) (mean + ``OPTIMISM`` posterior sds) clears
+``min_success``, else the most likely to succeed; with ``objective = "success"``, the most likely.
+Exploration is Thompson sampling, bounded by ``explore``: on a share ``explore`` of the decisions
+one draw is taken from each posterior and the same ranking made on the draws; its choice is
+followed only while the key's explorations stay within ``explore`` of its decisions.  The coin
+and the draws come from ``RoutingSignals.rng`` (seeded from ``[learning] seed``), so decisions
+are reproducible in tests and simulations.
 
 What is not a success or failure of a model: a provider fault (rate limit, quota, overload,
 auth, stall, launch failure) and a cancelled attempt say nothing about how well the model does
@@ -277,7 +279,7 @@ def _rank(costs: list[float | None], clears: list[float], estimates: list[float]
     n = len(costs)
     known = [math.inf if c is None else c for c in costs]
     if sel.objective == "success":
-        return sorted(range(n), key=lambda i: (-clears[i], known[i]))
+        return sorted(range(n), key=lambda i: (-estimates[i], known[i]))
     floor = sel.min_success
     eligible = sorted((known[i] / max(estimates[i], 1e-9), -clears[i], i) for i in range(n) if clears[i] >= floor)
     rest = sorted((-clears[i], known[i], i) for i in range(n) if clears[i] < floor)
