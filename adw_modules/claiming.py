@@ -150,7 +150,8 @@ class Claiming:
     # ------------------------------------------------------------ learning
     def reload_learning(self, now: dt.datetime) -> None:
         """Fill the learned statistics from the store (at start, then every [learning] reload_s:
-        pull request fates, follow-ups and other coordinators' attempts arrive this way)."""
+        pull request fates, follow-ups and other coordinators' attempts arrive this way).  An
+        attempt that ends while the history is read may be missing until the next reload."""
         from adw_modules.ops.stats import load_learning
 
         try:
