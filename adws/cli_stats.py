@@ -59,7 +59,7 @@ def stats_text(d: dict[str, Any]) -> str:
     width = max(len(d["by"]), *(len(str(g["key"])) for g in groups))
     head = (
         f"{d['by']:<{width}} {'attempts':>8} {'counted':>7} {'success':>7} {'95% interval':>12} "
-        f"{'cost/success':>12} {'median':>7} {'p90':>7} {'failover':>8} {'retry':>6}"
+        f"{'cost/success':>12} {'median':>7} {'p90':>7} {'failover':>8} {'retry':>6} {'follow-up':>9}"
     )
     lines = [head, "-" * len(head)]
     for g in groups:
@@ -69,7 +69,7 @@ def stats_text(d: dict[str, Any]) -> str:
         lines.append(
             f"{g['key']!s:<{width}} {g['attempts']:>8} {g['counted']:>7} {_pct(g['success_rate']):>7} "
             f"{interval:>12} {per_success:>12} {_secs(g['median_s']):>7} {_secs(g['p90_s']):>7} "
-            f"{_pct(g['failover_rate']):>8} {_pct(g['retry_rate']):>6}"
+            f"{_pct(g['failover_rate']):>8} {_pct(g['retry_rate']):>6} {_pct(g['follow_up_rate']):>9}"
         )
     lines.append(
         f'success = "{d["success"]}" ([learning] success), last {d["days"]} days; counted: attempts whose success '

@@ -3,8 +3,9 @@ console), and the history the learned selector starts from.
 
 Everything here reads ``Store.attempt_facts`` (one query) and counts in Python: success as
 ``[learning] success`` defines it (``routing.learning.success_of``), a 95% Wilson interval,
-cost per success, median and p90 duration, and how often an attempt was followed by a
-failover or a retry of its task.
+cost per success, median and p90 duration, how often an attempt was followed by a failover
+or a retry of its task, and how often a successful one was followed by a new round (a
+follow-up asked for on the issue or its pull request).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class StatGroup:
     p90_s: float | None
     failover_rate: float | None
     retry_rate: float | None
+    follow_up_rate: float | None  # of the successful attempts, those after which a new round was asked for
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,6 +115,7 @@ def _group(key: str, items: list[AttemptFact], steps: Mapping[tuple[int, int], s
     durations = [d for f in items if (d := f.duration_s) is not None]
     n = len(items)
     after = [steps.get((f.task_id, f.number)) for f in items]
+    succeeded = [f for f in items if f.outcome == "success"]
     return StatGroup(
         key=key,
         attempts=n,
@@ -126,6 +129,7 @@ def _group(key: str, items: list[AttemptFact], steps: Mapping[tuple[int, int], s
         p90_s=percentile(durations, 0.9),
         failover_rate=after.count("failover") / n if n else None,
         retry_rate=after.count("retry") / n if n else None,
+        follow_up_rate=sum(f.followed_up for f in succeeded) / len(succeeded) if succeeded else None,
     )
 
 

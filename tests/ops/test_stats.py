@@ -92,6 +92,12 @@ def test_group_stats_counts_rates_costs_durations_failovers_and_retries() -> Non
     assert (a.retry_rate, a.failover_rate) == (pytest.approx(1 / 3), pytest.approx(1 / 3))
     assert a.median_s == 10.0 and a.p90_s == pytest.approx(18.0)
     assert (b.successes, b.cost_per_success, b.failover_rate, b.retry_rate) == (1, 0.5, 0.0, 0.0)
+    assert a.follow_up_rate == 0.0 and b.follow_up_rate == 0.0
+    again = fact(3, 1, "b:n", round_started_at=T0 + dt.timedelta(hours=1))  # a follow-up asked for later
+    (b2,) = [g for g in group_stats([*facts, again], "target", "attempt") if g.key == "b:n"]
+    assert b2.follow_up_rate == 0.5
+    (task_mode,) = [g for g in group_stats([*facts, again], "target", "task") if g.key == "b:n"]
+    assert (task_mode.successes, task_mode.counted) == (1, 2)  # "task": the followed-up one failed
     with pytest.raises(ValueError, match="by must be one of"):
         group_stats(facts, "colour", "attempt")
 
