@@ -42,6 +42,7 @@ Layout: ``Store`` (below) is assembled from one mixin per concern, each over ``S
 * ``queue``: tasks, claiming, release and the operator actions (cancel, requeue).
 * ``attempts``: an attempt's life: start, fencing, progress, leases, finish, reaping, orphans.
 * ``reports``: metrics aggregates, load and spend, events, counts and usage.
+* ``learning``: finished attempts with their task's fate (learned routing, ``adw stats``), recent durations.
 * ``pruning``: retention (deleting old rows, keeping their totals and source state).
 * ``coordination``: source state, provider health, the coordinators registry, the leader lease.
 * ``text``: what makes any text storable on both backends (the column types the schema uses).
@@ -59,6 +60,7 @@ from adw_modules.queue.store.engine import (
     alembic_config,
     migrate,
 )
+from adw_modules.queue.store.learning import AttemptFact, LearningMixin
 from adw_modules.queue.store.pruning import PruningMixin
 from adw_modules.queue.store.queue import TaskQueueMixin
 from adw_modules.queue.store.reports import (
@@ -81,8 +83,10 @@ __all__ = [
     "UNLABELLED",
     "USAGE_GROUPS",
     "UTC",
+    "AttemptFact",
     "AttemptsMixin",
     "CoordinationMixin",
+    "LearningMixin",
     "PruningMixin",
     "ReportsMixin",
     "Store",
@@ -93,5 +97,5 @@ __all__ = [
 ]
 
 
-class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin):
+class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin, LearningMixin):
     """The coordinator's durable state.  Thread-safe: share one Store per process."""
