@@ -9,12 +9,15 @@ leave it unclaimed because its target is busy, or claim it for the full pipeline
 history decides its budget and failover source).
 
 Provider health, load and spend come from ``ProviderView`` (memory), reconciled with the store
-every ``RECONCILE_INTERVAL`` by ``reconcile``; the pass itself runs no provider query.
+every ``RECONCILE_INTERVAL`` by ``reconcile``; the pass itself runs no provider query.  What
+learned routing reads (``routing.learning.LearningStats``) is memory too: loaded from the store
+at start and every ``[learning] reload_s`` (``reload_learning``), fed by each attempt's end.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import zoneinfo
@@ -29,6 +32,7 @@ from adw_modules.queue import health
 from adw_modules.queue.provider_view import ProviderView
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import AttemptStart, LeaveQueued, StartNow, Task, TaskState
+from adw_modules.routing.learning import LearningStats, LoadView, provider_score
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workspace.worktrees import Workspaces
@@ -76,6 +80,8 @@ class Claiming:
     slots: dict[int, Slot]
     clock: Callable[[], dt.datetime]
     prompt_renderers: dict[str, Callable[[Task], str]]
+    learning: LearningStats
+    learning_loaded_at: dt.datetime | None
 
     # ------------------------------------------------------------ the provider picture
     def reconcile(self, now: dt.datetime) -> None:
@@ -141,6 +147,32 @@ class Claiming:
     def _any_busy(self, load: Load) -> bool:
         return any(self.busy_reason(name, load) is not None for name in self.config.providers)
 
+    # ------------------------------------------------------------ learning
+    def reload_learning(self, now: dt.datetime) -> None:
+        """Fill the learned statistics from the store (at start, then every [learning] reload_s:
+        pull request fates, follow-ups and other coordinators' attempts arrive this way).  An
+        attempt that ends while the history is read may be missing until the next reload."""
+        from adw_modules.ops.stats import load_learning
+
+        try:
+            n = load_learning(self.store, self.learning, self.config, now)
+        except Exception:  # the statistics so far stay; the next heartbeat tries again
+            log.exception("loading the learned routing statistics failed")
+            return
+        self.learning_loaded_at = now
+        _event(log, "learning.loaded", attempts=n, success=self.config.learning.success)
+
+    def reload_learning_if_due(self, now: dt.datetime) -> None:
+        last = self.learning_loaded_at
+        if last is None or (now - last).total_seconds() >= self.config.learning.reload_s or now < last:
+            self.reload_learning(now)
+
+    def provider_score(self, provider: str) -> float | None:
+        """Recent success rate, reduced when slow (routing.learning.provider_score); for min_score."""
+        state = self.view.state(provider)
+        recent = state.recent if state is not None else []
+        return provider_score(recent, self.learning.durations(provider), self.config.learning.latency_target_s)
+
     # ------------------------------------------------------------ which task next
     def _next_ids(self, now: dt.datetime, load: Load, seen: set[int]) -> Iterator[int | None]:
         """The tasks a pass tries, in claim order: None means "the next claimable one" (the store
@@ -175,16 +207,21 @@ class Claiming:
         if task.cancel_requested:
             return None
         try:
-            routed = self._route(task, now, self.unavailable(now))
+            routed = self._route(task, now, self.unavailable(now), load)
         except Exception:  # the guarded pipeline reports it, once the task is claimed
             return None
         if isinstance(routed, Release):
             return None
         return self.waiting_reason(routed[1].provider, load)
 
-    def _route(self, task: Task, now: dt.datetime, gates: Gates) -> tuple[Decision, Target] | Release:
-        """The router's decision and its first target the task has not excluded."""
-        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now)
+    def _route(
+        self, task: Task, now: dt.datetime, gates: Gates, load: Load | None = None
+    ) -> tuple[Decision, Target] | Release:
+        """The router's decision and its first target the task has not excluded.  ``load``
+        (default: now's) is what candidate picks balance by (busy providers go last)."""
+        current = load if load is not None else self.load(now)
+        view = LoadView(current.running, functools.partial(self.busy_reason, load=current))
+        decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now, load=view)
         candidates = [t for t in decision.targets if str(t) not in task.excluded_targets]
         if not candidates:
             skipped = "; ".join(f"{t} ({why})" for t, why in decision.skipped) or "all targets excluded"
@@ -203,7 +240,7 @@ class Claiming:
         if task.cancel_requested or prior_attempts or self._needs_preparing(task):
             return None
         gates = self.unavailable(now)
-        routed = self._route(task, now, gates)
+        routed = self._route(task, now, gates, load)
         if isinstance(routed, Release):
             return None  # the pipeline releases it and says why
         decision, target = routed

@@ -49,6 +49,7 @@ from adw_modules.queue import health
 from adw_modules.queue.provider_view import ProviderView, append_recent
 from adw_modules.queue.store import RECOVERED_EVENT, Store
 from adw_modules.queue.tasks import Attempt, ClaimDecision, Claimed, Task, TaskState
+from adw_modules.routing.learning import LearningStats, RoutingSignals
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter
 from adw_modules.workers import runner
@@ -87,6 +88,9 @@ class Coordinator(Claiming, Finishing):
         self.on_change: Callable[[], None] | None = None  # the service wakes dispatch with it
         self.prompt_renderers: dict[str, Callable[[Task], str]] = {}  # by task source; default render_prompt
         self.view = ProviderView()
+        self.learning = LearningStats()  # what attempts did per (rule key, target): routing learns from it
+        self.learning_loaded_at: dt.datetime | None = None
+        self.learning_rng = random.Random(config.learning.seed)
         self._passing = threading.Lock()  # held by the dispatch pass that runs
         self._pass_again = False  # a dispatch was asked for while a pass ran
         self.apply_config(config)
@@ -109,6 +113,8 @@ class Coordinator(Claiming, Finishing):
             self.svc = config.service.coordinator
             self.registry = registry
             self.router = ModelRouter(config, registry)
+            # One random source for the coordinator's life: [learning] seed is read at start.
+            self.router.signals = RoutingSignals(self.learning, self.learning_rng, self.provider_score)
             self.attempts = AttemptRunner(
                 config, registry, environ=self.environ, kill_grace_s=self.svc.kill_grace_s, redact=redact
             )
@@ -119,6 +125,7 @@ class Coordinator(Claiming, Finishing):
         self.store.register_coordinator(self.owner, self.name, self.host, os.getpid(), utcnow())
         self.recover_orphans()
         self.reconcile(self.clock())
+        self.reload_learning(self.clock())
         try:
             self.store.optimize()
         except Exception:  # statistics only make claims faster; the coordinator runs without them
@@ -369,7 +376,7 @@ class Coordinator(Claiming, Finishing):
             return Release(
                 TaskState.CANCELLED, f"cancelled before it could start: {task.cancel_reason or 'cancel requested'}"
             )
-        routed = self._route(task, now, gates)
+        routed = self._route(task, now, gates, load)
         if isinstance(routed, Release):
             return routed
         decision, target = routed
@@ -521,6 +528,7 @@ class Coordinator(Claiming, Finishing):
     def heartbeat(self) -> None:
         """Renew leases (self-fencing when that fails too long) and act on cancel requests."""
         now = self.clock()
+        self.reload_learning_if_due(now)
         with self.lock:
             live = [s for s in self.slots.values() if s.stop_reason != "lease lost"]
         held = [(s.task.id, s.attempt_id) for s in live]

@@ -35,6 +35,7 @@ from adw_modules.queue.provider_view import ProviderView, clean, with_recent
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import HealthChange, NewEvent, ProviderState, Task, TaskState, Transition
 from adw_modules.queue.transitions import after_attempt
+from adw_modules.routing.learning import Fact, LearningStats, learning_key, rule_learn_by, success_of
 from adw_modules.workers.attempt import AttemptResult
 from adw_modules.workspace.worktrees import WorkspaceError, Workspaces
 
@@ -57,6 +58,7 @@ class Finishing:
     slots: dict[int, Slot]
     on_change: Callable[[], None] | None
     view: ProviderView
+    learning: LearningStats
 
     def _backoff_s(self, task: Task) -> float:
         """How long a task waits after its start or its recording failed: the retry backoff."""
@@ -128,6 +130,22 @@ class Finishing:
             self._record_health_alone(slot, change)
         if recorded:
             self._report_finish(slot, result, ending)
+            if stop_reason is None:
+                self._learn(slot, result, ending)
+
+    def _learn(self, slot: Slot, result: AttemptResult, ending: Ending) -> None:
+        """The attempt's outcome into the learned statistics (in memory; the store has it too).
+        With ``[learning] success = "merged"`` a success waits for its pull request's fate,
+        which the next reload reads from the store."""
+        end = ending.end
+        ok = success_of(end.outcome, end.error_kind, False, None, self.config.learning.success)
+        if ok is not None:
+            learn_by = rule_learn_by(self.config.routing.rules, slot.rule)
+            key = learning_key(learn_by, slot.rule, slot.task.labels, slot.task.repo)
+            self.learning.record(Fact(key, str(slot.target), ok, end.cost_usd))
+        duration = result.to_dict().get("duration_s")
+        if isinstance(duration, int | float):
+            self.learning.record_duration(slot.target.provider, float(duration))
 
     def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime, change: HealthChange | None) -> bool:
         """Store the attempt's end (with the health ``change`` and the attempt.finished event)

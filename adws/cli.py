@@ -74,6 +74,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Run the coordinator (foreground service).  SIGTERM drains, SIGHUP reloads config.",
     ),
     "service": ("adws.cli_ops:service_group", "Run adw as a systemd service."),
+    "stats": (
+        "adws.cli_stats:stats_cmd",
+        "Success rate (95% interval), cost per success, durations, failovers and retries, grouped.",
+    ),
     "status": ("adws.cli_queue:status_cmd", "Queue depth, running attempts, provider health and spend."),
     "task": ("adws.cli_queue:task_group", "One task."),
     "tasks": ("adws.cli_queue:tasks_cmd", "Tasks, newest first."),

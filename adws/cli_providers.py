@@ -23,7 +23,13 @@ def providers_cmd(ctx: click.Context, config_path: str | None, as_json: bool) ->
     if ctx.invoked_subcommand is not None:
         return
     config = context_for(config_path).config()
-    emit(as_json, views.providers_data(config, ProviderRegistry(config)), views.providers_text)
+    data = views.providers_data(config, ProviderRegistry(config))
+    from adws.cli_stats import stored_scores
+
+    scores = stored_scores(config)  # recent success and latency (issue 16), when a store exists
+    for row in data["providers"]:
+        row["score"] = None if scores is None else scores.get(row["name"])
+    emit(as_json, data, views.providers_text)
 
 
 @providers_cmd.command("test")

@@ -7,6 +7,7 @@ from typing import Any
 
 from adw_modules.config.schema import Config
 from adw_modules.ops.display import ago, clock, format_usd, relative
+from adw_modules.ops.stats import provider_scores
 from adw_modules.queue import health
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, Task, TaskState
@@ -28,6 +29,7 @@ def status_data(config: Config, store: Store, now: Clock = None) -> dict[str, An
     registry = ProviderRegistry(config)
     states = store.provider_states()
     spend = store.spend_since(now.replace(hour=0, minute=0, second=0, microsecond=0))
+    scores = provider_scores(store, config, states)
     providers = []
     for name, pc in config.providers.items():
         a = registry.availability(name)
@@ -42,6 +44,7 @@ def status_data(config: Config, store: Store, now: Clock = None) -> dict[str, An
                 "cooldown_until": None if st is None or st.cooldown_until is None else st.cooldown_until.isoformat(),
                 "cooldown_reason": None if st is None else st.cooldown_reason,
                 "success_rate": health.success_rate(st),
+                "score": scores.get(name),
                 "spend_today_usd": round(spend.get(name, 0.0), 6),
                 "daily_budget_usd": pc.daily_budget_usd,
             }
@@ -124,6 +127,8 @@ def _provider_line(p: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None) ->
     rate = "-" if p["success_rate"] is None else f"{p['success_rate']:.0%}"
     cap = "" if p["daily_budget_usd"] is None else f" of {format_usd(p['daily_budget_usd'])}"
     line = f"  {mark} {p['name']:<20} circuit {p['circuit']:<9} success {rate:>5}"
+    if p.get("score") is not None:
+        line += f"  score {p['score']:.2f}"
     line += f"  spend today {format_usd(p['spend_today_usd'])}{cap}"
     if p["cooldown_until"] and p["circuit"] != "closed":
         line += f"  cooling down, back {relative(p['cooldown_until'], now, tz)}"
@@ -186,6 +191,8 @@ def _attempt_lines(a: dict[str, Any], now: dt.datetime, tz: dt.tzinfo | None) ->
         lines.append("    skipped: " + "; ".join(f"{s['target']} ({s['reason']})" for s in routing["skipped"]))
     if routing.get("fallbacks"):
         lines.append("    fallbacks: " + ", ".join(routing["fallbacks"]))
+    if routing.get("selection"):  # a learned / weighted / least-busy pick: why this candidate
+        lines.append(f"    selected: {routing['selection']}")
     outcome = a["outcome"] or "running"
     err = f": {a['error_message']}" if a["error_message"] else ""
     exit_code = f" (exit {a['exit_code']})" if a.get("exit_code") not in (None, 0) else ""

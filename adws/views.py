@@ -70,7 +70,8 @@ def providers_text(data: dict[str, Any]) -> str:
     for r in data["providers"]:
         mark = "✓" if r["available"] else "✗"
         reason = f"({r['reason']})" if r["reason"] else ""
-        lines.append(f"  {mark} {r['name']:<{width}} {reason}".rstrip())
+        score = "" if r.get("score") is None else f"score {r['score']:.2f} "
+        lines.append(f"  {mark} {r['name']:<{width}} {score}{reason}".rstrip())
     lines += ["", "CLI interfaces:", *_interface_lines(data["providers"], width)]
     lines += ["", RULE, "Available Providers:"]
     lines += [f"  ✓ {name}" for name in data["available"]] or ["  (none)"]
@@ -228,6 +229,8 @@ def decision_text(attrs: TaskAttrs, d: Decision) -> str:
         lines.append(f"→ {d.provider} / {d.model}   ({d.reason})")
     if d.fallbacks:
         lines.append("  Fallbacks: " + " -> ".join(str(t) for t in d.fallbacks))
+    if d.selection is not None:
+        lines.append(f"  Selected: {d.selection.explain()}")
     for t, why in d.skipped:
         lines.append(f"  Skipped {t}: {why}")
     if d.trace:

@@ -16,7 +16,10 @@ from adw_modules.config.providers import TIERS, ProviderConfig, undefined_provid
 from adw_modules.config.validation import Validator, type_name
 from adw_modules.routing.conditions import Conditions, parse_conditions
 
-PICKS = ("cheapest", "best")
+PICKS = ("cheapest", "best", "learned", "weighted", "least-busy")
+CANDIDATE_PICKS = ("learned", "weighted", "least-busy")  # picks among listed candidates
+OBJECTIVES = ("cost_per_success", "success")
+LEARN_BY = ("rule", "labels", "repo")
 SCENARIO_ATTRS = ("priority", "labels", "retry_count", "hour", "weekday", "repo", "source", "prompt_tokens")
 
 _ROUTING_KEYS = (
@@ -45,7 +48,21 @@ _RULE_KEYS = (
     "enabled",
     "description",
 )
-_SELECT_KEYS = ("capability", "tier", "max_cost", "min_context", "pick")
+_SELECT_KEYS = (
+    "capability",
+    "tier",
+    "max_cost",
+    "min_context",
+    "pick",
+    "candidates",
+    "objective",
+    "min_success",
+    "explore",
+    "learn_by",
+    "prior",
+    "weights",
+    "min_score",
+)
 _CHAIN_KEYS = ("targets", "inject")
 _SCENARIO_KEYS = ("name", "attrs", "expect")
 
@@ -75,6 +92,15 @@ class ModelSelector:
     max_cost: float | None = None  # USD per 1K input tokens, as in seed 004
     min_context: int | None = None
     pick: str = "cheapest"
+    # pick = "learned" / "weighted" / "least-busy" choose among these (routing.learning)
+    candidates: tuple[Target, ...] = ()
+    objective: str = "cost_per_success"
+    min_success: float = 0.8
+    explore: float = 0.1
+    learn_by: tuple[str, ...] = ("rule",)
+    prior: tuple[float, float] = (1.0, 1.0)  # Beta prior: (successes, failures)
+    weights: tuple[float, ...] = ()
+    min_score: float | None = None  # skip providers whose score (routing.learning) is lower
 
 
 @dataclass(frozen=True)
@@ -311,7 +337,7 @@ def _rule_target(
     model = v.get(r, "model", str, where)
     select = None
     if "model_select" in r:
-        select = _selector(v, r["model_select"], f"{where}.model_select")
+        select = _selector(v, r["model_select"], f"{where}.model_select", providers)
         if model is not None:
             v.err(where, "give either model or model_select, not both")
     chain = v.get(r, "chain", str, where)
@@ -325,7 +351,7 @@ def _rule_target(
     return provider, model, select, chain
 
 
-def _selector(v: Validator, raw: Any, where: str) -> ModelSelector | None:
+def _selector(v: Validator, raw: Any, where: str, providers: Mapping[str, ProviderConfig]) -> ModelSelector | None:
     if not isinstance(raw, dict):
         v.err(where, f"must be a table, not {type_name(raw)}")
         return None
@@ -336,13 +362,80 @@ def _selector(v: Validator, raw: Any, where: str) -> ModelSelector | None:
     pick = v.get(raw, "pick", str, where, "cheapest")
     if pick not in PICKS:
         v.err(where, f'pick "{pick}" is unknown (known: {", ".join(PICKS)})')
+    candidates = _targets(v, raw.get("candidates"), where, "candidates", providers)
+    if pick in CANDIDATE_PICKS and not candidates:
+        v.err(where, f'pick "{pick}" needs candidates = ["provider:model", ...]')
+    if candidates and pick not in CANDIDATE_PICKS:
+        v.err(where, f'candidates are for pick = {" / ".join(CANDIDATE_PICKS)}, not "{pick}"')
+    objective = v.get(raw, "objective", str, where, "cost_per_success")
+    if objective not in OBJECTIVES:
+        v.err(where, f'objective "{objective}" is unknown (known: {", ".join(OBJECTIVES)})')
     return ModelSelector(
         capability=v.get(raw, "capability", str, where),
         tier=tier,
         max_cost=v.get(raw, "max_cost", float, where),
         min_context=v.positive(raw, "min_context", int, where),
         pick=pick,
+        candidates=candidates,
+        objective=objective,
+        min_success=_fraction(v, raw, "min_success", where, 0.8) or 0.0,
+        explore=_fraction(v, raw, "explore", where, 0.1) or 0.0,
+        learn_by=_learn_by(v, raw, where),
+        prior=_prior(v, raw, where),
+        weights=_weights(v, raw, where, pick, len(candidates)),
+        min_score=_fraction(v, raw, "min_score", where, None),
     )
+
+
+def _fraction(v: Validator, raw: Mapping[str, Any], key: str, where: str, default: float | None) -> float | None:
+    value = v.get(raw, key, float, where)
+    if value is None:
+        return default
+    if not 0.0 <= value <= 1.0:
+        v.err(where, f"{key} must be between 0 and 1, not {value}")
+        return default
+    return float(value)
+
+
+def _learn_by(v: Validator, raw: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    keys = v.str_list(raw, "learn_by", where)
+    if keys is None:
+        return ("rule",)
+    for key in keys:
+        if key not in LEARN_BY:
+            v.err(where, f'learn_by "{key}" is unknown (known: {", ".join(LEARN_BY)})')
+    return tuple(k for k in LEARN_BY if k in keys)  # a fixed order: the same key however written
+
+
+def _prior(v: Validator, raw: Mapping[str, Any], where: str) -> tuple[float, float]:
+    value = raw.get("prior")
+    if value is None:
+        return (1.0, 1.0)
+    ok = isinstance(value, list) and len(value) == 2
+    ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in value)
+    if not ok:
+        v.err(where, "prior must be [successes, failures], two numbers greater than 0")
+        return (1.0, 1.0)
+    return (float(value[0]), float(value[1]))
+
+
+def _weights(v: Validator, raw: Mapping[str, Any], where: str, pick: str, n: int) -> tuple[float, ...]:
+    value = raw.get("weights")
+    if value is None:
+        if pick == "weighted":
+            v.err(where, 'pick "weighted" needs weights = [...], one per candidate')
+        return ()
+    ok = isinstance(value, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in value
+    )
+    if not ok or not any(value):
+        v.err(where, "weights must be an array of numbers, none negative, not all 0")
+        return ()
+    if pick != "weighted":
+        v.err(where, f'weights are for pick = "weighted", not "{pick}"')
+    if len(value) != n:
+        v.err(where, f"weights has {len(value)} numbers for {n} candidates: give one per candidate")
+    return tuple(float(x) for x in value)
 
 
 def _conditions(v: Validator, raw: Any, rule_where: str) -> Conditions:

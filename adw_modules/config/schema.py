@@ -33,6 +33,7 @@ import tomlkit.exceptions
 
 from adw_modules.config.catalog import CatalogConfig, validate_catalog
 from adw_modules.config.github import GitHubConfig, validate_github
+from adw_modules.config.learning import LearningConfig, validate_learning
 from adw_modules.config.lines import LineIndex
 from adw_modules.config.profiles import ProfilesConfig, apply_profile
 from adw_modules.config.providers import TIERS, ModelSpec, ProviderConfig, undefined_provider, validate_providers
@@ -73,6 +74,7 @@ _TOP_KEYS = (
     "workspace",
     "catalog",
     "profiles",
+    "learning",
     "web",
 )
 
@@ -99,6 +101,7 @@ class Config:
     workspace: WorkspaceConfig | None = None
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
     web: WebConfig = field(default_factory=WebConfig)
 
     @property
@@ -202,6 +205,7 @@ def _build(v: Validator, profile: str | None, environ: Mapping[str, str]) -> Con
     github = validate_github(v, data)
     workspace = validate_workspace(v, data)
     catalog = validate_catalog(v, data, service.coordinator.state_dir)
+    learning = validate_learning(v, data)
     web = validate_web(v, data)
     if v.issues:
         raise ConfigError(v.issues)
@@ -220,6 +224,7 @@ def _build(v: Validator, profile: str | None, environ: Mapping[str, str]) -> Con
         workspace=workspace,
         catalog=catalog,
         profiles=profiles,
+        learning=learning,
         web=web,
     )
 

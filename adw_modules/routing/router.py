@@ -10,6 +10,7 @@ and which targets were skipped as unavailable, so an operator can always answer
 from __future__ import annotations
 
 import datetime as dt
+import random
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +18,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from adw_modules.config.routing import CANDIDATE_PICKS, ModelSelector
 from adw_modules.config.schema import Config, RoutingConfig, Rule, Target
 from adw_modules.routing.conditions import WEEKDAYS
+from adw_modules.routing.learning import (
+    NOMINAL_USAGE,
+    LoadView,
+    RoutingSignals,
+    Selection,
+    idle_load,
+    learning_key,
+    select_learned,
+    select_least_busy,
+    select_weighted,
+)
+from adw_modules.routing.pricing import estimate_cost
 from adw_modules.routing.providers import ProviderRegistry, pick_model
 
 CHARS_PER_TOKEN = 4  # rough, model-independent; good enough for long-context routing
@@ -87,6 +101,8 @@ class Decision:
     skipped: list[tuple[Target, str]] = field(default_factory=list)
     inject: Path | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    selection: Selection | None = None  # a candidate pick's ranking (learned, weighted, least-busy)
+    learn_key: str | None = None  # the statistics a learned pick read (routing.learning)
 
     @property
     def trace(self) -> list[RuleCheck]:
@@ -119,6 +135,8 @@ class Decision:
             "skipped": [{"target": str(t), "reason": why} for t, why in self.skipped],
             "inject": None if self.inject is None else str(self.inject),
             "params": self.params,
+            **({} if self.selection is None else {"selection": self.selection.explain()}),
+            **({} if self.learn_key is None else {"learn_key": self.learn_key}),
         }
 
 
@@ -132,6 +150,10 @@ class ModelRouter:
         self._active = [
             (i, rule, rule.conditions.checks) for i, rule in enumerate(config.routing.rules) if rule.enabled
         ]
+        # Learned statistics, the random source and provider scores: the coordinator replaces
+        # this with its own (fed by attempt ends); standalone (adw route) it starts empty.
+        self.signals = RoutingSignals(rng=random.Random(config.learning.seed))
+        self._nominal_costs: dict[Target, float | None] = {}
 
     def route(self, attrs: Mapping[str, Any] | TaskAttrs) -> tuple[str | None, str | None]:
         """Seed 003's API: (provider, model)."""
@@ -144,8 +166,10 @@ class ModelRouter:
         unavailable: Mapping[str, str] | None = None,
         now: dt.datetime | None = None,
         evaluate_rules: bool = False,
+        load: LoadView | None = None,
     ) -> Decision:
         """Route one task.  ``unavailable`` maps provider -> reason; those targets are skipped.
+        ``load`` (running attempts, busy providers) is what candidate picks balance by.
 
         ``evaluate_rules`` checks the rules even with routing disabled (what they *would* do),
         as seed 003's show-routing does.
@@ -161,12 +185,15 @@ class ModelRouter:
         hour, weekday = self._clock(task, now)
         selector_misses: dict[int, str] = {}  # position -> why its model_select found nothing
         for i, rule in self._matching(task, hour, weekday):
-            primary, why_not = self._primary(rule, down)
-            if primary is None:
+            primary, why_not, selection = self._primary(rule, down, task, load)
+            if not primary:
                 selector_misses[i] = why_not or "no target"
                 continue
             trace = partial(_trace, routing, task, hour, weekday, selector_misses, i, True)
-            return self._rule_decision(rule, primary, trace, down)
+            decision = self._rule_decision(rule, primary, trace, down)
+            decision.selection = selection
+            decision.learn_key = None if selection is None else selection.key
+            return decision
         return self._finish(
             [default],
             None,
@@ -192,11 +219,12 @@ class ModelRouter:
                 yield i, rule
 
     def _rule_decision(
-        self, rule: Rule, primary: Target, trace: Callable[[], list[RuleCheck]], down: Mapping[str, str]
+        self, rule: Rule, primary: Sequence[Target], trace: Callable[[], list[RuleCheck]], down: Mapping[str, str]
     ) -> Decision:
-        """The decision of a matching rule: its target, then its fallbacks, then its chain's."""
+        """The decision of a matching rule: its target (a candidate pick: its ranking), then its
+        fallbacks, then its chain's."""
         routing = self.config.routing
-        candidates = [primary, *rule.fallback]
+        candidates = [*primary, *rule.fallback]
         inject = rule.inject
         if rule.chain is not None:
             chain = routing.chains[rule.chain]
@@ -220,10 +248,16 @@ class ModelRouter:
         weekday = task.weekday if task.weekday is not None else WEEKDAYS[local.weekday()]
         return hour, weekday
 
-    def _primary(self, rule: Rule, down: Mapping[str, str]) -> tuple[Target | None, str | None]:
+    def _primary(
+        self, rule: Rule, down: Mapping[str, str], task: TaskAttrs, load: LoadView | None
+    ) -> tuple[list[Target], str | None, Selection | None]:
+        """The rule's target(s) first in line, or why it has none; a candidate pick gives its
+        whole ranking and its Selection."""
         routing = self.config.routing
         if rule.model is not None:
-            return Target(rule.provider or routing.default_provider, rule.model), None
+            return [Target(rule.provider or routing.default_provider, rule.model)], None, None
+        if rule.select is not None and rule.select.pick in CANDIDATE_PICKS:
+            return self._candidate_pick(rule, rule.select, down, task, load or idle_load())
         if rule.select is not None:
             s = rule.select
             criteria: dict[str, Any] = {
@@ -234,13 +268,47 @@ class ModelRouter:
                 "provider": rule.provider,
             }
             models = [m for m in self.registry.list_models(**criteria) if m.provider not in down]
+            models = [m for m in models if self._score_ok(m.provider, s)]
             pick = pick_model(models, s.pick)
             if pick is None:
-                return None, "model_select found no model meeting " + _describe_selector(criteria, s.pick)
-            return Target(pick.provider, pick.name), None
+                return [], "model_select found no model meeting " + _describe_selector(criteria, s.pick), None
+            return [Target(pick.provider, pick.name)], None, None
         if rule.chain is not None:
-            return self.config.routing.chains[rule.chain].targets[0], None
-        return None, "rule has no target"
+            return [self.config.routing.chains[rule.chain].targets[0]], None, None
+        return [], "rule has no target", None
+
+    def _score_ok(self, provider: str, s: ModelSelector) -> bool:
+        if s.min_score is None:
+            return True
+        score = self.signals.score(provider)
+        return score is None or score >= s.min_score  # no recent outcome: not held against it
+
+    def _candidate_pick(
+        self, rule: Rule, s: ModelSelector, down: Mapping[str, str], task: TaskAttrs, load: LoadView
+    ) -> tuple[list[Target], str | None, Selection | None]:
+        """``pick = "learned" | "weighted" | "least-busy"`` over the available candidates."""
+        usable = [
+            (i, t) for i, t in enumerate(s.candidates) if t.provider not in down and self._score_ok(t.provider, s)
+        ]
+        if not usable:
+            return [], "model_select: every candidate is unavailable or below min_score", None
+        targets = [t for _, t in usable]
+        if s.pick == "weighted":
+            selection = select_weighted(targets, [s.weights[i] for i, _ in usable], self.signals.rng, load)
+            return selection.order, None, selection
+        if s.pick == "least-busy":
+            selection = select_least_busy(targets, self.signals.stats, load)
+            return selection.order, None, selection
+        key = learning_key(s.learn_by, rule.name, task.labels, task.repo)
+        selection = select_learned(s, targets, key, self.signals, self._nominal_cost, load)
+        return selection.order, None, selection
+
+    def _nominal_cost(self, target: Target) -> float | None:
+        """A candidate's cost per attempt before any was costed: its price at NOMINAL_USAGE (cached)."""
+        if target not in self._nominal_costs:
+            price = self.registry.price_for(target.provider, target.model)
+            self._nominal_costs[target] = estimate_cost(NOMINAL_USAGE, price)
+        return self._nominal_costs[target]
 
     def _finish(
         self,

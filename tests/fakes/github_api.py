@@ -44,6 +44,9 @@ is open for that head), ``GET .../pulls`` (filters ``state head base sort direct
 ``GET .../pulls/{n}`` and ``PATCH .../pulls/{n}`` (title, body, state, base).  A pull request
 takes the next issue number and appears in the issues list with its ``pull_request`` object; ``fake.pulls(repo)`` / ``fake.pull(repo, n)`` show them
 (``FakePull``: head, base, and the ``FakeIssue`` holding title, body, state, draft).
+``fake.merge_pull(repo, n, actor)`` merges one as the merge button does (GitHub's
+``PUT .../pulls/{n}/merge``, not served): the pull request is closed with ``merged_at`` set (and
+``merged: true`` in the full object), the fields GitHub's "Get a pull request" returns for a merged one.
 
 **Reviews**: ``GET .../pulls/{n}/comments`` (review comments, i.e. inline comments on the diff,
 oldest first; ``sort direction since``, paginated), ``GET .../pulls/comments/{id}``,
@@ -237,6 +240,7 @@ class FakePull:
     maintainer_can_modify: bool = False
     review_ids: list[int] = field(default_factory=list)  # FakeRepo.reviews keys, oldest first
     review_comment_ids: list[int] = field(default_factory=list)  # FakeRepo.review_comments keys, oldest first
+    merged_at: float | None = None  # set by ``FakeGitHub.merge_pull`` (GitHub: PUT .../pulls/{n}/merge)
 
     @property
     def number(self) -> int:
@@ -578,6 +582,16 @@ class FakeGitHub(LoopbackServer):
             r = self._repo(repo)
             self.add_user(actor)
             self._set_state(r, self._issue(r, number), "closed", state_reason, actor, self.now())
+
+    def merge_pull(self, repo: str, number: int, actor: str) -> None:
+        """``actor`` merges pull request ``number`` (as the merge button does): merged and closed."""
+        with self._lock:
+            r = self._repo(repo)
+            self.add_user(actor)
+            issue = self._issue(r, number)
+            pull = self._pull(r, issue)
+            pull.merged_at = self.now()
+            self._set_state(r, issue, "closed", None, actor, pull.merged_at)
 
     def reopen_issue(self, repo: str, number: int, actor: str) -> None:
         with self._lock:
@@ -1732,7 +1746,7 @@ class FakeGitHub(LoopbackServer):
             "created_at": _iso(issue.created_at),
             "updated_at": _iso(issue.updated_at),
             "closed_at": _iso(issue.closed_at) if issue.closed_at is not None else None,
-            "merged_at": None,
+            "merged_at": _iso(pull.merged_at) if pull.merged_at is not None else None,
             "merge_commit_sha": None,
             "assignee": None,
             "assignees": [],
@@ -1757,7 +1771,7 @@ class FakeGitHub(LoopbackServer):
         if full:
             doc.update(
                 {
-                    "merged": False,
+                    "merged": pull.merged_at is not None,
                     "mergeable": None,  # GitHub computes it in the background; null until it has
                     "rebaseable": None,
                     "mergeable_state": "unknown",

@@ -42,6 +42,7 @@ Layout: ``Store`` (below) is assembled from one mixin per concern, each over ``S
 * ``queue``: tasks, claiming, release and the operator actions (cancel, requeue).
 * ``attempts``: an attempt's life: start, fencing, progress, leases, finish, reaping, orphans.
 * ``reports``: metrics aggregates, load and spend, events, counts and usage.
+* ``learning``: finished attempts with their task's fate (learned routing, ``adw stats``), recent durations.
 * ``pruning``: retention (deleting old rows, keeping their totals and source state).
 * ``browse``: the web console's reads: a filtered keyset task page, spend series, a change marker.
 * ``coordination``: source state, provider health, the coordinators registry, the leader lease.
@@ -61,6 +62,7 @@ from adw_modules.queue.store.engine import (
     alembic_config,
     migrate,
 )
+from adw_modules.queue.store.learning import AttemptFact, LearningMixin
 from adw_modules.queue.store.pruning import PruningMixin
 from adw_modules.queue.store.queue import TaskQueueMixin
 from adw_modules.queue.store.reports import (
@@ -83,9 +85,11 @@ __all__ = [
     "UNLABELLED",
     "USAGE_GROUPS",
     "UTC",
+    "AttemptFact",
     "AttemptsMixin",
     "BrowseMixin",
     "CoordinationMixin",
+    "LearningMixin",
     "PruningMixin",
     "ReportsMixin",
     "Store",
@@ -97,5 +101,5 @@ __all__ = [
 ]
 
 
-class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin, BrowseMixin):
+class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin, LearningMixin, BrowseMixin):
     """The coordinator's durable state.  Thread-safe: share one Store per process."""

@@ -208,6 +208,23 @@ class GitHubClient:
             url, query = _next_link(resp_headers.get("link", "")), None
         return items if changed else None
 
+    def pull_if_changed(self, repo: str, number: int) -> dict[str, Any] | None:
+        """A pull request (its state, ``merged_at``), or None if unchanged since the last call:
+        a conditional GET, so an unchanged pull request costs no rate-limit points."""
+        path = f"/repos/{repo}/pulls/{number}"
+        cached = self._etags.get(path)
+        headers = {"If-None-Match": cached[0]} if cached else {}
+        status, resp_headers, body = self._call(lambda: self.gh.requester.requestJson("GET", path, None, headers))
+        resp_headers = {k.lower(): v for k, v in resp_headers.items()}
+        if status == 304 and cached is not None:
+            return None
+        if status != 200:
+            raise self._check(status, resp_headers, json.loads(body) if body else {})
+        pull: dict[str, Any] = json.loads(body)
+        if "etag" in resp_headers:
+            self._etags[path] = (resp_headers["etag"], [pull])
+        return pull
+
     def _check(self, status: int, headers: dict[str, Any], data: dict[str, Any]) -> Exception:
         exc = self.gh.requester.createException(status, headers, data)
         if status in (403, 429) and self._is_rate_limit(exc):

@@ -47,6 +47,7 @@ from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TERMINAL_STATES, NewTask, Task, TaskState
 from adw_modules.sources.github import progress, triggers
 from adw_modules.sources.github.client import Backoff, GitHubClient, LabelEvent
+from adw_modules.sources.github.fate import record_pull_fate
 
 log = logging.getLogger("adw.github")
 
@@ -236,6 +237,7 @@ class GitHubSource:
             comments = self.client.comments_if_changed(task.repo or "", int(pr))
             if comments is not None:
                 self._commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
+            record_pull_fate(self.client, self.store, task, state, self.clock())  # issue 16: merged?
 
     def _commands(
         self,

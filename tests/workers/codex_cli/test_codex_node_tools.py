@@ -13,6 +13,8 @@ import pytest
 
 from tests import node_tools
 from tests.node_tools import (
+    CCR_PACKAGE,
+    CCR_VERSION,
     CLAUDE_CODE_VERSION,
     CODEX_PACKAGE,
     CODEX_PREFIX,
@@ -101,6 +103,9 @@ def test_main_installs_both_clis(codex_cli: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    # stdout is unchanged (Claude Code's path and version); Codex's pair goes to stderr.
+    # stdout is unchanged (Claude Code's path and version); Codex's pair, then
+    # claude-code-router's path and pin, go to stderr.
     assert proc.stdout.splitlines()[1] == f"{CLAUDE_CODE_VERSION} (Claude Code)"
-    assert proc.stderr.splitlines()[-2:] == [str(codex_cli), f"codex-cli {CODEX_VERSION}"]
+    lines = proc.stderr.splitlines()
+    assert lines[-4:-2] == [str(codex_cli), f"codex-cli {CODEX_VERSION}"]
+    assert lines[-2].endswith("/dist/cli.js") and lines[-1] == f"{CCR_PACKAGE} {CCR_VERSION}"

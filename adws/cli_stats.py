@@ -1,0 +1,110 @@
+"""``adw stats``: success rates with 95% intervals, cost per success, durations, failover and
+retry rates, from the attempts the store keeps (``adw_modules.ops.stats``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from adw_modules.ops.display import format_usd
+from adws.cli import config_error_exit, context_for, emit, read_options
+
+
+@click.command("stats")
+@click.option(
+    "--by",
+    type=click.Choice(["target", "model", "rule", "label", "repo"]),
+    default="target",
+    show_default=True,
+)
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="The last N days.")
+@read_options
+def stats_cmd(by: str, days: int, config_path: str | None, as_json: bool) -> None:
+    """Success rate (95% interval), cost per success, durations, failovers and retries, grouped."""
+    from adw_modules.config.schema import ConfigError
+    from adw_modules.ops.stats import outcome_stats
+    from adws.stores import open_store
+
+    config = context_for(config_path).config()
+    try:
+        store = open_store(config)
+    except ConfigError as exc:
+        config_error_exit(exc)
+    try:
+        groups = outcome_stats(store, by=by, days=days, now=dt.datetime.now(dt.UTC), mode=config.learning.success)
+    finally:
+        store.close()
+    data = {"by": by, "days": days, "success": config.learning.success, "groups": [g.to_dict() for g in groups]}
+    emit(as_json, data, stats_text)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.0f}s"
+    return f"{value / 60:.1f}m"
+
+
+def stats_text(d: dict[str, Any]) -> str:
+    groups = d["groups"]
+    if not groups:
+        return f"No finished attempts in the last {d['days']} days."
+    width = max(len(d["by"]), *(len(str(g["key"])) for g in groups))
+    head = (
+        f"{d['by']:<{width}} {'attempts':>8} {'counted':>7} {'success':>7} {'95% interval':>12} "
+        f"{'cost/success':>12} {'median':>7} {'p90':>7} {'failover':>8} {'retry':>6} {'follow-up':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for g in groups:
+        low, high = g["interval"]
+        interval = "-" if not g["counted"] else f"{low * 100:.0f}-{high * 100:.0f}%"
+        per_success = "-" if g["cost_per_success"] is None else format_usd(g["cost_per_success"])
+        lines.append(
+            f"{g['key']!s:<{width}} {g['attempts']:>8} {g['counted']:>7} {_pct(g['success_rate']):>7} "
+            f"{interval:>12} {per_success:>12} {_secs(g['median_s']):>7} {_secs(g['p90_s']):>7} "
+            f"{_pct(g['failover_rate']):>8} {_pct(g['retry_rate']):>6} {_pct(g['follow_up_rate']):>9}"
+        )
+    lines.append(
+        f'success = "{d["success"]}" ([learning] success), last {d["days"]} days; counted: attempts whose success '
+        "is decided (not a provider fault, a cancellation or an undecided pull request)"
+    )
+    if d["by"] == "label":
+        lines.append("(an attempt counts under each label of its task: rows overlap)")
+    return "\n".join(lines)
+
+
+def stored_scores(config: Any) -> dict[str, float | None] | None:
+    """Each provider's score from the store, if there is a store to read (``adw providers`` must
+    not create one); None when there is none or it cannot be read."""
+    import os
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from adw_modules.ops.stats import provider_scores
+    from adws.stores import open_store
+
+    url = config.service.store_url(dict(os.environ))
+    if not url:
+        return None
+    parsed = sa.make_url(url)
+    if parsed.drivername.startswith("sqlite") and not (parsed.database and Path(parsed.database).is_file()):
+        return None
+    try:
+        store = open_store(config)
+    except Exception:  # the providers view stands without scores
+        return None
+    try:
+        scores: dict[str, float | None] = provider_scores(store, config)
+        return scores
+    except Exception:
+        return None
+    finally:
+        store.close()
