@@ -83,6 +83,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("adws.cli_queue:tasks_cmd", "Tasks, newest first."),
     "top": ("adws.top:top_cmd", "Live view: running attempts, queue, provider health.  q or Ctrl-C quits."),
     "usage": ("adws.cli_queue:usage_cmd", "Tokens and cost, grouped."),
+    "web": (
+        "adws.cli_web:web_cmd",
+        "Serve the web console from the store (read-only while no coordinator runs).  Ctrl-C stops.",
+    ),
     "workspace": ("adws.cli_queue:workspace_group", "Per-task git worktrees."),
 }
 

@@ -10,7 +10,8 @@ import click
 import tomlkit
 
 from adw_modules.config import edit as config_edit
-from adw_modules.config.schema import ConfigError, load_config
+from adw_modules.config.schema import ConfigError
+from adws import views
 from adws.cli import EXIT_CONFIG, config_error_exit, context_for, emit, read_options
 
 
@@ -24,21 +25,12 @@ def config_group() -> None:
 def config_validate(config_path: str | None, as_json: bool) -> None:
     """Validate config.toml: every problem at once, exit code 2 if there are any."""
     path = context_for(config_path).config_path
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
+    data = views.validation_data(path)
+    if not data["valid"]:
         if as_json:
-            click.echo(json.dumps({"config": path, "valid": False, "errors": exc.issues}, indent=2))
+            click.echo(json.dumps(data, indent=2))
             sys.exit(EXIT_CONFIG)
-        config_error_exit(exc)
-    data = {
-        "config": path,
-        "valid": True,
-        "providers": len(config.providers),
-        "rules": len(config.routing.rules),
-        "chains": len(config.routing.chains),
-        "fingerprint": config.fingerprint,
-    }
+        config_error_exit(ConfigError(data["errors"]))
     emit(
         as_json,
         data,

@@ -53,7 +53,11 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
         config_error_exit(exc)
     service.install_signal_handlers()
     service.protect_environment()
-    sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+    try:
+        code = service.run(mode or "forever", idle_wait_s=idle_wait)  # type: ignore[arg-type]
+    except ConfigError as exc:  # e.g. [web] listen: the port is taken
+        config_error_exit(exc)
+    sys.exit(code)
 
 
 @click.command("enqueue")
@@ -153,7 +157,7 @@ def tasks_cmd(state: str | None, limit: int, config_path: str | None, as_json: b
         tasks = store.list_tasks(TaskState(state) if state else None, limit=limit)
     finally:
         store.close()
-    emit(as_json, {"tasks": [t.to_dict() for t in tasks]}, queue_views.tasks_text)
+    emit(as_json, queue_views.tasks_data(tasks), queue_views.tasks_text)
 
 
 @click.group("task")
@@ -168,14 +172,9 @@ def task_show(task_id: int, config_path: str | None, as_json: bool) -> None:
     """Every attempt with its routing decision, outcome, tokens and cost, and the task's events."""
     store, _ = _store(config_path)
     try:
-        task = store.get_task(task_id)
-        if task is None:
+        data = queue_views.task_data(store, task_id)
+        if data is None:
             raise click.BadParameter(f"no task {task_id}", param_hint="TASK_ID")
-        data = {
-            "task": task.to_dict(),
-            "attempts": [a.to_dict() for a in store.attempts_for(task_id)],
-            "events": store.events(task_id=task_id, limit=200),
-        }
     finally:
         store.close()
     emit(as_json, data, queue_views.task_text)
@@ -281,13 +280,12 @@ def cancel_cmd(task_id: int, config_path: str | None, as_json: bool) -> None:
 @read_options
 def usage_cmd(by: str, days: int | None, config_path: str | None, as_json: bool) -> None:
     """Tokens and cost, grouped."""
-    since = None if days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     store, _ = _store(config_path)
     try:
-        rows = store.usage(by, since=since)
+        data = queue_views.usage_data(store, by, days)
     finally:
         store.close()
-    emit(as_json, {"by": by, "rows": rows}, queue_views.usage_text)
+    emit(as_json, data, queue_views.usage_text)
 
 
 @click.command("demo")

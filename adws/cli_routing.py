@@ -87,6 +87,5 @@ def route_cmd(
         hour=hour,
         weekday=weekday,
     )
-    unavailable = {} if ignore_availability else router.registry.unavailable()
-    decision = router.decide(attrs, unavailable=unavailable)
+    decision = views.decide(router, attrs, ignore_availability)
     emit(as_json, decision.to_dict(), lambda _: views.decision_text(attrs, decision))

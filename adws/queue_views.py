@@ -10,7 +10,7 @@ from adw_modules.ops.display import ago, clock, format_usd, relative
 from adw_modules.ops.stats import provider_scores
 from adw_modules.queue import health
 from adw_modules.queue.store import Store
-from adw_modules.queue.tasks import PRIORITY_RANK, TaskState
+from adw_modules.queue.tasks import PRIORITY_RANK, Task, TaskState
 from adw_modules.routing.providers import ProviderRegistry
 
 Clock = dt.datetime | None
@@ -71,6 +71,29 @@ def status_data(config: Config, store: Store, now: Clock = None) -> dict[str, An
         "providers": providers,
         "coordinators": [{k: _iso(v) for k, v in c.items()} for c in store.coordinators()],
     }
+
+
+def tasks_data(tasks: list[Task]) -> dict[str, Any]:
+    """``adw tasks --json`` and ``/api/v1/tasks``."""
+    return {"tasks": [t.to_dict() for t in tasks]}
+
+
+def task_data(store: Store, task_id: int) -> dict[str, Any] | None:
+    """``adw task show --json`` and ``/api/v1/tasks/{id}``: the task, its attempts, its events; None if no such task."""
+    task = store.get_task(task_id)
+    if task is None:
+        return None
+    return {
+        "task": task.to_dict(),
+        "attempts": [a.to_dict() for a in store.attempts_for(task_id)],
+        "events": store.events(task_id=task_id, limit=200),
+    }
+
+
+def usage_data(store: Store, by: str, days: int | None, now: Clock = None) -> dict[str, Any]:
+    """``adw usage --json`` and ``/api/v1/usage``."""
+    since = None if days is None else _now(now) - dt.timedelta(days=days)
+    return {"by": by, "rows": store.usage(by, since=since)}
 
 
 def status_text(d: dict[str, Any], now: Clock = None, tz: dt.tzinfo | None = None) -> str:

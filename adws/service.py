@@ -43,6 +43,7 @@ from adws.stores import open_store
 
 if TYPE_CHECKING:
     from adw_modules.sources.github.source import GitHubSource
+    from adws.web.server import ConsoleServer
 
 log = logging.getLogger("adw.service")
 
@@ -149,6 +150,7 @@ class Service:
         self._dispatch_stop = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._poll_soon = False  # a reload rebuilt the GitHub source: poll at once
+        self.last_reload: dict[str, object] | None = None  # the web console's Config page shows it
         if config.github is not None:
             self.github = make_github_source(config, self.store, self.coordinator, self.environ)
 
@@ -191,6 +193,7 @@ class Service:
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error(f"reload rejected: {issue}", extra={"data": {"event": "config.rejected", "issue": issue}})
+            self.last_reload = {"at": utcnow().isoformat(), "ok": False, "lines": exc.issues}
             return False
         changes = config_changes(self.config, new)
         old, self.config = self.config, new
@@ -199,6 +202,7 @@ class Service:
         self._reload_github(old, new)
         if self.scheduler.running:
             self._reschedule()
+        self.last_reload = {"at": utcnow().isoformat(), "ok": True, "lines": changes or ["no changes"]}
         log.info(
             "config reloaded: " + ("; ".join(changes) or "no changes"),
             extra={"data": {"event": "config.reloaded", "changes": changes, "fingerprint": new.fingerprint}},
@@ -411,6 +415,12 @@ class Service:
                 github_remaining=self._github_remaining,
                 scheduler_running=lambda: bool(self.scheduler.running),
             )
+        try:
+            web = self._serve_console()  # also before any work: a taken port fails at once
+        except BaseException:
+            if metrics is not None:
+                metrics.stop()
+            raise
         c = self.coordinator
         c.startup()
         self._schedule(dispatch=mode != "once")
@@ -456,9 +466,32 @@ class Service:
             finally:
                 if metrics is not None:
                     metrics.stop()
+                if web is not None:
+                    web.stop()
                 self.store.close()
         log.info("coordinator stopped", extra={"data": {"event": "service.stopped", "owner": c.owner}})
         return 0
+
+    def _serve_console(self) -> ConsoleServer | None:
+        """``[web] listen``: the web console on a thread, over this coordinator's store and config."""
+        if (listen := self.config.web.listen) is None:
+            return None
+        from adws.web.server import serve_in_thread  # Starlette, Jinja2, uvicorn: only when asked for
+
+        def edited() -> None:  # the console switched routing in the file: apply it now
+            self.reload_requested = True
+            self.wake.set()
+
+        return serve_in_thread(
+            self.config,
+            self.store,
+            listen,
+            self.environ,
+            config_of=lambda: self.config,
+            github_remaining=self._github_remaining,
+            after_config_edit=edited,
+            reload_info=lambda: self.last_reload,
+        )
 
     def drain(self) -> None:
         c = self.coordinator

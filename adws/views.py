@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adw_modules.config.schema import Config, Scenario, Target
+from adw_modules.config.schema import Config, ConfigError, Scenario, Target, load_config
 from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter, TaskAttrs
 
@@ -215,6 +215,12 @@ def routing_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def decide(router: ModelRouter, attrs: TaskAttrs, ignore_availability: bool = False) -> Decision:
+    """``adw route`` and ``POST /api/v1/route``: one decision, now (or as if every provider were usable)."""
+    unavailable = {} if ignore_availability else router.registry.unavailable()
+    return router.decide(attrs, unavailable=unavailable)
+
+
 def decision_text(attrs: TaskAttrs, d: Decision) -> str:
     lines = [f"Task: {attrs.to_dict()}"]
     if d.target is None:
@@ -237,6 +243,26 @@ def decision_text(attrs: TaskAttrs, d: Decision) -> str:
     if d.inject:
         lines.append(f"  Inject: {d.inject}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- config
+
+
+def validation_data(path: str) -> dict[str, Any]:
+    """``adw config validate --json`` (and the console's ``/api/v1/config``): valid with counts
+    and the fingerprint, or not with every problem."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return {"config": path, "valid": False, "errors": exc.issues}
+    return {
+        "config": path,
+        "valid": True,
+        "providers": len(config.providers),
+        "rules": len(config.routing.rules),
+        "chains": len(config.routing.chains),
+        "fingerprint": config.fingerprint,
+    }
 
 
 # ---------------------------------------------------------------- models

@@ -10,7 +10,7 @@ dataclasses with their validation: ``providers`` ([providers.NAME], models, pric
 built-in and from ``adw.providers`` plugins), ``interfaces`` (the CLI-interface registry:
 API format, proxy support), ``catalog`` ([catalog]: the
 discovered model pool's source and refresh), ``profiles`` ([profiles]: credential profiles,
-laid over the raw data before the sections are validated).
+laid over the raw data before the sections are validated), ``web`` ([web]: the console).
 
 May import: ``routing.conditions`` and ``routing.pricing`` (a condition and a price are each
 defined once, where they are used; neither imports config), ``queue.health``, ``queue.retry``

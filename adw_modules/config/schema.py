@@ -40,6 +40,7 @@ from adw_modules.config.providers import TIERS, ModelSpec, ProviderConfig, undef
 from adw_modules.config.routing import Chain, ModelSelector, RoutingConfig, Rule, Scenario, Target, validate_routing
 from adw_modules.config.service import ServiceConfig, validate_service
 from adw_modules.config.validation import Validator
+from adw_modules.config.web import WebConfig, validate_web
 from adw_modules.config.workspace import WorkspaceConfig, validate_workspace
 
 __all__ = [
@@ -74,6 +75,7 @@ _TOP_KEYS = (
     "catalog",
     "profiles",
     "learning",
+    "web",
 )
 
 
@@ -100,6 +102,7 @@ class Config:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -203,6 +206,7 @@ def _build(v: Validator, profile: str | None, environ: Mapping[str, str]) -> Con
     workspace = validate_workspace(v, data)
     catalog = validate_catalog(v, data, service.coordinator.state_dir)
     learning = validate_learning(v, data)
+    web = validate_web(v, data)
     if v.issues:
         raise ConfigError(v.issues)
     assert routing is not None
@@ -221,6 +225,7 @@ def _build(v: Validator, profile: str | None, environ: Mapping[str, str]) -> Con
         catalog=catalog,
         profiles=profiles,
         learning=learning,
+        web=web,
     )
 
 

@@ -152,3 +152,22 @@ def _why_not_started(program: str, exc: OSError) -> str:
         return f"{program} could not be started: permission denied (is it executable? chmod +x {program})"
     reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or type(exc).__name__
     return f"{program} could not be started: {reason}"
+
+
+def web_token(
+    env_name: str | None, command: Sequence[str] | None, environ: Mapping[str, str], redactor: Redactor, what: str
+) -> str | None:
+    """A web console token ([web] ``token_*`` or ``readonly_token_*``), by reference: the command's
+    output if a command is set, else the variable's value; None if neither is configured.
+    Raises SecretError (naming ``what``, never the value) when configured but unobtainable.
+    The value is registered with ``redactor``, so no page or log can show it."""
+    if command:
+        value = run_secret_command(command, SECRET_TIMEOUT_S, what=f"{what}_command")
+    elif env_name:
+        value = environ.get(env_name, "")
+        if not value:
+            raise SecretError(f"{env_name} is not set (the console's {what}, by reference: [web] {what}_env)")
+    else:
+        return None
+    redactor.add(value)
+    return value

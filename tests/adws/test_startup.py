@@ -34,6 +34,10 @@ NEVER_AT_START = (
     "adw_modules.ops.doctor",
     "adw_modules.coordinator",
     "adws.service",
+    "starlette",
+    "jinja2",
+    "uvicorn",
+    "adws.web",
 )
 # What a command that opens the store still must not load.
 NEVER_WITH_THE_STORE = tuple(m for m in NEVER_AT_START if m != "sqlalchemy")
@@ -118,7 +122,8 @@ def test_a_command_s_own_help_loads_its_module_only() -> None:
 
 
 def test_the_idle_coordinator_does_not_import_what_it_does_not_use() -> None:
-    """Without [github] and [metrics] listen: no PyGithub (~30 MB), no prometheus_client (~20 MB)."""
+    """Without [github], [metrics] and [web] listen: no PyGithub (~30 MB), no prometheus_client (~20 MB),
+    no Starlette / uvicorn."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     code = "import sys, adws.service\nprint('\\n'.join(sys.modules))"
     out = subprocess.run(
@@ -137,6 +142,9 @@ def test_the_idle_coordinator_does_not_import_what_it_does_not_use() -> None:
                 "adw_modules.workers.openrouter",
                 "github",
                 "prometheus_client",
+                "starlette",
+                "uvicorn",
+                "adws.web",
             ),
         )
         == []

@@ -1,7 +1,7 @@
 """System programs the operations tests need, installed from Debian's apt when missing.
 
 ``ensure_systemd_analyze()`` returns the path of ``systemd-analyze`` (Debian package
-``systemd``), running ``apt-get install`` only when the program is absent.  An exclusive
+``systemd``), ``ensure_chromium()`` Debian's ``chromium`` (the web console's browser tests), running ``apt-get install`` only when the program is absent.  An exclusive
 ``fcntl`` lock on ``.cache/system-tools.lock`` serialises parallel callers, and the check is
 repeated under the lock.  CI may run ``python tests/ops/system_tools.py`` once before pytest.
 """
@@ -59,6 +59,13 @@ def ensure_tmux() -> str:
     return ensure_program("tmux", "tmux")
 
 
+def ensure_chromium() -> str:
+    """Debian's Chromium, the browser the web console's Playwright tests drive (Playwright's own
+    browser download is not used: machines running the suite may reach only Debian's mirrors)."""
+    return ensure_program("chromium", "chromium")
+
+
 if __name__ == "__main__":
     print(ensure_systemd_analyze())
     print(ensure_tmux())
+    print(ensure_chromium())

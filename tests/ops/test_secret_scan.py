@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
 from adw_modules.config.schema import load_config
+from adw_modules.config.web import WebConfig
 from adw_modules.ops.logs import setup_logging
 from adw_modules.ops.metrics_http import serve_metrics
 from adw_modules.queue.store import Store
@@ -96,6 +99,7 @@ def scan(tmp_path: Path, fake: FakeGitHub, issue: int) -> None:
     server = serve_metrics(store, ("127.0.0.1", 0))
     try:
         status, scraped = http_get(f"http://127.0.0.1:{server.address[1]}/metrics")
+        console_pages = console_bodies(load_config(config_path), store, environ, task.id)
     finally:
         server.stop()
         store.close()
@@ -110,6 +114,7 @@ def scan(tmp_path: Path, fake: FakeGitHub, issue: int) -> None:
         runner.invoke(cli, ["status", "--json", "--config", str(config_path)]).output,
         runner.invoke(cli, ["tasks", "--json", "--config", str(config_path)]).output,
         logs.getvalue(),
+        *console_pages,
     ]
     shown = json.loads(outputs[len(comments) + 1])
     assert [a["outcome"] for a in shown["attempts"]] == ["crashed", "success"]  # it really ran, twice
@@ -122,7 +127,30 @@ def scan(tmp_path: Path, fake: FakeGitHub, issue: int) -> None:
             scanned += 1
             if PLANTED.encode() in path.read_bytes():
                 leaks.append(str(path.relative_to(tmp_path)))
+    assert any("[REDACTED]" in page for page in console_pages)  # the transcript and result were there, masked
     assert scanned >= 5  # transcripts, prompts, the database and its WAL
     transcript = next((tmp_path / "state" / "attempts").rglob("stdout.jsonl")).read_text()
     assert "[REDACTED]" in transcript
     assert leaks == []
+
+
+def console_bodies(config: Any, store: Store, environ: dict[str, str], task_id: int) -> list[str]:
+    """Every page and JSON endpoint of the web console over this store (with an admin token)."""
+    from starlette.testclient import TestClient
+
+    from adws.web.app import create_app
+    from adws.web.server import make_console
+
+    web_config = dataclasses.replace(config, web=WebConfig(token_env="WEB_TOKEN"))
+    console = make_console(web_config, store, {**environ, "WEB_TOKEN": "web-admin-token"}, in_coordinator=True)
+    paths = ["/", "/tasks", f"/tasks/{task_id}", f"/tasks/{task_id}?attempt=1", "/spend", "/routing", "/config"]
+    paths += ["/api/v1/status", "/api/v1/tasks", f"/api/v1/tasks/{task_id}", "/api/v1/usage", "/api/v1/routing"]
+    with TestClient(create_app(console), base_url="http://127.0.0.1") as client:
+        client.headers["Authorization"] = "Bearer web-admin-token"
+        bodies = []
+        for path in paths:
+            r = client.get(path)
+            assert r.status_code == 200, path
+            bodies.append(r.text)
+    console.watcher.stop()
+    return bodies

@@ -44,6 +44,7 @@ Layout: ``Store`` (below) is assembled from one mixin per concern, each over ``S
 * ``reports``: metrics aggregates, load and spend, events, counts and usage.
 * ``learning``: finished attempts with their task's fate (learned routing, ``adw stats``), recent durations.
 * ``pruning``: retention (deleting old rows, keeping their totals and source state).
+* ``browse``: the web console's reads: a filtered keyset task page, spend series, a change marker.
 * ``coordination``: source state, provider health, the coordinators registry, the leader lease.
 * ``text``: what makes any text storable on both backends (the column types the schema uses).
 """
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 from adw_modules.queue.store.attempts import REAPED_MESSAGE, AttemptsMixin
 from adw_modules.queue.store.base import UTC, StoreBase
+from adw_modules.queue.store.browse import BrowseMixin, TaskFilter
 from adw_modules.queue.store.coordination import CoordinationMixin
 from adw_modules.queue.store.engine import (
     MIGRATIONS_DIR,
@@ -85,17 +87,19 @@ __all__ = [
     "UTC",
     "AttemptFact",
     "AttemptsMixin",
+    "BrowseMixin",
     "CoordinationMixin",
     "LearningMixin",
     "PruningMixin",
     "ReportsMixin",
     "Store",
     "StoreBase",
+    "TaskFilter",
     "TaskQueueMixin",
     "alembic_config",
     "migrate",
 ]
 
 
-class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin, LearningMixin):
+class Store(TaskQueueMixin, AttemptsMixin, PruningMixin, CoordinationMixin, LearningMixin, BrowseMixin):
     """The coordinator's durable state.  Thread-safe: share one Store per process."""
