@@ -1,0 +1,66 @@
+"""GitHub App identity: installation tokens minted through PyGithub's App auth, refreshed early.
+
+A team's bot is a GitHub App rather than someone's personal token: it acts as ``<slug>[bot]``,
+with the permissions the App was granted, on the repositories it is installed on.  The App
+signs a short JWT (RS256, with its private key, fetched by reference) to mint an installation
+token (valid one hour); every REST call and every ``git push`` uses that token.
+
+PyGithub's ``AppInstallationAuth`` mints the token and mints a new one once the old is about
+to expire, but its margin is 20 s by the wall clock: a push that starts 25 s before expiry
+would fail half-way.  ``InstallationAuth`` keeps PyGithub's minting and moves the margin to
+``REFRESH_MARGIN`` (5 min), measured by the client's clock (a test's fake clock).
+
+One installation serves a coordinator: ``installation_id`` if configured, else the one of the
+first repository (``GET /repos/{owner}/{repo}/installation``); ``adw github check`` says when a
+repository belongs to another installation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from github import Auth, GithubIntegration
+
+REFRESH_MARGIN = dt.timedelta(minutes=5)
+
+
+class InstallationAuth(Auth.AppInstallationAuth):
+    """PyGithub's installation auth, renewed ``REFRESH_MARGIN`` before expiry by ``clock``."""
+
+    def __init__(self, app_auth: Auth.AppAuth, installation_id: int, clock: Callable[[], dt.datetime]) -> None:
+        super().__init__(app_auth, installation_id)
+        self._clock = clock
+        self.minted = 0  # how many tokens were minted (for tests and the check)
+
+    @property
+    def _is_expired(self) -> bool:
+        # PyGithub keeps the current token in a name-mangled attribute of its class.
+        current = getattr(self, "_AppInstallationAuth__installation_authorization", None)
+        if current is None:
+            return True
+        return bool(current.expires_at - REFRESH_MARGIN <= self._clock())
+
+    def _get_installation_authorization(self):  # type: ignore[no-untyped-def]
+        self.minted += 1
+        return super()._get_installation_authorization()
+
+
+def app_auth(app_id: str, private_key: str) -> Auth.AppAuth:
+    return Auth.AppAuth(app_id, private_key)
+
+
+def integration(base_url: str, auth: Auth.AppAuth, timeout_s: float = 15.0) -> GithubIntegration:
+    """PyGithub's view of the App itself (JWT-authenticated): its slug, its installations."""
+    return GithubIntegration(auth=auth, base_url=base_url, retry=None, timeout=int(timeout_s), lazy=True)
+
+
+def bot_login(gi: GithubIntegration) -> str:
+    """The App's identity on GitHub: ``<slug>[bot]`` (``GET /app``)."""
+    return f"{gi.get_app().slug}[bot]"
+
+
+def installation_for(gi: GithubIntegration, repo: str) -> int:
+    """The App's installation on ``repo`` (404 if the App is not installed there)."""
+    owner, name = repo.split("/", 1)
+    return int(gi.get_repo_installation(owner, name).id)
