@@ -22,6 +22,9 @@ from collections.abc import Callable
 
 from github import Auth, GithubIntegration
 
+from adw_modules.config.github import GitHubConfig
+from adw_modules.sources.github.client import GitHubClient
+
 REFRESH_MARGIN = dt.timedelta(minutes=5)
 
 
@@ -64,3 +67,21 @@ def installation_for(gi: GithubIntegration, repo: str) -> int:
     """The App's installation on ``repo`` (404 if the App is not installed there)."""
     owner, name = repo.split("/", 1)
     return int(gi.get_repo_installation(owner, name).id)
+
+
+def app_client(
+    gh: GitHubConfig,
+    private_key: str,
+    *,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    pace_s: tuple[float, float] = (0.25, 1.0),
+) -> GitHubClient:
+    """A ``GitHubClient`` acting as the App's installation; GithubException / Backoff say why not."""
+    auth = app_auth(str(gh.app_id), private_key)
+    probe = GitHubClient(gh.base_url, "unused", clock=clock, pace_s=(0, 0))  # only for its error mapping
+    gi = integration(gh.base_url, auth)
+    login = probe.call(lambda: bot_login(gi))
+    installation = gh.installation_id or probe.call(lambda: installation_for(gi, gh.repositories[0]))
+    return GitHubClient(
+        gh.base_url, InstallationAuth(auth, installation, clock), clock=clock, pace_s=pace_s, login=login
+    )

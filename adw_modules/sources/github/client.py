@@ -121,6 +121,10 @@ class GitHubClient:
         self.backoff = None
         return result
 
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn`` (a PyGithub call) with this client's failure rules: rate limits and outages raise ``Backoff``."""
+        return self._call(fn)
+
     @staticmethod
     def _is_rate_limit(exc: GithubException) -> bool:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
