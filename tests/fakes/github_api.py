@@ -1477,6 +1477,12 @@ class FakeGitHub(LoopbackServer):
             issue.events.append(FakeEvent(self._next_id(), "unassigned", actor, self.now(), assignee=assignee))
             issue.updated_at = self.now()
 
+    def token_valid(self, token: str) -> bool:
+        """Whether GitHub would accept ``token`` now (known, and an installation token not expired)."""
+        with self._lock:
+            expires = self._token_expiry.get(token)
+            return token in self._tokens and (expires is None or self.now() < expires)
+
     def reactions(self, repo: str, target: str) -> list[tuple[str, str]]:
         """(user, content) of the reactions on ``target``: ``issues/N``, ``issues/comments/ID``."""
         kind, _, ident = target.rpartition("/")

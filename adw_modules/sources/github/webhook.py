@@ -132,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, message: str) -> None:
         body = json.dumps({"message": message}).encode()
+        self.receiver.counted(status)  # before the answer: whoever reads it may look at the counts
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -140,7 +141,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
-        self.receiver.counted(status)
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != self.receiver.path:
