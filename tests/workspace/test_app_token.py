@@ -1,0 +1,75 @@
+"""A GitHub App's installation token expires during a run: the next request and the push use a fresh one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adw_modules.config.github import GitHubConfig
+from adw_modules.sources.github.app import REFRESH_MARGIN, app_client
+from adw_modules.workspace.worktrees import Workspaces
+from tests.fakes.github_api import FakeGitHub
+from tests.workspace.conftest import REPO, GitHttp, Remotes
+
+
+def _key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    return private, public
+
+
+def test_an_expiring_installation_token_is_renewed_for_requests_and_the_push(
+    make_workspaces: Callable[..., Workspaces], git_http: GitHttp, remotes: Remotes, git_env: dict[str, str]
+) -> None:
+    private, public = _key_pair()
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        app = fake.add_app(4242, "adw-app", public, repos=[REPO])
+        issue = fake.add_issue(REPO, "x", user="someone", body="y")
+        git_http.accept = fake.token_valid  # the git remote takes what GitHub takes
+
+        def clock() -> dt.datetime:
+            return dt.datetime.fromtimestamp(fake.now(), dt.UTC)
+
+        gh = GitHubConfig(repositories=(REPO,), base_url=fake.base_url, app_id="4242", private_key_path="unused")
+        client = app_client(gh, private, clock=clock, pace_s=(0, 0))
+        assert client.me() == "adw-app[bot]"  # "self": the App's bot user
+        client.issue(REPO, issue)
+        first = client.push_token()
+        assert app.tokens_minted == 1 and first.startswith("ghs_")
+
+        ws = make_workspaces(environ=git_env, remote=git_http.url + "/{repo}.git", token_env=None)
+        ws.use_token(client.push_token)
+        wt = ws.prepare(REPO, 1, issue, "App push")
+        # The run goes on past the token's hour (less the refresh margin): GitHub would now refuse it.
+        fake.advance_clock(3600 - REFRESH_MARGIN.total_seconds() + 1)
+        client.issue(REPO, issue)
+        assert app.tokens_minted == 2, "the next request minted a fresh token"
+        fresh = client.push_token()
+        assert fresh != first
+        fake.advance_clock(REFRESH_MARGIN.total_seconds())
+        assert not fake.token_valid(first) and fake.token_valid(fresh)
+        (wt.path / "app.txt").write_text("pushed as the App\n")
+        changes = ws.finish(wt, "adw: as the App", push=True)
+        assert changes.pushed and remotes.heads(REPO)[wt.branch] == changes.head_sha
+        assert git_http.auth_seen and all(ok for _, ok in git_http.auth_seen)
+        calls = [r for r in fake.requests if r.path == f"/repos/{REPO}/issues/{issue}"]
+        assert [r.status for r in calls] == [200, 200]
+        fake.assert_valid()
+
+
+def test_the_default_remote_follows_an_enterprise_base_url(tmp_path: Path) -> None:
+    from adw_modules.config.workspace import default_remote
+
+    assert default_remote({"base_url": "https://ghe.example.com/api/v3"}) == "https://ghe.example.com/{repo}.git"
+    assert default_remote({"base_url": "https://api.github.com"}) == "https://github.com/{repo}.git"
+    assert default_remote(None) == "https://github.com/{repo}.git"
