@@ -67,6 +67,8 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
                     client.create_label(repo, name, LABEL_COLORS.get(kind, "ededed"), f"adw: {kind}")
                     row["created"].append(name)
             row["missing_labels"] = [n for n in row["missing_labels"] if n not in row["created"]]
+            if gh.webhook is not None:
+                row["webhook"] = _hook_status(client, repo, gh.webhook.path)
         except (Backoff, GithubException) as exc:
             row["error"] = _why(exc)
         if not row["reachable"] or row["missing_labels"] or row.get("error") or row["push"] is False:
@@ -74,6 +76,27 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
         data["repositories"].append(row)
     emit(as_json, data, _text)
     sys.exit(0 if data["ok"] else 1)
+
+
+def _hook_status(client: Any, repo: str, path: str) -> str:
+    """The repository's webhook pointing at ``path``: active?, its events, GitHub's last delivery status."""
+    from github import GithubException
+
+    from adw_modules.sources.github.client import Backoff
+
+    try:
+        hooks = client.hooks(repo)
+    except (Backoff, GithubException) as exc:
+        return f"webhook: cannot read the repository's hooks ({_why(exc)}; needs admin or Webhooks: read)"
+    for hook in hooks:
+        url = str((hook.get("config") or {}).get("url") or "")
+        if url.split("?", 1)[0].endswith(path):
+            last = hook.get("last_response") or {}
+            code = last.get("code")
+            state = "never delivered" if code is None else f"last delivery answered {code} ({last.get('status')})"
+            active = "active" if hook.get("active") else "inactive"
+            return f"webhook: {url} ({active}; events {', '.join(hook.get('events') or [])}; {state})"
+    return f"webhook: no hook of this repository points at …{path} (an App's webhook is set in the App's settings)"
 
 
 def _why(exc: Exception) -> str:
@@ -95,8 +118,12 @@ def _text(d: dict[str, Any]) -> str:
         if not r["reachable"]:
             lines.append(f"  ✗ {r['repo']}: not reachable ({r.get('error', 'unknown error')})")
             continue
-        push = "" if r["push"] else "  (the token cannot push: labels and comments will fail)"
+        push = (
+            ", pushable" if r["push"] else ", not pushable (the token cannot push: branches, labels and comments fail)"
+        )
         lines.append(f"  {'✓' if r['push'] else '✗'} {r['repo']}: reachable{push}")
+        if r.get("webhook"):
+            lines.append(f"    {r['webhook']}")
         for name in r["created"]:
             lines.append(f"    + created label {name}")
         for name in r["missing_labels"]:

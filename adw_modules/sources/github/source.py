@@ -140,6 +140,8 @@ class GitHubSource:
     def _poll(self) -> None:
         own = self.client.me()
         for repo in self.cfg.repositories:
+            if self.cfg.assignment_trigger:
+                self._poll_assigned(repo, own)
             items = self.client.open_issues_with_label(repo, self.cfg.trigger_label)
             if items is None:
                 continue  # 304: nothing changed since the last poll, at no cost
@@ -154,8 +156,6 @@ class GitHubSource:
                 self.client.forget_changes(f"/repos/{repo}/")
                 raise
             self._listed[repo] = set(issues)
-            if self.cfg.assignment_trigger:
-                self._poll_assigned(repo, own)
         self._pull_request_commands(own)
 
     def _poll_assigned(self, repo: str, own: str) -> None:
