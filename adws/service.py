@@ -52,6 +52,7 @@ Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
 MAIN_LOOP_BACKSTOP_S = 5.0
 IDLE_CHECK_S = 0.2
+DELIVERIES_KEPT = dt.timedelta(days=30)
 # Service settings read once at start: a reload names them, a restart applies them.
 RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
 # Values not shown in the log (long, or a command line).
@@ -128,7 +129,9 @@ def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[s
         return ["github added"]
     if new is None:
         return ["github removed"]
-    return _setting_changes("github.", old, new, GITHUB_UNSHOWN)
+    changes = _setting_changes("github.", old, new, GITHUB_UNSHOWN)
+    # The receiver's address is bound at start; its other settings too, for one story.
+    return [c + " (applies after a restart)" if c.startswith("github.webhook ") else c for c in changes]
 
 
 class Service:
@@ -342,7 +345,10 @@ class Service:
 
     def prune(self) -> None:
         svc = self.config.service
-        retention.prune(self.store, svc.retention, svc.coordinator.state_dir, self.coordinator.host, utcnow())
+        now = utcnow()
+        retention.prune(self.store, svc.retention, svc.coordinator.state_dir, self.coordinator.host, now)
+        # Webhook delivery ids guard against redeliveries, which GitHub allows for a few days.
+        self.store.prune_deliveries(now - DELIVERIES_KEPT)
 
     def _github_leader(self) -> bool:
         """One coordinator polls and writes to GitHub; all of them dispatch."""
