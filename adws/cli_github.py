@@ -43,9 +43,17 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
         raise click.UsageError(f"{config.path} has no [github] section")
     data: dict[str, Any] = {"ok": True, "base_url": gh.base_url, "login": None, "scopes": None, "repositories": []}
     try:
-        client = GitHubClient(gh.base_url, github_token(gh, os.environ))
-        data["login"] = client.me()
-        data["scopes"] = client.scopes()
+        if gh.app_id is not None:  # a GitHub App: its installation token, its "<slug>[bot]" identity
+            from adw_modules.ops.secrets import Secrets, github_app_key
+            from adw_modules.sources.github.app import app_client
+
+            client = app_client(gh, github_app_key(Secrets(os.environ), gh))
+            data["login"] = client.me()
+            data["app"] = {"id": gh.app_id, "installation": getattr(client.auth, "installation_id", None)}
+        else:
+            client = GitHubClient(gh.base_url, github_token(gh, os.environ))
+            data["login"] = client.me()
+            data["scopes"] = client.scopes()
     except (SecretError, Backoff, GithubException) as exc:
         data.update(ok=False, error=_why(exc))
         emit(as_json, data, _text)
@@ -112,8 +120,12 @@ def _text(d: dict[str, Any]) -> str:
     lines = [f"GitHub at {d['base_url']}"]
     if d.get("error"):
         return "\n".join([*lines, f"  ✗ token: {d['error']}"])
-    scopes = "fine-grained token (no scope list)" if d["scopes"] is None else (", ".join(d["scopes"]) or "none")
-    lines += [f"  ✓ token valid: authenticated as {d['login']}", f"    scopes: {scopes}"]
+    if d.get("app"):
+        app = d["app"]
+        lines += [f"  ✓ GitHub App {app['id']}: installation {app['installation']}, acting as {d['login']}"]
+    else:
+        scopes = "fine-grained token (no scope list)" if d["scopes"] is None else (", ".join(d["scopes"]) or "none")
+        lines += [f"  ✓ token valid: authenticated as {d['login']}", f"    scopes: {scopes}"]
     for r in d["repositories"]:
         if not r["reachable"]:
             lines.append(f"  ✗ {r['repo']}: not reachable ({r.get('error', 'unknown error')})")

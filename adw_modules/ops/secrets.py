@@ -162,7 +162,8 @@ def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
         value = secrets._from_command(github.private_key_command, "private_key_command")
     elif github.private_key_path:
         try:
-            value = open(github.private_key_path, encoding="ascii").read().strip()
+            with open(github.private_key_path, encoding="ascii") as key_file:
+                value = key_file.read().strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             raise SecretError(f"private_key_path {github.private_key_path}: {reason}") from None

@@ -75,3 +75,40 @@ def test_the_default_remote_follows_an_enterprise_base_url(tmp_path: Path) -> No
     assert default_remote({"base_url": "https://ghe.example.com/api/v3"}) == "https://ghe.example.com/{repo}.git"
     assert default_remote({"base_url": "https://api.github.com"}) == "https://github.com/{repo}.git"
     assert default_remote(None) == "https://github.com/{repo}.git"
+
+
+def test_check_reports_the_app_identity(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _key_pair()
+    key = tmp_path / "app.pem"
+    key.write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
+            fake.add_label(REPO, name)
+        app = fake.add_app(77, "adw-app", public, repos=[REPO])
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f"""
+[providers.p]
+command_template = ["true"]
+[routing]
+default_provider = "p"
+default_model = "m"
+[github]
+repositories = ["{REPO}"]
+base_url = "{fake.base_url}"
+app_id = 77
+private_key_path = "app.pem"
+"""
+        )
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={})
+        assert r.exit_code == 0, r.output
+        installation = app.installations[REPO.lower()]
+        assert f"✓ GitHub App 77: installation {installation}, acting as adw-app[bot]" in r.output
+        assert f"✓ {REPO}: reachable, pushable" in r.output
+        assert "BEGIN PRIVATE KEY" not in r.output and private.splitlines()[1] not in r.output
+        fake.assert_valid()
