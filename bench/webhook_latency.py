@@ -6,9 +6,10 @@ GitHub on loopback, alternately A B A B: A = webhook on (the fake signs and post
 ``poll_interval_s`` = ``--poll`` (default 10 s; the wait is uniform over the interval, so the
 median scales as interval / 2: at the default 60 s it is ~30 s).  Prints median, p95 and range.
 
-Idle requests: an idle service with webhooks on (safety-net poll every 600 s, sync every 5 s) is
-simulated for one hour of its schedule by calling the source's ``poll`` and ``sync`` as the
-scheduler would, and the fake's request log is counted (and the rate-limit points charged).
+Idle requests: an idle service with webhooks on (safety-net poll every 600 s, sync every 5 s) and
+off (poll every 60 s) is simulated for one hour of its schedule by calling the source's ``poll``
+and ``sync`` as the scheduler would, and the fake's request log is counted (and the rate-limit
+points charged).
 
     .venv/bin/python bench/webhook_latency.py [--rounds 2] [--per-round 10] [--poll 10]
 """
@@ -54,20 +55,21 @@ def measure(webhook: bool, per_round: int, poll: float) -> list[float]:
             return out
 
 
-def idle_hour(repos: int) -> tuple[int, int]:
-    """(requests, rate-limit points) of one idle hour with webhooks on, ``repos`` repositories."""
+def idle_hour(repos: int, webhook: bool = True) -> tuple[int, int]:
+    """(requests, rate-limit points) of one idle hour, ``repos`` repositories, webhooks on or off."""
     with tempfile.TemporaryDirectory() as tmp, FakeGitHub() as fake:
         names = [f"acme/r{i}" for i in range(repos)]
         for name in names:
             fake.add_repo(name)
-        hook = WebhookConfig(listen=("127.0.0.1", 0))
+        hook = WebhookConfig(listen=("127.0.0.1", 0)) if webhook else None
         cfg = GitHubConfig(repositories=tuple(names), webhook=hook)
+        poll_s = hook.poll_interval_s if hook is not None else cfg.poll_interval_s
         store = Store.open(f"sqlite:///{tmp}/adw.db")
         source = GitHubSource(cfg, store, GitHubClient(fake.base_url, FAKE_TOKEN, pace_s=(0, 0)))
         source.poll()
         source.sync()  # start-up: the first full read
         fake.clear_log()
-        polls, syncs = int(3600 / hook.poll_interval_s), int(3600 / cfg.sync_interval_s)
+        polls, syncs = int(3600 / poll_s), int(3600 / cfg.sync_interval_s)
         for tick in range(syncs):
             source.sync()
             if tick % (syncs // polls) == 0:
@@ -93,8 +95,10 @@ def main() -> None:
             f"range={min(v):.3f}-{max(v):.3f} n={len(v)}"
         )
     for repos in (1, 10):
-        requests, points = idle_hour(repos)
-        print(f"FIGURE idle_hour_webhooks_on repos={repos} requests={requests} points={points}")
+        for webhook in (True, False):
+            requests, points = idle_hour(repos, webhook)
+            name = "on" if webhook else "off"
+            print(f"FIGURE idle_hour_webhooks_{name} repos={repos} requests={requests} points={points}")
 
 
 if __name__ == "__main__":
