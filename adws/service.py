@@ -543,7 +543,7 @@ def _app_client(gh: GitHubConfig, coordinator: Coordinator, pace: tuple[float, f
 
     key = github_app_key(coordinator.registry.secrets, gh)
     try:
-        return app_client(gh, key, pace_s=pace)
+        return app_client(gh, key, pace_s=pace, on_token=coordinator.registry.secrets.redactor.add)
     except (GithubException, Backoff) as exc:
         why = f"GitHub answered {exc.status}" if isinstance(exc, GithubException) else exc.reason
         raise SecretError(f"the GitHub App {gh.app_id} could not authenticate: {why}") from None

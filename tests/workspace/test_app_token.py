@@ -112,3 +112,67 @@ private_key_path = "app.pem"
         assert f"✓ {REPO}: reachable, pushable" in r.output
         assert "BEGIN PRIVATE KEY" not in r.output and private.splitlines()[1] not in r.output
         fake.assert_valid()
+
+
+def _service_config(tmp_path: Path, fake: FakeGitHub, github: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[providers.p]
+command_template = ["true"]
+[routing]
+default_provider = "p"
+default_model = "m"
+[coordinator]
+state_dir = "state"
+[workspace]
+remote = "{tmp_path}/remote/{{repo}}.git"
+[github]
+repositories = ["{REPO}"]
+base_url = "{fake.base_url}"
+read_spacing_s = 0
+write_spacing_s = 0
+{github}
+"""
+    )
+    return config
+
+
+def test_adw_run_acts_as_the_app_and_pushes_with_its_tokens(tmp_path: Path) -> None:
+    from adw_modules.config.schema import load_config
+    from adws.service import Service
+
+    private, public = _key_pair()
+    (tmp_path / "app.pem").write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin"})
+        try:
+            assert service.github is not None and service.github.client.me() == "adw-app[bot]"
+            assert service.coordinator.workspaces is not None
+            token = service.coordinator.workspaces.git.current_token()
+            assert token is not None and fake.token_valid(token)
+            redact = service.coordinator.registry.secrets.redactor
+            assert token not in redact(f"pushed with {token}")  # every minted token is masked
+            assert private.splitlines()[1] not in redact(private)
+        finally:
+            service.store.close()
+        fake.assert_valid()
+
+
+def test_the_push_token_follows_github_token_env(tmp_path: Path) -> None:
+    from adw_modules.config.schema import load_config
+    from adws.service import Service
+    from tests.fakes.github_api import FAKE_TOKEN
+
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        config = _service_config(tmp_path, fake, 'token_env = "ADW_BOT_TOKEN"')
+        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN})
+        try:
+            assert service.coordinator.workspaces is not None
+            assert service.coordinator.workspaces.git.current_token() == FAKE_TOKEN
+        finally:
+            service.store.close()

@@ -31,9 +31,16 @@ REFRESH_MARGIN = dt.timedelta(minutes=5)
 class InstallationAuth(Auth.AppInstallationAuth):
     """PyGithub's installation auth, renewed ``REFRESH_MARGIN`` before expiry by ``clock``."""
 
-    def __init__(self, app_auth: Auth.AppAuth, installation_id: int, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self,
+        app_auth: Auth.AppAuth,
+        installation_id: int,
+        clock: Callable[[], dt.datetime],
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(app_auth, installation_id)
         self._clock = clock
+        self._on_token = on_token  # each new token is masked (the redactor) before it is used
         self.minted = 0  # how many tokens were minted (for tests and the check)
 
     @property
@@ -46,7 +53,10 @@ class InstallationAuth(Auth.AppInstallationAuth):
 
     def _get_installation_authorization(self):  # type: ignore[no-untyped-def]
         self.minted += 1
-        return super()._get_installation_authorization()
+        authorization = super()._get_installation_authorization()
+        if self._on_token is not None:
+            self._on_token(authorization.token)
+        return authorization
 
 
 def app_auth(app_id: str, private_key: str) -> Auth.AppAuth:
@@ -75,13 +85,15 @@ def app_client(
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     pace_s: tuple[float, float] = (0.25, 1.0),
+    on_token: Callable[[str], None] | None = None,
 ) -> GitHubClient:
-    """A ``GitHubClient`` acting as the App's installation; GithubException / Backoff say why not."""
+    """A ``GitHubClient`` acting as the App's installation; GithubException / Backoff say why not.
+    ``on_token`` sees every installation token minted (to register it with the redactor)."""
     auth = app_auth(str(gh.app_id), private_key)
     probe = GitHubClient(gh.base_url, "unused", clock=clock, pace_s=(0, 0))  # only for its error mapping
     gi = integration(gh.base_url, auth)
     login = probe.call(lambda: bot_login(gi))
     installation = gh.installation_id or probe.call(lambda: installation_for(gi, gh.repositories[0]))
     return GitHubClient(
-        gh.base_url, InstallationAuth(auth, installation, clock), clock=clock, pace_s=pace_s, login=login
+        gh.base_url, InstallationAuth(auth, installation, clock, on_token), clock=clock, pace_s=pace_s, login=login
     )

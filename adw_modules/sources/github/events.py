@@ -32,6 +32,8 @@ def route(source: GitHubSource, event: str, payload: dict[str, Any]) -> None:
         log.info(f"webhook {event} for {repo or 'no repository'}: not one of ours, ignored")
         return
     action = str(payload.get("action") or "")
+    if (payload.get("sender") or {}).get("login") == source.client.me():
+        return  # our own labels, comments and reactions come back as deliveries too
     if event == "issues":
         _issues(source, repo, action, payload)
     elif event == "issue_comment":
@@ -51,7 +53,8 @@ def _issues(source: GitHubSource, repo: str, action: str, payload: dict[str, Any
     own = source.client.me()
     labels = {lb.get("name") for lb in issue.get("labels") or [] if isinstance(lb, dict)}
     labelled = source.cfg.trigger_label in labels and issue.get("state") == "open"
-    if action in ("labeled", "reopened") and labelled:
+    label = str((payload.get("label") or {}).get("name") or "")
+    if ((action == "labeled" and label == source.cfg.trigger_label) or action == "reopened") and labelled:
         source.intake_issue(repo, number, issue)
     elif action == "assigned" and (payload.get("assignee") or {}).get("login") == own:
         source.assigned(repo, number, issue)
@@ -62,7 +65,7 @@ def _issues(source: GitHubSource, repo: str, action: str, payload: dict[str, Any
             source.mentioned(repo, number, issue, _author(issue, int(issue.get("id") or 0)), None, instruction)
         elif labelled:
             source.intake_issue(repo, number, issue)
-    if action in ("unlabeled", "unassigned", "closed"):
+    if action in ("unassigned", "closed") or (action == "unlabeled" and label == source.cfg.trigger_label):
         source.departed(repo, number, issue)
 
 

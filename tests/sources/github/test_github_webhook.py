@@ -170,6 +170,63 @@ def test_polling_finds_an_assignment_too(rig_factory: Callable[..., Rig], tmp_pa
     rig.fake.assign_issue(REPO, n, "adw-bot", actor="maintainer")
     assert rig.source.poll()
     assert rig.store.source_state(rig.task(n).id)["trigger_kind"] == "assignment"
+    assert ("adw-bot", "eyes") in rig.fake.reactions(REPO, f"issues/{n}")
+    assert rig.source.poll()  # the listing changed once more: our 👀 is in the issue's reaction counts
     requests = len(rig.fake.requests)
-    assert rig.source.poll()  # nothing changed: conditional listings only, no points
-    assert all(r.status == 304 for r in rig.fake.requests[requests:] if "/issues" in r.path)
+    assert rig.source.poll()  # nothing changed since: conditional listings only, no points
+    listings = [r for r in rig.fake.requests[requests:] if r.path == f"/repos/{REPO}/issues"]
+    assert [r.status for r in listings] == [304, 304] and sum(r.points for r in listings) == 0
+    assert rig.task(n).state is not TaskState.CANCELLED
+
+
+def test_a_mention_in_a_new_issue_starts_a_run(hooked: Hooked) -> None:
+    rig, fake = hooked.rig, hooked.rig.fake
+    n = fake.add_issue(REPO, "Typo", user="maintainer", body="@adw-bot fix the typo in the README")
+    assert hooked.deliver("issues", fake.issues_payload(REPO, n, "opened", "maintainer")) == 202
+    state = rig.store.source_state(rig.task(n).id)
+    assert state["trigger_kind"] == "mention" and state["instruction"] == "fix the typo in the README"
+    assert ("adw-bot", "eyes") in fake.reactions(REPO, f"issues/{n}")
+
+
+def test_our_own_and_unrelated_label_deliveries_cost_no_requests(hooked: Hooked) -> None:
+    rig, fake = hooked.rig, hooked.rig.fake
+    n, payload = _labelled(fake)
+    assert hooked.deliver("issues", payload) == 202
+    requests = len(fake.requests)
+    fake.label_issue(REPO, n, "bug", actor="maintainer")
+    assert hooked.deliver("issues", fake.issues_payload(REPO, n, "labeled", "maintainer", label="bug")) == 202
+    fake.label_issue(REPO, n, "adw:queued", actor="adw-bot")
+    assert hooked.deliver("issues", fake.issues_payload(REPO, n, "labeled", "adw-bot", label="adw:queued")) == 202
+    assert len(fake.requests) == requests
+    # Removing the trigger label cancels the task, from the payload alone.
+    fake.unlabel_issue(REPO, n, "adw", actor="maintainer")
+    assert hooked.deliver("issues", fake.issues_payload(REPO, n, "unlabeled", "maintainer", label="adw")) == 202
+    assert rig.task(n).cancel_reason == 'label "adw" removed on GitHub'
+    assert len(fake.requests) == requests
+
+
+def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(hooked: Hooked) -> None:
+    """``pull_request_review`` routing (payload trimmed to the fields adw reads; the full shape is
+    GitHub's ``webhook-pull-request-review-submitted``)."""
+    rig, fake = hooked.rig, hooked.rig.fake
+    n, payload = _labelled(fake)
+    assert hooked.deliver("issues", payload) == 202
+    task = wait_for(lambda: (t := rig.task(n)).state is TaskState.SUCCEEDED and t, "the first round")
+    rig.store.update_source_state(task.id, {"pr_number": 99}, rig.source.clock())
+    review = {
+        "id": 5001,
+        "body": "@adw-bot handle the empty case too",
+        "user": {"login": "maintainer", "type": "User"},
+        "state": "changes_requested",
+    }
+    event = {
+        "action": "submitted",
+        "review": review,
+        "pull_request": {"number": 99},
+        "repository": {"full_name": REPO},
+        "sender": {"login": "maintainer"},
+    }
+    assert rig.source.handle_event("pull_request_review", event)
+    state = rig.store.source_state(task.id)
+    assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == 5001
+    assert rig.task(n).state is TaskState.QUEUED
