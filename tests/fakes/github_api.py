@@ -60,6 +60,32 @@ to its author, without ``submitted_at``; reviews and comments record the head sh
 request's ``review_comments`` counts the comments.  ``fake.reviews(repo, n)`` /
 ``fake.review_comments(repo, n)`` show them (``FakeReview``, ``FakeReviewComment``).
 
+**Reactions**: ``POST|GET .../issues/{n}/reactions``, ``.../issues/comments/{id}/reactions`` and
+``.../pulls/comments/{id}/reactions`` (201 for a new one, 200 for one the user already gave, 422
+for an unknown ``content``); the ``reactions`` summary of issues and comments counts them;
+``fake.reactions(repo, "issues/7")`` lists ``(user, content)``.
+
+**Assignees**: ``fake.assign_issue(repo, n, assignee, actor=...)`` / ``unassign_issue`` (the
+``assignee``/``assignees`` of the issue, an ``assigned``/``unassigned`` event with ``assignee`` and
+``assigner``); the issues list filters ``assignee``.
+
+**GitHub Apps**: ``fake.add_app(app_id, slug, public_key_pem, repos=[...])``.  A request with
+``Authorization: Bearer <JWT>`` is checked like GitHub does (RS256 with the App's key, ``iss`` the
+App id, ``exp`` in the future and at most 10 minutes after ``iat``; else 401) and may call
+``GET /app``, ``GET /repos/{o}/{r}/installation`` (404 where the App is not installed) and
+``POST /app/installations/{id}/access_tokens`` (201: a ``ghs_`` token for the Bot user
+``<slug>[bot]``, ``expires_at`` one hour ahead, ``app.token_lifetime_s``).  An installation token
+past its ``expires_at`` (the fake clock: ``advance_clock``) answers 401 "Bad credentials";
+``fake.token_valid(token)`` says whether GitHub would take it now (for a git remote's check).
+
+**Webhooks**: ``fake.add_hook(repo, url, secret, events)`` and ``fake.deliver(repo, event,
+payload)`` POST a delivery to each subscribed hook exactly as GitHub signs it (JSON body,
+``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256`` and ``X-Hub-Signature``,
+``User-Agent: GitHub-Hookshot/…``; docs.github.com/webhooks "Validating webhook deliveries"),
+recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).  Payloads from
+``fake.issues_payload(...)`` / ``fake.comment_payload(...)`` are validated against the
+description's ``webhook-<event>-<action>`` schema before they are sent.
+
 Anything else answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404,
 not 405, to an unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30,
 max 100, a ``Link`` header with ``prev next last first`` whose URLs use GitHub's
@@ -98,7 +124,7 @@ the list body lacks (``issue.pull_request`` on a plain issue) or ``raw_data`` GE
 PyGithub keeps only the path and query of URLs in bodies and ``Link`` headers, so the
 ``http://127.0.0.1:PORT`` URLs the fake puts there are followed correctly.
 
-Not modelled: assignees, milestones, reactions (always zero), locking, redirects for renamed
+Not modelled: milestones, locking, redirects for renamed
 repositories, GraphQL, writing reviews or review comments through the API (and replies, threads,
 multi-line or file-level comments, outdated positions, dismissals, review requests, ``reviewed``
 items in the timeline, the ``body_html``/``body_text`` media types), write-permission checks on
