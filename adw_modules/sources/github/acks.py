@@ -12,6 +12,7 @@ logged and never holds up the run.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -91,7 +92,5 @@ def _quoted(text: str) -> str:
     return text.replace("\n", " ")[:300] + "."
 
 
-def _now() -> Any:
-    import datetime as dt
-
+def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

@@ -361,8 +361,9 @@ class GitHubSource:
         return self.store.find_task(SOURCE, external_id(repo, number))
 
     def task_of_pull(self, repo: str, pr: int) -> tuple[Task, dict[str, Any]] | None:
-        """The task whose pull request is ``pr`` (and its source state)."""
-        for task in self.store.tasks_by_source(SOURCE):
+        """The task whose pull request is ``pr`` (and its source state), among those touched within
+        ``PR_WATCH`` (as polling watches them: an older pull request is resumed by re-labelling)."""
+        for task in self.store.tasks_by_source(SOURCE, updated_since=self.clock() - PR_WATCH):
             if task.repo == repo:
                 state = self.store.source_state(task.id)
                 if int(state.get("pr_number") or 0) == pr:
