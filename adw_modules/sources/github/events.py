@@ -12,10 +12,11 @@ schemas of its OpenAPI description.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from adw_modules.queue.tasks import TaskState
+from adw_modules.queue.tasks import Task, TaskState
 from adw_modules.sources.github import acks, triggers
 from adw_modules.sources.github.client import LabelEvent
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from adw_modules.sources.github.source import GitHubSource
 
 log = logging.getLogger("adw.github")
+PR_WATCH = dt.timedelta(days=14)  # as ``source.PR_WATCH``: how long a finished task's PR is watched
 ACTIVE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRY_WAIT)
 
 
@@ -80,15 +82,15 @@ def _comment(source: GitHubSource, repo: str, issue: dict[str, Any], comment: di
         return
     own = source.client.me()
     if "pull_request" in issue:
-        found = source.task_of_pull(repo, number)
+        found = task_of_pull(source, repo, number)
         if found is not None:
             pr_task, pr_state = found
-            source.run_commands(repo, number, pr_task, pr_state, own, [comment], "last_pr_comment_id")
+            source.commands(repo, number, pr_task, pr_state, own, [comment], "last_pr_comment_id")
         return
     task = source.task_of_issue(repo, number)
     state = source.store.source_state(task.id) if task is not None else {}
     if task is not None and state.get("trigger_event_id"):
-        source.run_commands(repo, number, task, state, own, [comment], "last_comment_id")
+        source.commands(repo, number, task, state, own, [comment], "last_comment_id")
         return
     instruction = source.instruction_in(str(comment.get("body") or "").strip(), own)
     if instruction is None or (comment.get("user") or {}).get("login") == own:
@@ -99,7 +101,7 @@ def _comment(source: GitHubSource, repo: str, issue: dict[str, Any], comment: di
 def _pull_review(source: GitHubSource, repo: str, number: int, item: dict[str, Any]) -> None:
     """A review, or an inline comment, on a task's pull request: a command or a mention in it
     is a command (the review itself reaches the next round's prompt as before)."""
-    found = source.task_of_pull(repo, number) if number else None
+    found = task_of_pull(source, repo, number) if number else None
     if found is None or not item.get("id"):
         return
     task, _state = found
@@ -115,3 +117,14 @@ def _pull_review(source: GitHubSource, repo: str, number: int, item: dict[str, A
         return
     acks.react(source.client, repo, target, "eyes")
     source.follow_up(task, who.actor, instruction, int(item["id"]))
+
+
+def task_of_pull(source: GitHubSource, repo: str, pr: int) -> tuple[Task, dict[str, Any]] | None:
+    """The task whose pull request is ``pr`` (and its source state), among those touched within
+    ``PR_WATCH`` (as polling watches them: an older pull request is resumed by re-labelling)."""
+    for task in source.store.tasks_by_source("github", updated_since=source.clock() - PR_WATCH):
+        if task.repo == repo:
+            state = source.store.source_state(task.id)
+            if int(state.get("pr_number") or 0) == pr:
+                return task, state
+    return None

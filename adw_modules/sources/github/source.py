@@ -183,7 +183,7 @@ class GitHubSource:
         if task is not None and not newly_listed and state.get("trigger_event_id"):
             # An edit or a comment.  The task keeps the text as it was when a writer applied the
             # label: anyone may edit an issue, and approval was for that text (re-label to refresh).
-            self._commands(repo, number, task, state, own)
+            self.commands(repo, number, task, state, own)
             self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
             return
         retired = self.store.retired_source(SOURCE, external_id(repo, number)) if task is None else None
@@ -279,9 +279,9 @@ class GitHubSource:
                 continue
             comments = self.client.comments_if_changed(task.repo or "", int(pr))
             if comments is not None:
-                self._commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
+                self.commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
 
-    def _commands(
+    def commands(
         self,
         repo: str,
         number: int,
@@ -359,19 +359,6 @@ class GitHubSource:
 
     def task_of_issue(self, repo: str, number: int) -> Task | None:
         return self.store.find_task(SOURCE, external_id(repo, number))
-
-    def task_of_pull(self, repo: str, pr: int) -> tuple[Task, dict[str, Any]] | None:
-        """The task whose pull request is ``pr`` (and its source state), among those touched within
-        ``PR_WATCH`` (as polling watches them: an older pull request is resumed by re-labelling)."""
-        for task in self.store.tasks_by_source(SOURCE, updated_since=self.clock() - PR_WATCH):
-            if task.repo == repo:
-                state = self.store.source_state(task.id)
-                if int(state.get("pr_number") or 0) == pr:
-                    return task, state
-        return None
-
-    def run_commands(self, *args: Any) -> None:
-        self._commands(*args)
 
     def assigned(self, repo: str, number: int, issue: dict[str, Any]) -> None:
         """The issue was assigned to the bot: who did it (the ``assigned`` event), and may they?"""
