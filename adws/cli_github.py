@@ -56,7 +56,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
             data["scopes"] = client.scopes()
     except (SecretError, Backoff, GithubException) as exc:
         data.update(ok=False, error=_why(exc))
-        emit(as_json, data, _text)
+        emit(as_json, data, check_text)
         sys.exit(1)
     wanted = {"trigger": gh.trigger_label, **gh.labels}
     interactive = not as_json and sys.stdin.isatty()
@@ -82,7 +82,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
         if not row["reachable"] or row["missing_labels"] or row.get("error") or row["push"] is False:
             data["ok"] = False
         data["repositories"].append(row)
-    emit(as_json, data, _text)
+    emit(as_json, data, check_text)
     sys.exit(0 if data["ok"] else 1)
 
 
@@ -116,7 +116,7 @@ def _why(exc: Exception) -> str:
     return str(exc)
 
 
-def _text(d: dict[str, Any]) -> str:
+def check_text(d: dict[str, Any]) -> str:
     lines = [f"GitHub at {d['base_url']}"]
     if d.get("error"):
         return "\n".join([*lines, f"  ✗ token: {d['error']}"])
