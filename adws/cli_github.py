@@ -47,9 +47,11 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
             from adw_modules.ops.secrets import Secrets, github_app_key
             from adw_modules.sources.github.app import app_client
 
-            client = app_client(gh, github_app_key(Secrets(os.environ), gh))
+            key = github_app_key(Secrets(os.environ), gh)
+            client = app_client(gh, key)
             data["login"] = client.me()
             data["app"] = {"id": gh.app_id, "installation": getattr(client.auth, "installation_id", None)}
+            data["app"]["webhook"] = _app_hook(gh, key)
         else:
             client = GitHubClient(gh.base_url, github_token(gh, os.environ))
             data["login"] = client.me()
@@ -84,6 +86,19 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
         data["repositories"].append(row)
     emit(as_json, data, check_text)
     sys.exit(0 if data["ok"] else 1)
+
+
+def _app_hook(gh: Any, key: str) -> str:
+    from github import GithubException
+
+    from adw_modules.sources.github.app import app_hook_status
+
+    path = gh.webhook.path if gh.webhook is not None else "/github/webhook"
+    try:
+        return app_hook_status(gh, key, path)
+    except Exception as exc:  # whatever stops this read, the rest of the check goes on
+        why = _why(exc) if isinstance(exc, GithubException) else type(exc).__name__
+        return f"App webhook: cannot read it ({why})"
 
 
 def _hook_status(client: Any, repo: str, path: str) -> str:
@@ -123,6 +138,8 @@ def check_text(d: dict[str, Any]) -> str:
     if d.get("app"):
         app = d["app"]
         lines += [f"  ✓ GitHub App {app['id']}: installation {app['installation']}, acting as {d['login']}"]
+        if app.get("webhook"):
+            lines.append(f"    {app['webhook']}")
     else:
         scopes = "fine-grained token (no scope list)" if d["scopes"] is None else (", ".join(d["scopes"]) or "none")
         lines += [f"  ✓ token valid: authenticated as {d['login']}", f"    scopes: {scopes}"]

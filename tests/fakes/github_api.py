@@ -77,6 +77,8 @@ App id, ``exp`` in the future and at most 10 minutes after ``iat``; else 401) an
 ``<slug>[bot]``, ``expires_at`` one hour ahead, ``app.token_lifetime_s``).  An installation token
 past its ``expires_at`` (the fake clock: ``advance_clock``) answers 401 "Bad credentials";
 ``fake.token_valid(token)`` says whether GitHub would take it now (for a git remote's check).
+An App's own webhook (``hook_url``, ``hook_secret``) receives ``fake.deliver`` for the repositories it
+is installed on; ``GET /app/hook/config`` and ``GET /app/hook/deliveries`` (JWT) show it.
 
 **Webhooks**: ``fake.add_hook(repo, url, secret, events)`` and ``fake.deliver(repo, event,
 payload)`` POST a delivery to each subscribed hook exactly as GitHub signs it (JSON body,
@@ -347,6 +349,10 @@ class FakeApp:
     installations: dict[str, int] = field(default_factory=dict)  # lower-cased repo -> installation id
     token_lifetime_s: float = 3600.0  # GitHub's installation tokens last one hour
     tokens_minted: int = 0
+    hook_url: str | None = None  # the App's own webhook (its settings page)
+    hook_secret: str = ""
+    # (id, guid, event, action, status code, delivered at), newest last
+    hook_deliveries: list[tuple[int, str, str, str | None, int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -1469,13 +1475,21 @@ class FakeGitHub(LoopbackServer):
 
     # -- GitHub Apps, assignees, reactions, webhooks -----------------------------------------
     def add_app(
-        self, app_id: int, slug: str, public_key_pem: str, *, owner: str = "acme", repos: Sequence[str] = ()
+        self,
+        app_id: int,
+        slug: str,
+        public_key_pem: str,
+        *,
+        owner: str = "acme",
+        repos: Sequence[str] = (),
+        hook_url: str | None = None,
+        hook_secret: str = "",
     ) -> FakeApp:
         """A GitHub App (its JWTs checked with ``public_key_pem``), installed on ``repos`` (one
         installation); its installation tokens act as the Bot user ``<slug>[bot]``."""
         with self._lock:
             self.add_user(owner)
-            app = FakeApp(app_id, slug, public_key_pem, owner)
+            app = FakeApp(app_id, slug, public_key_pem, owner, hook_url=hook_url, hook_secret=hook_secret)
             installation = self._next_id()
             for repo in repos:
                 app.installations[repo.lower()] = installation
@@ -1539,6 +1553,9 @@ class FakeGitHub(LoopbackServer):
         statuses = []
         with self._lock:
             hooks = [h for h in self._repo(repo).hooks if event in h.events or "*" in h.events]
+            for app in self._apps.values():  # an App installed on the repository delivers to its own hook
+                if app.hook_url and repo.lower() in app.installations:
+                    hooks.append(FakeHook(-app.id, app.hook_url, app.hook_secret, [event], self.now()))
         for hook in hooks:
             key = (secret if secret is not None else hook.secret).encode()
             guid = delivery or str(uuid.uuid4())
@@ -1556,6 +1573,9 @@ class FakeGitHub(LoopbackServer):
                 ok = 200 <= status < 300
                 hook.last_response = {"code": status, "status": "active" if ok else "failed", "message": None}
                 hook.deliveries.append((guid, event, status))
+                if hook.id < 0:
+                    delivered = (self._next_id(), guid, event, payload.get("action"), status, self.now())
+                    self._apps[-hook.id].hook_deliveries.append(delivered)
             statuses.append(status)
         return statuses
 
@@ -1638,6 +1658,15 @@ class FakeGitHub(LoopbackServer):
         app = self._apps[int(str(login)[len(APP_LOGIN_PREFIX) :])]
         if parts == ["app"] and req.method == "GET":
             return _Answer(200, self._app_doc(app))
+        if parts == ["app", "hook", "config"] and req.method == "GET":
+            config = {"content_type": "json", "insecure_ssl": "0", "url": app.hook_url or ""}
+            if app.hook_secret:
+                config["secret"] = "********"
+            return _Answer(200, config)
+        if parts == ["app", "hook", "deliveries"] and req.method == "GET":
+            limit = int(req.params().get("per_page", "30"))
+            items = [self._delivery_doc(app, d) for d in reversed(app.hook_deliveries)][:limit]
+            return _Answer(200, items)
         if parts[3:] == ["installation"] and req.method == "GET":
             full = "/".join(parts[1:3]).lower()
             installation = app.installations.get(full)
@@ -1653,6 +1682,24 @@ class FakeGitHub(LoopbackServer):
                 )
             return self._mint_token(app, int(parts[2]))
         raise _not_found()
+
+    def _delivery_doc(self, app: FakeApp, item: tuple[int, str, str, str | None, int, float]) -> dict[str, Any]:
+        ident, guid, event, action, code, at = item
+        return {
+            "id": ident,
+            "guid": guid,
+            "delivered_at": _iso(at),
+            "redelivery": False,
+            "duration": 0.05,
+            "status": "OK"
+            if 200 <= code < 300
+            else ("Timed out" if code == 0 else "Invalid HTTP Response: " + str(code)),
+            "status_code": code,
+            "event": event,
+            "action": action,
+            "installation_id": next(iter(app.installations.values()), None),
+            "repository_id": None,
+        }
 
     def _mint_token(self, app: FakeApp, installation: int) -> _Answer:
         import secrets

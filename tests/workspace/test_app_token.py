@@ -11,9 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adw_modules.config.github import GitHubConfig
 from adw_modules.sources.github.app import REFRESH_MARGIN, app_client
+from adw_modules.sources.github.webhook import WebhookReceiver
 from adw_modules.workspace.worktrees import Workspaces
 from tests.fakes.github_api import FakeGitHub
 from tests.workspace.conftest import REPO, GitHttp, Remotes
+
+
+def _ignore(event: str, payload: dict[str, object]) -> None:
+    pass
 
 
 def _key_pair() -> tuple[str, str]:
@@ -89,7 +94,13 @@ def test_check_reports_the_app_identity(tmp_path: Path) -> None:
         fake.add_repo(REPO)
         for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
             fake.add_label(REPO, name)
-        app = fake.add_app(77, "adw-app", public, repos=[REPO])
+        receiver = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "s" * 20, lambda d, e: True, _ignore)
+        receiver.start()
+        app = fake.add_app(77, "adw-app", public, repos=[REPO], hook_url=receiver.url, hook_secret="s" * 20)
+        n = fake.add_issue(REPO, "x", user="someone", body="y")
+        fake.label_issue(REPO, n, "adw", actor="someone")
+        assert fake.deliver(REPO, "issues", fake.issues_payload(REPO, n, "labeled", "someone", label="adw")) == [202]
+        receiver.stop()
         config = tmp_path / "config.toml"
         config.write_text(
             f"""
@@ -110,6 +121,7 @@ private_key_path = "app.pem"
         installation = app.installations[REPO.lower()]
         assert f"✓ GitHub App 77: installation {installation}, acting as adw-app[bot]" in r.output
         assert f"✓ {REPO}: reachable, pushable" in r.output
+        assert f"App webhook: {receiver.url} (json; last delivery (issues.labeled) answered 202 (OK))" in r.output
         assert "BEGIN PRIVATE KEY" not in r.output and private.splitlines()[1] not in r.output
         fake.assert_valid()
 

@@ -97,3 +97,22 @@ def app_client(
     return GitHubClient(
         gh.base_url, InstallationAuth(auth, installation, clock, on_token), clock=clock, pace_s=pace_s, login=login
     )
+
+
+def app_hook_status(gh: GitHubConfig, private_key: str, path: str) -> str:
+    """The App's own webhook as GitHub has it (``GET /app/hook/config``, the latest of
+    ``GET /app/hook/deliveries``), in one line; GithubException says why it could not be read."""
+    gi = integration(gh.base_url, app_auth(str(gh.app_id), private_key))
+    _, config = gi.requester.requestJsonAndCheck("GET", "/app/hook/config")
+    _, deliveries = gi.requester.requestJsonAndCheck("GET", "/app/hook/deliveries", {"per_page": 1})
+    url = str((config or {}).get("url") or "")
+    if not url:
+        return "App webhook: none configured (the App's settings: Webhook URL)"
+    aimed = "" if url.split("?", 1)[0].endswith(path) else f"; does not point at …{path}"
+    last = deliveries[0] if deliveries else None
+    if last is None:
+        state = "never delivered"
+    else:
+        what = f"{last.get('event')}.{last.get('action')}" if last.get("action") else str(last.get("event"))
+        state = f"last delivery ({what}) answered {last.get('status_code')} ({last.get('status')})"
+    return f"App webhook: {url} ({(config or {}).get('content_type')}; {state}{aimed})"
