@@ -214,7 +214,8 @@ def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(h
     rig, fake = hooked.rig, hooked.rig.fake
     n, payload = _labelled(fake)
     assert hooked.deliver("issues", payload) == 202
-    task = wait_for(lambda: (t := rig.task(n)).state is TaskState.SUCCEEDED and t, "the first round")
+    wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the first round")
+    task = rig.task(n)
     rig.store.update_source_state(task.id, {"pr_number": 99}, rig.source.clock())
     review = {
         "id": 5001,
