@@ -41,6 +41,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
     gh = config.github
     if gh is None:
         raise click.UsageError(f"{config.path} has no [github] section")
+    key = ""
     data: dict[str, Any] = {"ok": True, "base_url": gh.base_url, "login": None, "scopes": None, "repositories": []}
     try:
         if gh.app_id is not None:  # a GitHub App: its installation token, its "<slug>[bot]" identity
@@ -65,6 +66,9 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
     for repo in gh.repositories:
         row: dict[str, Any] = {"repo": repo, "reachable": False, "push": None, "missing_labels": [], "created": []}
         try:
+            other = _other_installation(gh, key, repo, data["app"]["installation"]) if data.get("app") else None
+            if other is not None:
+                row["error"] = other
             info = client.repo_info(repo)
             row["reachable"] = True
             row["push"] = bool((info.get("permissions") or {}).get("push"))
@@ -86,6 +90,17 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
         data["repositories"].append(row)
     emit(as_json, data, check_text)
     sys.exit(0 if data["ok"] else 1)
+
+
+def _other_installation(gh: Any, key: str, repo: str, installation: int) -> str | None:
+    """Why ``repo`` cannot work when the App reaches it through another installation (one
+    coordinator serves one installation); None when it is the same one."""
+    from adw_modules.sources.github.app import app_auth, installation_for, integration
+
+    found = installation_for(integration(gh.base_url, app_auth(str(gh.app_id), key)), repo)
+    if found == installation:
+        return None
+    return f"the App reaches it through installation {found}, not {installation}: list one installation's repositories"
 
 
 def _app_hook(gh: Any, key: str) -> str:
