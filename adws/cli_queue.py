@@ -53,7 +53,11 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
         config_error_exit(exc)
     service.install_signal_handlers()
     service.protect_environment()
-    sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+    try:
+        sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+    except ConfigError as exc:  # found at start: e.g. [github.webhook]'s port taken or secret unset
+        service.store.close()
+        config_error_exit(exc)
 
 
 @click.command("enqueue")

@@ -394,7 +394,12 @@ class Service:
                 scheduler_running=lambda: bool(self.scheduler.running),
             )
         c = self.coordinator
-        self.webhook = self._start_webhook()  # before any work too: a taken port fails at once
+        try:
+            self.webhook = self._start_webhook()  # before any work too: a taken port fails at once
+        except ConfigError:
+            if metrics is not None:
+                metrics.stop()
+            raise
         c.startup()
         self._schedule(dispatch=mode != "once")
         self.scheduler.start()
@@ -464,13 +469,19 @@ class Service:
             secret()
         except SecretError as exc:
             raise ConfigError([f"{self.config.path}: github.webhook: {exc}"]) from None
-        receiver = WebhookReceiver(
-            wh.listen,
-            wh.path,
-            secret,
-            lambda delivery, event: self.store.record_delivery(delivery, event, utcnow()),
-            self._on_webhook,
-        ).start()
+        try:
+            receiver = WebhookReceiver(
+                wh.listen,
+                wh.path,
+                secret,
+                lambda delivery, event: self.store.record_delivery(delivery, event, utcnow()),
+                self._on_webhook,
+            ).start()
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            where = f"{wh.listen[0]}:{wh.listen[1]}"
+            raise ConfigError(
+                [f"{self.config.path}: github.webhook: cannot listen on {where}: {exc.strerror}"]
+            ) from None
         log.info(
             f"receiving GitHub webhooks at {receiver.url}",
             extra={"data": {"event": "github.webhook_listening", "url": receiver.url}},

@@ -59,3 +59,30 @@ def test_bad_settings_are_named_with_file_and_line(tmp_path: Path, extra: str, m
     (issue,) = [i for i in caught.value.issues if message in i]
     assert issue.startswith(f"{tmp_path / 'config.toml'}:"), issue
     assert issue.split(":", 2)[1].isdigit(), issue  # the line
+
+
+def test_adw_run_stops_with_a_clear_error_for_a_taken_port_or_a_missing_secret(tmp_path: Path) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from adws.cli import EXIT_CONFIG, cli
+    from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
+
+    with FakeGitHub() as fake, socket.socket() as taken:
+        fake.add_repo("acme/app")
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "config.toml"
+        path.write_text(
+            BASE.replace('repositories = ["acme/app"]', f'repositories = ["acme/app"]\nbase_url = "{fake.base_url}"')
+            + f'[coordinator]\nstate_dir = "state"\n[github.webhook]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        env = {"GITHUB_TOKEN": FAKE_TOKEN, "ADW_WEBHOOK_SECRET": "s" * 24}
+        r = CliRunner().invoke(cli, ["run", "--once", "--config", str(path)], env=env)
+        assert r.exit_code == EXIT_CONFIG, r.output
+        assert f"github.webhook: cannot listen on 127.0.0.1:{port}: Address already in use" in r.output
+        r = CliRunner().invoke(cli, ["run", "--once", "--config", str(path)], env={"GITHUB_TOKEN": FAKE_TOKEN})
+        assert r.exit_code == EXIT_CONFIG, r.output
+        assert "github.webhook: ADW_WEBHOOK_SECRET is not set" in r.output
