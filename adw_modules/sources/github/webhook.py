@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(411, "Content-Length is required")
         length = int(raw_length)
         if length > MAX_BODY:
-            log.warning(f"webhook delivery refused: {length} bytes is over the {MAX_BODY} byte limit")
+            log.warning(f"webhook delivery from {self.client_address[0]} refused: {length} bytes is over {MAX_BODY}")
             return self._answer(413, f"payloads over {MAX_BODY} bytes are refused")
         try:
             body = self.rfile.read(length)
@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("webhook secret unavailable; delivery refused")
             return self._answer(503, "webhook secret unavailable")
         if not signature_ok(secret, body, self.headers.get("X-Hub-Signature-256")):
-            log.warning("webhook delivery refused: missing or wrong X-Hub-Signature-256")
+            log.warning(f"webhook delivery from {self.client_address[0]} refused: missing or wrong X-Hub-Signature-256")
             return self._answer(401, "bad signature")
         self._verified(body)
 
