@@ -268,18 +268,22 @@ class GitHubSource:
         )
 
     def _pull_request_commands(self, own: str) -> None:
-        """Commands in the conversation of a task's pull request (conditional: free when unchanged)."""
+        """Commands in the conversation of a task's pull request, and on the issue of a task a mention
+        or an assignment started (conditional reads: free when unchanged)."""
         recent = self.clock() - PR_WATCH
         for task in self.store.tasks_by_source(SOURCE, states=[*TERMINAL_STATES, TaskState.RETRY_WAIT]):
             if task.repo not in self.cfg.repositories or task.updated_at < recent:
                 continue  # a PR idle for weeks is merged or abandoned: re-label the issue to resume
             state = self.store.source_state(task.id)
-            pr = state.get("pr_number")
-            if not pr:
-                continue
-            comments = self.client.comments_if_changed(task.repo or "", int(pr))
+            pr = int(state.get("pr_number") or 0)
+            comments = self.client.comments_if_changed(task.repo or "", pr) if pr else None
             if comments is not None:
-                self.commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
+                self.commands(task.repo or "", pr, task, state, own, comments, "last_pr_comment_id")
+            if state.get("trigger_kind") in ("mention", "assignment"):
+                # Not in the labelled listing, whose changes bring the issue's comments: read them here.
+                issue_comments = self.client.comments_if_changed(task.repo or "", issue_number(task))
+                if issue_comments is not None:
+                    self.commands(task.repo or "", issue_number(task), task, state, own, issue_comments)
 
     def commands(
         self,

@@ -234,3 +234,16 @@ def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(h
     state = rig.store.source_state(task.id)
     assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == 5001
     assert rig.task(n).state is TaskState.QUEUED
+
+
+def test_a_command_on_a_mention_started_task_is_found_by_polling_too(hooked: Hooked) -> None:
+    rig, fake = hooked.rig, hooked.rig.fake
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    cid = fake.add_comment(REPO, n, "@adw-bot fix the footer", user="maintainer")
+    assert hooked.deliver("issue_comment", fake.comment_payload(REPO, cid)) == 202
+    wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the mention's run")
+    assert rig.source.poll()  # the issue is not labelled: its comments are read for commands anyway
+    fake.add_comment(REPO, n, "/adw and the header", user="maintainer")  # no delivery: a lost one
+    assert rig.source.poll()
+    state = rig.store.source_state(rig.task(n).id)
+    assert state["instruction"] == "and the header" and rig.task(n).state is not TaskState.SUCCEEDED
