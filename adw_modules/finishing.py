@@ -70,6 +70,10 @@ class Finishing:
         task, wt = slot.task, slot.worktree
         ref = f" (#{task.external_id.rsplit('#', 1)[1]})" if task.source == "github" else ""
         message = f"adw: {task.title}{ref}\n\nWork of adw task {task.id}, attempt {slot.number} on {slot.target}."
+        with contextlib.suppress(Exception):  # a follow-up round's commit names what it was asked
+            follow_up = follow_up_message(self.store.source_state(task.id), ref)
+            if follow_up is not None:
+                message = f"{follow_up}\n\nIssue: {task.title}\n" + message.split("\n\n", 1)[1]
         try:
             changes = self.workspaces.finish(wt, message, push=self.workspaces.cfg.should_push(succeeded))
             self.store.update_source_state(task.id, {"workspace": workspace_state(wt, changes)}, now)
@@ -344,3 +348,16 @@ def circuit_message(state: ProviderState) -> str:
     """The provider.circuit event's message: the new circuit, until when and why."""
     until = f" until {state.cooldown_until:%H:%M:%S} ({state.cooldown_reason})" if state.cooldown_until else ""
     return f"{state.provider}: circuit {state.circuit}{until}"
+
+
+def follow_up_message(state: dict[str, object], ref: str) -> str | None:
+    """The commit message of a round run for a ``/adw`` command or a mention: its instruction as
+    the subject (first line, at most 72 characters) and in full below; None for other rounds."""
+    instruction = str(state.get("instruction") or "").strip()
+    if not instruction or not state.get("instruction_id"):
+        return None
+    if state.get("instruction_delivered") != state.get("instruction_id"):
+        return None  # the round's prompt did not carry it
+    clean = "".join(ch for ch in instruction if ch == "\n" or ch.isprintable())
+    subject = clean.splitlines()[0][:72] if clean.splitlines() else clean[:72]
+    return f"adw: {subject}{ref}\n\nFollow-up requested by @{state.get('instruction_by')}:\n{clean}"

@@ -54,10 +54,10 @@ def run_cmd(mode: str | None, idle_wait: float, log_format: str, config_path: st
     service.install_signal_handlers()
     service.protect_environment()
     try:
-        code = service.run(mode or "forever", idle_wait_s=idle_wait)  # type: ignore[arg-type]
-    except ConfigError as exc:  # e.g. [web] listen: the port is taken
+        sys.exit(service.run(mode or "forever", idle_wait_s=idle_wait))  # type: ignore[arg-type]
+    except ConfigError as exc:  # found at start: e.g. [github.webhook]'s port taken or secret unset
+        service.store.close()
         config_error_exit(exc)
-    sys.exit(code)
 
 
 @click.command("enqueue")

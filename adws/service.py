@@ -42,7 +42,9 @@ from adw_modules.queue.store import Store
 from adws.stores import open_store
 
 if TYPE_CHECKING:
+    from adw_modules.sources.github.client import GitHubClient
     from adw_modules.sources.github.source import GitHubSource
+    from adw_modules.sources.github.webhook import WebhookReceiver
     from adws.web.server import ConsoleServer
 
 log = logging.getLogger("adw.service")
@@ -51,10 +53,11 @@ Mode = Literal["forever", "once", "until_idle"]
 REFRESH_S = 60.0
 MAIN_LOOP_BACKSTOP_S = 5.0
 IDLE_CHECK_S = 0.2
+DELIVERIES_KEPT = dt.timedelta(days=30)
 # Service settings read once at start: a reload names them, a restart applies them.
 RESTART_ONLY = ("store", "coordinator.state_dir", "coordinator.name", "metrics.listen")
 # Values not shown in the log (long, or a command line).
-GITHUB_UNSHOWN = ("prompt_template", "token_command")
+GITHUB_UNSHOWN = ("prompt_template", "token_command", "private_key_command", "webhook")
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
@@ -131,7 +134,9 @@ def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[s
         return ["github added"]
     if new is None:
         return ["github removed"]
-    return _setting_changes("github.", old, new, GITHUB_UNSHOWN)
+    changes = _setting_changes("github.", old, new, GITHUB_UNSHOWN)
+    # The receiver's address is bound at start; its other settings too, for one story.
+    return [c + " (applies after a restart)" if c.startswith("github.webhook ") else c for c in changes]
 
 
 class Service:
@@ -151,6 +156,7 @@ class Service:
         self._dispatcher: threading.Thread | None = None
         self._poll_soon = False  # a reload rebuilt the GitHub source: poll at once
         self.last_reload: dict[str, object] | None = None  # the web console's Config page shows it
+        self.webhook: WebhookReceiver | None = None
         if config.github is not None:
             self.github = make_github_source(config, self.store, self.coordinator, self.environ)
 
@@ -200,6 +206,8 @@ class Service:
         self.coordinator.apply_config(new)
         install_redaction(self.coordinator.redact)
         self._reload_github(old, new)
+        if self.github is not None:  # apply_config made new workspaces: they push as the source does
+            share_push_token(new, self.coordinator, self.github.client)
         if self.scheduler.running:
             self._reschedule()
         self.last_reload = {"at": utcnow().isoformat(), "ok": True, "lines": changes or ["no changes"]}
@@ -250,7 +258,8 @@ class Service:
             out["catalog"] = self.config.catalog.refresh_interval_h * 3600
         if self.github is not None:  # its settings: a [github] that could not be applied is not in force
             gh = self.github.cfg
-            out["github_poll"] = gh.poll_interval_s
+            # With webhooks the poll is the safety net (a lost delivery), at its own longer interval.
+            out["github_poll"] = gh.webhook.poll_interval_s if gh.webhook is not None else gh.poll_interval_s
             out["github_sync"] = gh.sync_interval_s
         return out
 
@@ -370,7 +379,10 @@ class Service:
 
     def prune(self) -> None:
         svc = self.config.service
-        retention.prune(self.store, svc.retention, svc.coordinator.state_dir, self.coordinator.host, utcnow())
+        now = utcnow()
+        retention.prune(self.store, svc.retention, svc.coordinator.state_dir, self.coordinator.host, now)
+        # Webhook delivery ids guard against redeliveries, which GitHub allows for a few days.
+        self.store.prune_deliveries(now - DELIVERIES_KEPT)
 
     def _github_leader(self) -> bool:
         """One coordinator polls and writes to GitHub; all of them dispatch."""
@@ -422,6 +434,14 @@ class Service:
                 metrics.stop()
             raise
         c = self.coordinator
+        try:
+            self.webhook = self._start_webhook()  # before any work too: a taken port fails at once
+        except ConfigError:
+            if metrics is not None:
+                metrics.stop()
+            if web is not None:
+                web.stop()
+            raise
         c.startup()
         self._schedule(dispatch=mode != "once")
         self.scheduler.start()
@@ -464,6 +484,8 @@ class Service:
                     self.store.release_leader("github", c.owner)
                 c.shutdown()
             finally:
+                if self.webhook is not None:
+                    self.webhook.stop()
                 if metrics is not None:
                     metrics.stop()
                 if web is not None:
@@ -493,6 +515,51 @@ class Service:
             reload_info=lambda: self.last_reload,
         )
 
+    def _start_webhook(self) -> WebhookReceiver | None:
+        """Serve ``[github.webhook]`` (any coordinator may: a delivery is acted on once, by the first
+        to record it).  The secret is fetched now, so a missing one stops the start, and again
+        per delivery (cached like every secret), so a rotated one applies."""
+        gh = self.config.github
+        if gh is None or gh.webhook is None or self.github is None:
+            return None
+        from adw_modules.ops.secrets import webhook_secret
+        from adw_modules.sources.github.webhook import WebhookReceiver
+
+        wh = gh.webhook
+
+        def secret() -> str:
+            return webhook_secret(self.coordinator.registry.secrets, wh.secret_env, wh.secret_command)
+
+        try:
+            secret()
+        except SecretError as exc:
+            raise ConfigError([f"{self.config.path}: github.webhook: {exc}"]) from None
+        try:
+            receiver = WebhookReceiver(
+                wh.listen,
+                wh.path,
+                secret,
+                lambda delivery, event: self.store.record_delivery(delivery, event, utcnow()),
+                self._on_webhook,
+            ).start()
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            where = f"{wh.listen[0]}:{wh.listen[1]}"
+            raise ConfigError(
+                [f"{self.config.path}: github.webhook: cannot listen on {where}: {exc.strerror}"]
+            ) from None
+        log.info(
+            f"receiving GitHub webhooks at {receiver.url}",
+            extra={"data": {"event": "github.webhook_listening", "url": receiver.url}},
+        )
+        return receiver
+
+    def _on_webhook(self, event: str, payload: dict[str, object]) -> None:
+        """A verified, first-seen delivery (on the receiver's worker thread, after the answer)."""
+        source = self.github
+        if source is not None:
+            source.handle_event(event, payload)
+            self._wake_dispatch()
+
     def drain(self) -> None:
         c = self.coordinator
         c.stop_claiming()
@@ -521,18 +588,53 @@ def make_github_source(
 
     gh = config.github
     assert gh is not None
+    pace = (gh.read_spacing_s, gh.write_spacing_s)
     try:
         # The coordinator's secrets, already fetched for ``config`` (apply_config runs first): one
         # fetch, one cache, and one redactor that learns a rotated token for the logs and GitHub alike.
-        token = coordinator.registry.secrets.github_token(gh)
+        if gh.app_id is not None:
+            client = _app_client(gh, coordinator, pace)
+        else:
+            client = GitHubClient(gh.base_url, coordinator.registry.secrets.github_token(gh), pace_s=pace)
     except SecretError as exc:
         raise ConfigError([f"{config.path}: github: {exc}"]) from None
     source = GitHubSource(
         gh,
         store,
-        GitHubClient(gh.base_url, token, pace_s=(gh.read_spacing_s, gh.write_spacing_s)),
+        client,
         redact=coordinator.registry.secrets.redactor,
         max_attempts=config.service.coordinator.max_total_attempts,
     )
     coordinator.prompt_renderers["github"] = source.prompt
+    share_push_token(config, coordinator, client)
     return source
+
+
+def _app_client(gh: GitHubConfig, coordinator: Coordinator, pace: tuple[float, float]) -> GitHubClient:
+    from github import GithubException
+
+    from adw_modules.ops.secrets import github_app_key
+    from adw_modules.sources.github.app import app_client
+    from adw_modules.sources.github.client import Backoff
+
+    key = github_app_key(coordinator.registry.secrets, gh)
+    try:
+        return app_client(gh, key, pace_s=pace, on_token=coordinator.registry.secrets.redactor.add)
+    except (GithubException, Backoff) as exc:
+        why = f"GitHub answered {exc.status}" if isinstance(exc, GithubException) else exc.reason
+        raise SecretError(f"the GitHub App {gh.app_id} could not authenticate: {why}") from None
+
+
+def share_push_token(config: Config, coordinator: Coordinator, client: GitHubClient) -> None:
+    """``git push`` uses the GitHub source's credentials ([github] token_env / token_command, or the
+    App's installation token) unless ``[workspace] token_env`` names another variable."""
+    ws = config.workspace
+    if coordinator.workspaces is None or ws is None or ws.token_env not in ("GITHUB_TOKEN", None):
+        return
+    if ws.token_env is None and config.github is not None and config.github.app_id is None:
+        return  # pushing without a token was asked for
+
+    def token() -> str | None:
+        return client.push_token()
+
+    coordinator.workspaces.use_token(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from adw_modules.config.validation import Validator
@@ -42,10 +43,31 @@ _KEYS = (
     "read_spacing_s",
     "write_spacing_s",
     "command",
+    "mention",
+    "mention_trigger",
+    "assignment_trigger",
+    "app_id",
+    "private_key_path",
+    "private_key_command",
+    "installation_id",
+    "webhook",
 )
+_WEBHOOK_KEYS = ("listen", "path", "secret_env", "secret_command", "poll_interval_s")
 _LIFECYCLE = ("queued", "running", "done", "failed", "cancelled", "pr_open")
 _PLACEHOLDERS = ("title", "body", "labels", "repo", "number", "url", "comments")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """``[github.webhook]``: where ``adw run`` receives GitHub's deliveries, and their secret by reference."""
+
+    listen: tuple[str, int]  # port 0: any free port (tests)
+    path: str = "/github/webhook"
+    secret_env: str | None = "ADW_WEBHOOK_SECRET"
+    secret_command: tuple[str, ...] | None = None
+    # The safety-net poll while webhooks are on: deliveries can be lost (an outage, a redeploy).
+    poll_interval_s: float = 600.0
 
 
 def default_labels() -> dict[str, str]:
@@ -71,6 +93,15 @@ class GitHubConfig:
     # PyGithub's pacing: GitHub's secondary-rate-limit guidance asks for a second between writes.
     read_spacing_s: float = 0.25
     write_spacing_s: float = 1.0
+    mention: str | None = None  # None: "@" + the bot's own login
+    mention_trigger: bool = True  # "@bot <instructions>" in an issue or comment starts or steers a run
+    assignment_trigger: bool = True  # assigning the issue to the bot's user starts a run
+    # A GitHub App instead of a personal token: installation tokens, identity "<slug>[bot]".
+    app_id: str | None = None
+    private_key_path: str | None = None
+    private_key_command: tuple[str, ...] | None = None
+    installation_id: int | None = None  # None: found from the first repository
+    webhook: WebhookConfig | None = None
 
     def lifecycle_labels(self) -> set[str]:
         return set(self.labels.values())
@@ -124,6 +155,64 @@ def validate_github(v: Validator, data: Mapping[str, Any]) -> GitHubConfig | Non
         command=v.get(g, "command", str, w, "/adw"),
         read_spacing_s=_non_negative(v, g, "read_spacing_s", 0.25),
         write_spacing_s=_non_negative(v, g, "write_spacing_s", 1.0),
+        mention=v.get(g, "mention", str, w) or None,
+        mention_trigger=bool(v.get(g, "mention_trigger", bool, w, True)),
+        assignment_trigger=bool(v.get(g, "assignment_trigger", bool, w, True)),
+        **_app(v, g),
+        webhook=_webhook(v, g),
+    )
+
+
+def _app(v: Validator, g: Mapping[str, Any]) -> dict[str, Any]:
+    w = "github"
+    raw_id = v.get(g, "app_id", (int, str), w)
+    key_path = v.get(g, "private_key_path", str, w)
+    key_cmd = v.str_list(g, "private_key_command", w)
+    installation = v.get(g, "installation_id", int, w)
+    if raw_id is None:
+        if key_path or key_cmd or installation is not None:
+            v.err(w, "private_key_path, private_key_command and installation_id need app_id (a GitHub App)")
+        return {}
+    if not str(raw_id).strip().isdigit():
+        v.err(w, f'app_id "{raw_id}" must be the App\'s numeric id (its settings page shows "App ID")')
+    if bool(key_path) == bool(key_cmd):
+        v.err(w, "app_id needs exactly one of private_key_path or private_key_command (the App's private key)")
+    if key_path is not None:
+        v.file_ref(key_path, w, "private_key_path")
+    if key_path is not None and not Path(key_path).expanduser().is_absolute():
+        key_path = str(v.base / Path(key_path).expanduser())
+    return {
+        "app_id": str(raw_id).strip(),
+        "private_key_path": key_path,
+        "private_key_command": tuple(key_cmd) if key_cmd else None,
+        "installation_id": installation,
+    }
+
+
+def _webhook(v: Validator, g: Mapping[str, Any]) -> WebhookConfig | None:
+    w = "github.webhook"
+    t = v.get(g, "webhook", dict, w)
+    if t is None:
+        return None
+    v.unknown_keys(t, _WEBHOOK_KEYS, w, "key")
+    raw_listen = v.get(t, "listen", str, w)
+    host, sep, port = (raw_listen or "").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        v.err(w, f'listen "{raw_listen or ""}" must be "HOST:PORT", e.g. "0.0.0.0:8787"')
+        return None
+    path = v.get(t, "path", str, w, "/github/webhook")
+    if not path.startswith("/"):
+        v.err(w, f'path "{path}" must start with "/"')
+    secret_cmd = v.str_list(t, "secret_command", w)
+    secret_env = v.get(t, "secret_env", str, w)
+    if secret_cmd and secret_env:
+        v.err(w, "give the secret by one reference: secret_env or secret_command, not both")
+    return WebhookConfig(
+        listen=(host.strip("[]"), int(port)),
+        path=path,
+        secret_env=None if secret_cmd else (secret_env or "ADW_WEBHOOK_SECRET"),
+        secret_command=tuple(secret_cmd) if secret_cmd else None,
+        poll_interval_s=v.positive(t, "poll_interval_s", float, w) or 600.0,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,18 @@ class WorkspaceConfig:
         return succeeded or self.push_on_failure
 
 
+def default_remote(github: object) -> str:
+    """``https://github.com/{repo}.git``, or the GitHub Enterprise host ``[github] base_url`` names
+    (``https://HOST/api/v3`` -> ``https://HOST/{repo}.git``)."""
+    base = github.get("base_url") if isinstance(github, Mapping) else None
+    if not isinstance(base, str) or not base.startswith(("https://", "http://")):
+        return DEFAULT_REMOTE
+    parts = urllib.parse.urlsplit(base.rstrip("/"))
+    if parts.hostname in (None, "api.github.com"):
+        return DEFAULT_REMOTE
+    return f"{parts.scheme}://{parts.netloc}/{{repo}}.git"
+
+
 def validate_workspace(v: Validator, data: Mapping[str, Any]) -> WorkspaceConfig | None:
     """``[workspace]``; None when the table is absent.  ``root`` defaults to <state_dir>/workspaces."""
     if "workspace" not in data:
@@ -62,7 +75,7 @@ def validate_workspace(v: Validator, data: Mapping[str, Any]) -> WorkspaceConfig
     raw_root = v.get(t, "root", str, w)
     root = state_dir / "workspaces" if raw_root is None else Path(raw_root).expanduser()
     root = root if root.is_absolute() else v.base / root
-    remote = v.get(t, "remote", str, w, DEFAULT_REMOTE)
+    remote = v.get(t, "remote", str, w, default_remote(data.get("github")))
     if PASSWORD_IN_URL.search(remote):
         v.err(w, "remote contains a password: give the token by reference in token_env")
     if "{" in remote.replace("{repo}", ""):

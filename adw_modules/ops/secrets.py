@@ -171,3 +171,36 @@ def web_token(
         return None
     redactor.add(value)
     return value
+
+
+# -- GitHub App private key and webhook secret (added for [github] app_id / [github.webhook]) ----------
+def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
+    """The GitHub App's private key (PEM), from ``private_key_command`` or the ``private_key_path``
+    file; registered with the redactor (every line of it, so no part of it is shown either)."""
+    if github.private_key_command:
+        value = secrets._from_command(github.private_key_command, "private_key_command")
+    elif github.private_key_path:
+        try:
+            with open(github.private_key_path, encoding="ascii") as key_file:
+                value = key_file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise SecretError(f"private_key_path {github.private_key_path}: {reason}") from None
+        if not value:
+            raise SecretError(f"private_key_path {github.private_key_path} is empty")
+    else:
+        raise SecretError("app_id needs private_key_path or private_key_command")
+    for line in value.splitlines():
+        if len(line.strip()) >= 16 and not line.startswith("-----"):
+            secrets.redactor.add(line.strip())
+    return secrets._registered(value)
+
+
+def webhook_secret(secrets: Secrets, secret_env: str | None, secret_command: Sequence[str] | None) -> str:
+    """The ``[github.webhook]`` secret GitHub signs deliveries with, by reference."""
+    if secret_command:
+        return secrets._from_command(secret_command, "secret_command")
+    value = secrets.environ.get(secret_env or "", "")
+    if not value:
+        raise SecretError(f"{secret_env} is not set (the webhook secret, by reference: [github.webhook] secret_env)")
+    return secrets._registered(value)

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import urllib.parse
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,17 +144,20 @@ class GitRunner:
         self,
         environ: Mapping[str, str],
         *,
-        token: str | None = None,
+        token: str | Callable[[], str | None] | None = None,
         askpass: Path | None = None,
         timeout_s: float = 300.0,
         record: int = 1000,
     ) -> None:
+        # ``token``: the push token, or a function giving the current one (a GitHub App's
+        # installation token, renewed before it expires): asked again for every remote command.
         if token and askpass is None:
             raise ValueError("a token needs the askpass helper path")
         self._base_env = {k: environ[k] for k in _ALLOWED_ENV if k in environ}
         self._base_env.setdefault("PATH", os.defpath)
         self._base_env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GCM_INTERACTIVE": "never"})
-        self._token = token or None
+        self._token_source = token if callable(token) else None
+        self._token = None if callable(token) else (token or None)
         self._askpass = askpass
         self.timeout_s = timeout_s
         self.redact = Redactor([self._token])
@@ -164,14 +167,26 @@ class GitRunner:
     def env(self, *, url: str | None) -> dict[str, str]:
         """The child environment; with a token only for a URL it may be offered to."""
         env = dict(self._base_env)
-        if url is not None and self._token and self._askpass is not None and token_allowed(url):
+        token = self.current_token() if url is not None else None
+        if url is not None and token and self._askpass is not None and token_allowed(url):
             env["GIT_ASKPASS"] = str(self._askpass)
-            env[TOKEN_VAR] = self._token
+            env[TOKEN_VAR] = token
             parsed = urllib.parse.urlsplit(url)
             env["ADW_GIT_HOST"] = (
                 parsed.hostname + (f":{parsed.port}" if parsed.port else "") if parsed.hostname else ""
             )
         return env
+
+    def current_token(self) -> str | None:
+        """The token to offer now (a token function's answer is masked from then on)."""
+        if self._token_source is None:
+            return self._token
+        try:
+            token = self._token_source()
+        except Exception:  # no token to be had: git runs without one and says why it failed
+            return None
+        self.redact.add(token)
+        return token or None
 
     def mask(self, text: str) -> str:
         return mask_url_credentials(self.redact(text))

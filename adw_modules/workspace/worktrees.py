@@ -128,7 +128,14 @@ class Workspaces:
         self.root = cfg.root
         token = environ.get(cfg.token_env) if cfg.token_env else None
         askpass = write_askpass(self.root / "bin") if token else None
+        self.environ = environ
         self.git = GitRunner(environ, token=token, askpass=askpass, timeout_s=cfg.git_timeout_s)
+
+    def use_token(self, token: Callable[[], str | None]) -> None:
+        """Push with the GitHub source's credentials: ``token()`` gives the current token (the
+        ``[github]`` personal token, or a GitHub App's installation token, renewed as it expires)."""
+        askpass = write_askpass(self.root / "bin")
+        self.git = GitRunner(self.environ, token=token, askpass=askpass, timeout_s=self.cfg.git_timeout_s)
 
     # -- paths --------------------------------------------------------------------------------
     def clone_path(self, repo: str) -> Path:

@@ -63,6 +63,34 @@ to its author, without ``submitted_at``; reviews and comments record the head sh
 request's ``review_comments`` counts the comments.  ``fake.reviews(repo, n)`` /
 ``fake.review_comments(repo, n)`` show them (``FakeReview``, ``FakeReviewComment``).
 
+**Reactions**: ``POST|GET .../issues/{n}/reactions``, ``.../issues/comments/{id}/reactions`` and
+``.../pulls/comments/{id}/reactions`` (201 for a new one, 200 for one the user already gave, 422
+for an unknown ``content``); the ``reactions`` summary of issues and comments counts them;
+``fake.reactions(repo, "issues/7")`` lists ``(user, content)``.
+
+**Assignees**: ``fake.assign_issue(repo, n, assignee, actor=...)`` / ``unassign_issue`` (the
+``assignee``/``assignees`` of the issue, an ``assigned``/``unassigned`` event with ``assignee`` and
+``assigner``); the issues list filters ``assignee``.
+
+**GitHub Apps**: ``fake.add_app(app_id, slug, public_key_pem, repos=[...])``.  A request with
+``Authorization: Bearer <JWT>`` is checked like GitHub does (RS256 with the App's key, ``iss`` the
+App id, ``exp`` in the future and at most 10 minutes after ``iat``; else 401) and may call
+``GET /app``, ``GET /repos/{o}/{r}/installation`` (404 where the App is not installed) and
+``POST /app/installations/{id}/access_tokens`` (201: a ``ghs_`` token for the Bot user
+``<slug>[bot]``, ``expires_at`` one hour ahead, ``app.token_lifetime_s``).  An installation token
+past its ``expires_at`` (the fake clock: ``advance_clock``) answers 401 "Bad credentials";
+``fake.token_valid(token)`` says whether GitHub would take it now (for a git remote's check).
+An App's own webhook (``hook_url``, ``hook_secret``) receives ``fake.deliver`` for the repositories it
+is installed on; ``GET /app/hook/config`` and ``GET /app/hook/deliveries`` (JWT) show it.
+
+**Webhooks**: ``fake.add_hook(repo, url, secret, events)`` and ``fake.deliver(repo, event,
+payload)`` POST a delivery to each subscribed hook exactly as GitHub signs it (JSON body,
+``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256`` and ``X-Hub-Signature``,
+``User-Agent: GitHub-Hookshot/…``; docs.github.com/webhooks "Validating webhook deliveries"),
+recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).  Payloads from
+``fake.issues_payload(...)`` / ``fake.comment_payload(...)`` are validated against the
+description's ``webhook-<event>-<action>`` schema before they are sent.
+
 Anything else answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404,
 not 405, to an unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30,
 max 100, a ``Link`` header with ``prev next last first`` whose URLs use GitHub's
@@ -101,7 +129,7 @@ the list body lacks (``issue.pull_request`` on a plain issue) or ``raw_data`` GE
 PyGithub keeps only the path and query of URLs in bodies and ``Link`` headers, so the
 ``http://127.0.0.1:PORT`` URLs the fake puts there are followed correctly.
 
-Not modelled: assignees, milestones, reactions (always zero), locking, redirects for renamed
+Not modelled: milestones, locking, redirects for renamed
 repositories, GraphQL, writing reviews or review comments through the API (and replies, threads,
 multi-line or file-level comments, outdated positions, dismissals, review requests, ``reviewed``
 items in the timeline, the ``body_html``/``body_text`` media types), write-permission checks on
@@ -141,6 +169,9 @@ DOCS = "https://docs.github.com/rest"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 SECONDARY_DOCS = f"{RATE_DOCS}#about-secondary-rate-limits"
 HTML_BASE = "https://github.com"
+# The reaction contents GitHub accepts (docs.github.com/rest/reactions/reactions#about-reactions).
+APP_LOGIN_PREFIX = "<app>"  # the login a JWT-authenticated request gets: "<app>ID" (no user)
+REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
 AVATARS = "https://avatars.githubusercontent.com"
 
 Permission = Literal["admin", "maintain", "write", "triage", "read", "none"]
@@ -197,6 +228,7 @@ class FakeEvent:
     label: str | None = None
     label_color: str | None = None
     state_reason: str | None = None
+    assignee: str | None = None  # for assigned / unassigned
 
 
 @dataclass
@@ -227,6 +259,7 @@ class FakeIssue:
     closed_by: str | None = None
     events: list[FakeEvent] = field(default_factory=list)
     comment_ids: list[int] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -291,6 +324,42 @@ class FakeReviewComment:
 
 
 @dataclass
+class FakeReaction:
+    id: int
+    user: str
+    content: str
+    created_at: float
+
+
+@dataclass
+class FakeHook:
+    """A repository webhook: where the fake delivers events, signed with ``secret``."""
+
+    id: int
+    url: str
+    secret: str
+    events: list[str]
+    created_at: float
+    last_response: dict[str, Any] = field(default_factory=lambda: {"code": None, "status": "unused", "message": None})
+    deliveries: list[tuple[str, str, int]] = field(default_factory=list)  # (delivery id, event, status)
+
+
+@dataclass
+class FakeApp:
+    id: int
+    slug: str
+    public_key_pem: str
+    owner: str
+    installations: dict[str, int] = field(default_factory=dict)  # lower-cased repo -> installation id
+    token_lifetime_s: float = 3600.0  # GitHub's installation tokens last one hour
+    tokens_minted: int = 0
+    hook_url: str | None = None  # the App's own webhook (its settings page)
+    hook_secret: str = ""
+    # (id, guid, event, action, status code, delivered at), newest last
+    hook_deliveries: list[tuple[int, str, str, str | None, int, float]] = field(default_factory=list)
+
+
+@dataclass
 class FakeRepo:
     id: int
     owner: str
@@ -308,6 +377,9 @@ class FakeRepo:
     pulls: dict[int, FakePull] = field(default_factory=dict)  # key: number
     reviews: dict[int, FakeReview] = field(default_factory=dict)  # key: review id
     review_comments: dict[int, FakeReviewComment] = field(default_factory=dict)  # key: comment id
+    # (kind, id) -> reactions, kind "issues" | "issues/comments" | "pulls/comments"
+    reactions: dict[tuple[str, int], list[FakeReaction]] = field(default_factory=dict)
+    hooks: list[FakeHook] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -433,6 +505,8 @@ class FakeGitHub(LoopbackServer):
         self._faults: list[_Fault] = []
         self._log: list[LoggedRequest] = []
         self._validation_errors: list[str] = []
+        self._token_expiry: dict[str, float] = {}  # installation token -> expires at (fake clock)
+        self._apps: dict[int, FakeApp] = {}
         self.add_token(token, login, scopes=scopes, user_type=user_type)
         self.token = token
         self.login = login
@@ -1103,19 +1177,11 @@ class FakeGitHub(LoopbackServer):
         return "NONE"
 
     @staticmethod
-    def _reactions(url: str) -> dict[str, Any]:
-        return {
-            "url": f"{url}/reactions",
-            "total_count": 0,
-            "+1": 0,
-            "-1": 0,
-            "laugh": 0,
-            "hooray": 0,
-            "confused": 0,
-            "heart": 0,
-            "rocket": 0,
-            "eyes": 0,
-        }
+    def _reactions(url: str, given: list[FakeReaction] | None = None) -> dict[str, Any]:
+        counts = {content: 0 for content in REACTIONS}
+        for reaction in given or []:
+            counts[reaction.content] += 1
+        return {"url": f"{url}/reactions", "total_count": sum(counts.values()), **counts}
 
     def _issue_doc(self, repo: FakeRepo, issue: FakeIssue, *, single: bool = False) -> dict[str, Any]:
         api = self._repo_api(repo)
@@ -1137,8 +1203,8 @@ class FakeGitHub(LoopbackServer):
             "labels": [self._label_doc(repo, repo.labels[name.lower()]) for name in issue.labels],
             "state": issue.state,
             "locked": False,
-            "assignee": None,
-            "assignees": [],
+            "assignee": self._user_doc(issue.assignees[0]) if issue.assignees else None,
+            "assignees": [self._user_doc(a) for a in issue.assignees],
             "milestone": None,
             "comments": len(issue.comment_ids),
             "created_at": _iso(issue.created_at),
@@ -1147,7 +1213,7 @@ class FakeGitHub(LoopbackServer):
             "author_association": self._association(repo, issue.user),
             "active_lock_reason": None,
             "body": issue.body,
-            "reactions": self._reactions(url),
+            "reactions": self._reactions(url, repo.reactions.get(("issues", issue.number))),
             "timeline_url": f"{url}/timeline",
             "performed_via_github_app": None,
             "state_reason": issue.state_reason,
@@ -1190,6 +1256,9 @@ class FakeGitHub(LoopbackServer):
             doc["label"] = {"name": event.label, "color": event.label_color or "ededed"}
         if event.event in ("closed", "reopened"):
             doc["state_reason"] = event.state_reason
+        if event.assignee is not None:  # GitHub's assigned-issue-event: assignee and assigner
+            doc["assignee"] = self._user_doc(event.assignee)
+            doc["assigner"] = self._user_doc(event.actor)
         return doc
 
     def _comment_doc(self, repo: FakeRepo, comment: FakeComment) -> dict[str, Any]:
@@ -1207,7 +1276,7 @@ class FakeGitHub(LoopbackServer):
             "updated_at": _iso(comment.updated_at),
             "author_association": self._association(repo, comment.user),
             "body": comment.body,
-            "reactions": self._reactions(url),
+            "reactions": self._reactions(url, repo.reactions.get(("issues/comments", comment.id))),
             "performed_via_github_app": None,
         }
 
@@ -1311,7 +1380,12 @@ class FakeGitHub(LoopbackServer):
                 )
             return None, "", None
         scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.count(".") == 2:
+            return self._authenticate_jwt(token.strip())
         found = self._tokens.get(token.strip()) if scheme.lower() in ("token", "bearer") else None
+        expires = self._token_expiry.get(token.strip())
+        if expires is not None and self.now() >= expires:
+            found = None  # an installation token past its expires_at: GitHub answers 401
         if found is None:
             return None, "", _Answer(401, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"})
         return found[0], found[1], None
@@ -1413,6 +1487,354 @@ class FakeGitHub(LoopbackServer):
             )
         )
 
+    # -- GitHub Apps, assignees, reactions, webhooks -----------------------------------------
+    def add_app(
+        self,
+        app_id: int,
+        slug: str,
+        public_key_pem: str,
+        *,
+        owner: str = "acme",
+        repos: Sequence[str] = (),
+        hook_url: str | None = None,
+        hook_secret: str = "",
+    ) -> FakeApp:
+        """A GitHub App (its JWTs checked with ``public_key_pem``), installed on ``repos`` (one
+        installation); its installation tokens act as the Bot user ``<slug>[bot]``."""
+        with self._lock:
+            self.add_user(owner)
+            app = FakeApp(app_id, slug, public_key_pem, owner, hook_url=hook_url, hook_secret=hook_secret)
+            installation = self._next_id()
+            for repo in repos:
+                app.installations[repo.lower()] = installation
+            self._apps[app_id] = app
+            self.add_user(f"{slug}[bot]", type="Bot")
+            return app
+
+    def assign_issue(self, repo: str, number: int, assignee: str, actor: str) -> None:
+        """``actor`` assigns ``assignee``; records an ``assigned`` event (assignee, assigner)."""
+        with self._lock:
+            r = self._repo(repo)
+            issue = self._issue(r, number)
+            self.add_user(assignee)
+            self.add_user(actor)
+            if assignee.lower() not in {a.lower() for a in issue.assignees}:
+                issue.assignees.append(assignee)
+                issue.events.append(FakeEvent(self._next_id(), "assigned", actor, self.now(), assignee=assignee))
+                issue.updated_at = self.now()
+
+    def unassign_issue(self, repo: str, number: int, assignee: str, actor: str) -> None:
+        with self._lock:
+            r = self._repo(repo)
+            issue = self._issue(r, number)
+            issue.assignees = [a for a in issue.assignees if a.lower() != assignee.lower()]
+            issue.events.append(FakeEvent(self._next_id(), "unassigned", actor, self.now(), assignee=assignee))
+            issue.updated_at = self.now()
+
+    def token_valid(self, token: str) -> bool:
+        """Whether GitHub would accept ``token`` now (known, and an installation token not expired)."""
+        with self._lock:
+            expires = self._token_expiry.get(token)
+            return token in self._tokens and (expires is None or self.now() < expires)
+
+    def reactions(self, repo: str, target: str) -> list[tuple[str, str]]:
+        """(user, content) of the reactions on ``target``: ``issues/N``, ``issues/comments/ID``."""
+        kind, _, ident = target.rpartition("/")
+        with self._lock:
+            return [(x.user, x.content) for x in self._repo(repo).reactions.get((kind, int(ident)), [])]
+
+    def add_hook(self, repo: str, url: str, secret: str, events: Sequence[str] = ("issues", "issue_comment")) -> int:
+        with self._lock:
+            hook = FakeHook(self._next_id(), url, secret, list(events), self.now())
+            self._repo(repo).hooks.append(hook)
+            return hook.id
+
+    def deliver(
+        self, repo: str, event: str, payload: dict[str, Any], *, delivery: str | None = None, secret: str | None = None
+    ) -> list[int]:
+        """POST ``payload`` to every hook of ``repo`` subscribed to ``event``, as GitHub does:
+        JSON body, ``X-GitHub-Event``, ``X-GitHub-Delivery`` (a GUID), ``X-Hub-Signature-256``
+        (HMAC-SHA256 of the body with the hook's secret, or ``secret``), ``X-Hub-Signature``
+        (SHA-1), ``User-Agent: GitHub-Hookshot/…``.  Returns each hook's status; the payload is
+        validated against the ``webhook-<event>-<action>`` schema first.  Source: GitHub docs,
+        "Webhook events and payloads" / "Validating webhook deliveries"."""
+        import hmac
+        import uuid
+
+        schema = f"webhook-{event.replace('_', '-')}" + (f"-{payload['action']}" if "action" in payload else "")
+        self._validate_payload(schema, payload)
+        body = json.dumps(payload).encode()
+        statuses = []
+        with self._lock:
+            hooks = [h for h in self._repo(repo).hooks if event in h.events or "*" in h.events]
+            for app in self._apps.values():  # an App installed on the repository delivers to its own hook
+                if app.hook_url and repo.lower() in app.installations:
+                    hooks.append(FakeHook(-app.id, app.hook_url, app.hook_secret, [event], self.now()))
+        for hook in hooks:
+            key = (secret if secret is not None else hook.secret).encode()
+            guid = delivery or str(uuid.uuid4())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/044aadd",
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": guid,
+                "X-GitHub-Hook-ID": str(hook.id),
+                "X-Hub-Signature": "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest(),
+                "X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest(),
+            }
+            status = post_signed(hook.url, body, headers)
+            with self._lock:
+                ok = 200 <= status < 300
+                hook.last_response = {"code": status, "status": "active" if ok else "failed", "message": None}
+                hook.deliveries.append((guid, event, status))
+                if hook.id < 0:
+                    delivered = (self._next_id(), guid, event, payload.get("action"), status, self.now())
+                    self._apps[-hook.id].hook_deliveries.append(delivered)
+            statuses.append(status)
+        return statuses
+
+    def _validate_payload(self, schema: str, payload: dict[str, Any]) -> None:
+        if self.validator is None:
+            return
+        try:
+            self.validator.validate_schema(schema, payload)
+        except OpenAPIValidationError as err:
+            self._validation_errors.append(str(err))
+
+    def issues_payload(
+        self, repo: str, number: int, action: str, sender: str, *, label: str | None = None, assignee: str | None = None
+    ) -> dict[str, Any]:
+        """An ``issues`` webhook payload (``webhook-issues-<action>``): action, issue, repository, sender."""
+        with self._lock:
+            r = self._repo(repo)
+            doc: dict[str, Any] = {
+                "action": action,
+                "issue": self._hook_issue(r, self._issue(r, number)),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(sender),
+            }
+            if label is not None:
+                found = r.labels[label.lower()]
+                doc["label"] = self._label_doc(r, found)
+            if assignee is not None:
+                doc["assignee"] = self._user_doc(assignee)
+            return doc
+
+    def comment_payload(self, repo: str, comment_id: int, action: str = "created") -> dict[str, Any]:
+        """An ``issue_comment`` webhook payload (``webhook-issue-comment-created``)."""
+        with self._lock:
+            r = self._repo(repo)
+            comment = r.comments[comment_id]
+            return {
+                "action": action,
+                "issue": self._hook_issue(r, r.issues[comment.issue_number]),
+                "comment": self._comment_doc(r, comment),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(comment.user),
+            }
+
+    def _hook_issue(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
+        doc = self._issue_doc(repo, issue)
+        # The webhook issue object: no sub-issue summaries, a plain label list (webhook-issues-* schemas).
+        doc.pop("sub_issues_summary", None)
+        doc.pop("issue_dependencies_summary", None)
+        return doc
+
+    # -- internals: App JWTs, installation tokens, reactions, hooks (lock held) ---------------
+    def _authenticate_jwt(self, token: str) -> tuple[str | None, str, _Answer | None]:
+        """An App's JWT (RS256; iss = App id; iat/exp at most 10 minutes apart, exp in the future),
+        as docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app."""
+        import jwt
+
+        def refused(message: str) -> tuple[str | None, str, _Answer | None]:
+            return None, "", _Answer(401, {"message": message, "documentation_url": DOCS, "status": "401"})
+
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            app = self._apps.get(int(claims.get("iss", 0)))
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return refused("A JSON web token could not be decoded")
+        if app is None:
+            return refused("Integration not found")
+        try:
+            jwt.decode(token, app.public_key_pem, algorithms=["RS256"], leeway=0, options={"verify_iat": False})
+        except jwt.ExpiredSignatureError:
+            return refused("'Expiration time' claim ('exp') must be a numeric value representing the future time")
+        except jwt.PyJWTError:
+            return refused("A JSON web token could not be decoded")
+        if int(claims["exp"]) - int(claims["iat"]) > 600:
+            return refused("'Expiration time' claim ('exp') is too far in the future")
+        return f"{APP_LOGIN_PREFIX}{app.id}", "", None
+
+    def _app_route(self, req: _Request, parts: list[str], repo: FakeRepo | None, login: str | None) -> _Answer:
+        if not (login or "").startswith(APP_LOGIN_PREFIX):
+            raise _ApiError(401, "A JSON web token could not be decoded", DOCS)
+        app = self._apps[int(str(login)[len(APP_LOGIN_PREFIX) :])]
+        if parts == ["app"] and req.method == "GET":
+            return _Answer(200, self._app_doc(app))
+        if parts == ["app", "hook", "config"] and req.method == "GET":
+            config = {"content_type": "json", "insecure_ssl": "0", "url": app.hook_url or ""}
+            if app.hook_secret:
+                config["secret"] = "********"
+            return _Answer(200, config)
+        if parts == ["app", "hook", "deliveries"] and req.method == "GET":
+            limit = int(req.params().get("per_page", "30"))
+            items = [self._delivery_doc(app, d) for d in reversed(app.hook_deliveries)][:limit]
+            return _Answer(200, items)
+        if parts[3:] == ["installation"] and req.method == "GET":
+            full = "/".join(parts[1:3]).lower()
+            installation = app.installations.get(full)
+            if repo is None or installation is None:
+                raise _not_found(
+                    "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app"
+                )
+            return _Answer(200, self._installation_doc(app, installation))
+        if len(parts) == 4 and parts[:2] == ["app", "installations"] and parts[3] == "access_tokens":
+            if req.method != "POST" or int(parts[2]) not in set(app.installations.values()):
+                raise _not_found(
+                    "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app"
+                )
+            return self._mint_token(app, int(parts[2]))
+        raise _not_found()
+
+    def _delivery_doc(self, app: FakeApp, item: tuple[int, str, str, str | None, int, float]) -> dict[str, Any]:
+        ident, guid, event, action, code, at = item
+        return {
+            "id": ident,
+            "guid": guid,
+            "delivered_at": _iso(at),
+            "redelivery": False,
+            "duration": 0.05,
+            "status": "OK"
+            if 200 <= code < 300
+            else ("Timed out" if code == 0 else "Invalid HTTP Response: " + str(code)),
+            "status_code": code,
+            "event": event,
+            "action": action,
+            "installation_id": next(iter(app.installations.values()), None),
+            "repository_id": None,
+        }
+
+    def _mint_token(self, app: FakeApp, installation: int) -> _Answer:
+        import secrets
+
+        token = "ghs_" + secrets.token_urlsafe(27).replace("-", "A").replace("_", "B")[:36]
+        expires = self.now() + app.token_lifetime_s
+        self._tokens[token] = (f"{app.slug}[bot]", "")
+        self._token_expiry[token] = expires
+        app.tokens_minted += 1
+        for repo, inst in app.installations.items():
+            if inst == installation:
+                self._repos[repo].permissions[f"{app.slug}[bot]".lower()] = "write"
+        doc = {
+            "token": token,
+            "expires_at": _iso(expires),
+            "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read"},
+            "repository_selection": "selected",
+        }
+        return _Answer(201, doc)
+
+    def _app_doc(self, app: FakeApp) -> dict[str, Any]:
+        return {
+            "id": app.id,
+            "slug": app.slug,
+            "node_id": _node_id("A", app.id),
+            "client_id": f"Iv1.{app.id:016x}",
+            "owner": self._user_doc(app.owner),
+            "name": app.slug,
+            "description": None,
+            "external_url": f"{HTML_BASE}/{app.owner}",
+            "html_url": f"{HTML_BASE}/apps/{app.slug}",
+            "created_at": _iso(self.now() - 86400),
+            "updated_at": _iso(self.now() - 86400),
+            "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read"},
+            "events": ["issues", "issue_comment", "pull_request_review", "pull_request_review_comment"],
+            "installations_count": 1,
+        }
+
+    def _installation_doc(self, app: FakeApp, installation: int) -> dict[str, Any]:
+        api = self.base_url
+        return {
+            "id": installation,
+            "account": self._user_doc(app.owner),
+            "repository_selection": "selected",
+            "access_tokens_url": f"{api}/app/installations/{installation}/access_tokens",
+            "repositories_url": f"{api}/installation/repositories",
+            "html_url": f"{HTML_BASE}/settings/installations/{installation}",
+            "app_id": app.id,
+            "app_slug": app.slug,
+            "target_id": self.user(app.owner).id,
+            "target_type": "User",
+            "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read"},
+            "events": ["issues", "issue_comment"],
+            "created_at": _iso(self.now() - 86400),
+            "updated_at": _iso(self.now() - 86400),
+            "single_file_name": None,
+            "suspended_by": None,
+            "suspended_at": None,
+        }
+
+    def _reactions_route(self, req: _Request, repo: FakeRepo, target: list[str], login: str) -> _Answer:
+        """``POST|GET .../issues/{n}/reactions``, ``.../issues/comments/{id}/reactions``,
+        ``.../pulls/comments/{id}/reactions``: 201 for a new reaction, 200 for one the user already gave."""
+        kind = "/".join(target[:-1])
+        if kind not in ("issues", "issues/comments", "pulls/comments") or not target[-1].isdigit():
+            raise _not_found()
+        ident = int(target[-1])
+        exists = {
+            "issues": ident in repo.issues,
+            "issues/comments": ident in repo.comments,
+            "pulls/comments": ident in repo.review_comments,
+        }[kind]
+        if not exists:
+            raise _not_found("https://docs.github.com/rest/reactions/reactions")
+        given = repo.reactions.setdefault((kind, ident), [])
+        if req.method == "GET":
+            return self._page(req, repo, "/".join([*target, "reactions"]), [self._reaction_doc(x) for x in given])
+        if req.method != "POST":
+            raise _not_found()
+        content = _require_string(req.json_object(), "content")
+        if content not in REACTIONS:
+            raise _ApiError(
+                422,
+                "Validation Failed",
+                "https://docs.github.com/rest/reactions/reactions",
+                [{"resource": "Reaction", "field": "content", "code": "invalid"}],
+            )
+        for reaction in given:
+            if reaction.user.lower() == login.lower() and reaction.content == content:
+                return _Answer(200, self._reaction_doc(reaction))
+        reaction = FakeReaction(self._next_id(), login, content, self.now())
+        given.append(reaction)
+        return _Answer(201, self._reaction_doc(reaction))
+
+    def _reaction_doc(self, reaction: FakeReaction) -> dict[str, Any]:
+        return {
+            "id": reaction.id,
+            "node_id": _node_id("REA", reaction.id),
+            "user": self._user_doc(reaction.user),
+            "content": reaction.content,
+            "created_at": _iso(reaction.created_at),
+        }
+
+    def _hook_doc(self, repo: FakeRepo, hook: FakeHook) -> dict[str, Any]:
+        url = f"{self._repo_api(repo)}/hooks/{hook.id}"
+        return {
+            "type": "Repository",
+            "id": hook.id,
+            "name": "web",
+            "active": True,
+            "events": hook.events,
+            "config": {"content_type": "json", "insecure_ssl": "0", "url": hook.url, "secret": "********"},
+            "updated_at": _iso(hook.created_at),
+            "created_at": _iso(hook.created_at),
+            "url": url,
+            "test_url": f"{url}/test",
+            "ping_url": f"{url}/pings",
+            "deliveries_url": f"{url}/deliveries",
+            "last_response": hook.last_response,
+        }
+
     # -- routes (lock held) ------------------------------------------------------------------
     def _route(self, req: _Request, canonical: str, repo: FakeRepo | None, login: str | None) -> _Answer:
         parts = [urllib.parse.unquote(p) for p in canonical.strip("/").split("/")]
@@ -1425,6 +1847,12 @@ class FakeGitHub(LoopbackServer):
             if parts[1].lower() not in self._users:
                 raise _not_found("https://docs.github.com/rest/users/users#get-a-user")
             return _Answer(200, self._full_user_doc(parts[1], private=False))
+        if (
+            parts[0] == "app"
+            or (parts[0] == "repos" and parts[3:] == ["installation"])
+            or (login or "").startswith(APP_LOGIN_PREFIX)
+        ):
+            return self._app_route(req, parts, repo, login)
         if len(parts) < 3 or parts[0] != "repos":
             raise _not_found()
         if repo is None or login is None:  # private repositories are invisible without a token
@@ -1433,6 +1861,10 @@ class FakeGitHub(LoopbackServer):
 
     def _repo_route(self, req: _Request, repo: FakeRepo, rest: list[str], login: str) -> _Answer:
         method = req.method
+        if rest and rest[-1] == "reactions":
+            return self._reactions_route(req, repo, rest[:-1], login)
+        if rest == ["hooks"] and method == "GET":
+            return self._page(req, repo, "hooks", [self._hook_doc(repo, h) for h in repo.hooks])
         if rest == [] and method == "GET":
             return _Answer(200, self._repo_doc(repo, login))
         if rest == ["issues"] and method == "GET":
@@ -1610,6 +2042,8 @@ class FakeGitHub(LoopbackServer):
             issues = [i for i in issues if set(wanted) <= {n.lower() for n in i.labels}]
         if "creator" in params:
             issues = [i for i in issues if i.user.lower() == params["creator"].lower()]
+        if "assignee" in params:
+            issues = [i for i in issues if params["assignee"].lower() in {a.lower() for a in i.assignees}]
         if "since" in params:
             cutoff = int(_parse_since(params["since"]))
             issues = [i for i in issues if int(i.updated_at) >= cutoff]
@@ -2177,3 +2611,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+def post_signed(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST one webhook delivery (GitHub waits 10 s); the answer's status, or 0 if none came."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
+    try:
+        conn.request("POST", parts.path or "/", body=body, headers=headers)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()

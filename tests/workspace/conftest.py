@@ -114,6 +114,7 @@ class GitHttp:
     url: str  # http://127.0.0.1:PORT
     token: str
     auth_seen: list[tuple[str, bool]] = field(default_factory=list)  # (user, accepted)
+    accept: Callable[[str], bool] | None = None  # instead of ``token``: e.g. the fake GitHub's live tokens
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
         if scheme == "Basic":
             user, _, password = base64.b64decode(value).decode().partition(":")
-            accepted = password == self.server_ref.token
+            check = self.server_ref.accept
+            accepted = check(password) if check is not None else password == self.server_ref.token
             self.server_ref.auth_seen.append((user, accepted))
             if not accepted:
                 user = None

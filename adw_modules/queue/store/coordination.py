@@ -13,7 +13,14 @@ from sqlalchemy.engine import Connection
 
 from adw_modules.queue.store.base import StoreBase, utcnow
 from adw_modules.queue.store.rows import provider_state_record, provider_state_values
-from adw_modules.queue.store.schema import attempts, coordinators, leader_leases, provider_state, source_state
+from adw_modules.queue.store.schema import (
+    attempts,
+    coordinators,
+    leader_leases,
+    provider_state,
+    source_state,
+    webhook_deliveries,
+)
 from adw_modules.queue.store.text import storable_json
 from adw_modules.queue.tasks import ProviderSnapshot, ProviderState
 
@@ -155,6 +162,27 @@ class CoordinationMixin(StoreBase):
     def release_leader(self, name: str, owner: str) -> None:
         with self._write() as conn:
             conn.execute(sa.delete(leader_leases).where(leader_leases.c.name == name, leader_leases.c.owner == owner))
+
+    # ------------------------------------------------------------------ webhook deliveries
+    def record_delivery(self, delivery_id: str, event: str, now: dt.datetime) -> bool:
+        """Take a webhook delivery: True for the first to record ``delivery_id`` (on any host),
+        False for a redelivery or a replay of one already taken."""
+        ins = self._insert(webhook_deliveries).values(delivery_id=delivery_id[:64], event=event[:64], received_at=now)
+        stmt = ins.on_conflict_do_nothing(index_elements=["delivery_id"]).returning(webhook_deliveries.c.delivery_id)
+        with self._write() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def deliveries(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest deliveries taken, newest first: delivery_id, event, received_at."""
+        query = sa.select(webhook_deliveries).order_by(webhook_deliveries.c.received_at.desc()).limit(limit)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def prune_deliveries(self, before: dt.datetime) -> int:
+        """Forget deliveries received before ``before`` (GitHub redelivers for days, not months)."""
+        with self._write() as conn:
+            result = conn.execute(sa.delete(webhook_deliveries).where(webhook_deliveries.c.received_at < before))
+        return int(result.rowcount or 0)
 
 
 def lock_provider_state(conn: Connection, insert: Any, provider: str, now: dt.datetime) -> ProviderState:

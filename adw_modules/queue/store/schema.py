@@ -291,3 +291,14 @@ retired_counts = sa.Table(
     sa.Column("labels", sa.String(1024), primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
 )
+
+# GitHub webhook deliveries already taken (``X-GitHub-Delivery``): the primary key makes "first
+# to record it acts on it" hold across every coordinator behind a load balancer.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_webhook_deliveries_received_at", "received_at"),
+)

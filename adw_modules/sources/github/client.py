@@ -51,17 +51,21 @@ class GitHubClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | Auth.Auth,
         *,
         timeout_s: float = 15.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         pace_s: tuple[float, float] = (0.25, 1.0),
+        login: str | None = None,
     ) -> None:
         # pace_s: PyGithub's spacing between requests and between writes, which GitHub's
         # secondary-rate-limit guidance asks for; tests against the loopback fake pass (0, 0).
+        # ``token``: a personal token, or an App's installation auth (``app.InstallationAuth``)
+        # whose ``login`` ("<slug>[bot]") is given, since an installation token cannot read /user.
+        self.auth: Auth.Auth = Auth.Token(token) if isinstance(token, str) else token
         self.gh = Github(
             base_url=base_url,
-            auth=Auth.Token(token),
+            auth=self.auth,
             retry=None,
             timeout=int(timeout_s),
             per_page=100,
@@ -72,7 +76,7 @@ class GitHubClient:
         self.clock = clock
         self._etags: dict[str, tuple[str, list[Any]]] = {}
         self._permissions: dict[tuple[str, str], tuple[float, str]] = {}
-        self._me: str | None = None
+        self._me: str | None = login
         self._default_branches: dict[str, str] = {}
         self.failures = 0  # consecutive transient failures, for backoff growth
         self.requests = 0
@@ -117,6 +121,10 @@ class GitHubClient:
         self.backoff = None
         return result
 
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn`` (a PyGithub call) with this client's failure rules: rate limits and outages raise ``Backoff``."""
+        return self._call(fn)
+
     @staticmethod
     def _is_rate_limit(exc: GithubException) -> bool:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
@@ -142,6 +150,11 @@ class GitHubClient:
         delay = min(600.0, 5.0 * 2 ** (self.failures - 1))
         until = self.clock() + dt.timedelta(seconds=delay)
         return self._backing_off(Backoff(until, f"{reason}; retrying in {delay:.0f} s"))
+
+    def push_token(self) -> str:
+        """The token ``git push`` uses: the personal token, or the App's current installation
+        token (a fresh one minted first when it is about to expire)."""
+        return self._call(lambda: str(self.auth.token))
 
     def quota(self) -> tuple[int, int, dt.datetime | None]:
         """(remaining, limit, reset) as of the last response."""
@@ -367,6 +380,34 @@ class GitHubClient:
     def edit_pull_body(self, repo: str, number: int, body: str) -> None:
         path = f"/repos/{repo}/pulls/{number}"
         self._call(lambda: self.gh.requester.requestJsonAndCheck("PATCH", path, input={"body": body}))
+
+    def add_reaction(self, repo: str, target: str, content: str) -> None:
+        """React to ``target``: ``issues/{n}`` or ``issues/comments/{id}`` (or ``pulls/comments/{id}``)
+        with ``content`` (eyes, rocket, confused, ...).  Reacting twice is harmless (GitHub answers 200)."""
+        path = f"/repos/{repo}/{target}/reactions"
+        self._call(lambda: self.gh.requester.requestJsonAndCheck("POST", path, input={"content": content}))
+
+    def assigned_issues(self, repo: str, login: str) -> list[dict[str, Any]] | None:
+        """Open issues assigned to ``login``; None if unchanged since the last call (conditional)."""
+        params = {"state": "open", "assignee": login, "per_page": 100, "sort": "created", "direction": "asc"}
+        return self.list_if_changed(f"/repos/{repo}/issues", params)
+
+    def latest_assignment(self, repo: str, number: int, assignee: str) -> LabelEvent | None:
+        """Who assigned ``assignee`` to the issue most recently (the ``assigned`` event)."""
+
+        def fetch() -> LabelEvent | None:
+            latest = None
+            for ev in self._get_all(f"/repos/{repo}/issues/{number}/events"):
+                if ev.get("event") == "assigned" and (ev.get("assignee") or {}).get("login") == assignee:
+                    actor = ev.get("actor") or {}
+                    latest = LabelEvent(int(ev["id"]), actor.get("login", ""), actor.get("type", "User"))
+            return latest
+
+        return self._call(fetch)
+
+    def hooks(self, repo: str) -> list[dict[str, Any]]:
+        """The repository's webhooks, with ``last_response`` (needs admin or the Webhooks permission)."""
+        return self._call(lambda: self._get_all(f"/repos/{repo}/hooks"))
 
     def create_label(self, repo: str, name: str, color: str, description: str) -> None:
         self._call(lambda: self.gh.get_repo(repo).create_label(name, color, description))

@@ -139,11 +139,16 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def refusal(event_id: int, reason: str, label: str) -> str:
+def refusal(event_id: int, reason: str, label: str, kind: str = "label") -> str:
+    what = {
+        "label": (f"the `{label}` label counts only when it is applied by", "re-apply the label"),
+        "assignment": ("an assignment to adw counts only when it is made by", "assign the issue again"),
+        "mention": ("a mention of adw counts only when it comes from", "mention adw again"),
+    }[kind]
     return (
         f"<!-- adw:refused event={event_id} -->\n"
-        f"adw did not start an agent run for this issue: the `{label}` label counts only when it is applied by "
-        f"someone with write access to this repository, and {reason}. A maintainer can re-apply the label."
+        f"adw did not start an agent run for this issue: {what[0]} "
+        f"someone with write access to this repository, and {reason}. A maintainer can {what[1]}."
     )
 
 

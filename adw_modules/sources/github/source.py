@@ -34,6 +34,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ from adw_modules.ops.redact import Redactor
 from adw_modules.outcomes import NotReady
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TERMINAL_STATES, NewTask, Task, TaskState
-from adw_modules.sources.github import progress, triggers
+from adw_modules.sources.github import acks, events, progress, triggers
 from adw_modules.sources.github.client import Backoff, GitHubClient, LabelEvent
 from adw_modules.sources.github.fate import record_pull_fate
 
@@ -102,6 +103,8 @@ class GitHubSource:
         # one that ran its since-pruned task)
         self._passed_over: dict[tuple[str, int], Any] = {}
         self._sync_watermark: dt.datetime | None = None
+        self._assigned_listed: dict[str, set[int]] = {}  # repo -> issues assigned to us last poll
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ guarded entry points
     def _guard(self, what: str, fn: Callable[[], None]) -> bool:
@@ -109,7 +112,8 @@ class GitHubSource:
         if self.backoff_until is not None and now < self.backoff_until:
             return False
         try:
-            fn()
+            with self._lock:  # a poll, a sync and webhook deliveries take turns
+                fn()
         except GithubException as exc:  # not a rate limit or an outage (those are Backoff): log, go on
             log.warning(
                 f"github {what} failed: GitHub answered {exc.status}",
@@ -137,6 +141,8 @@ class GitHubSource:
     def _poll(self) -> None:
         own = self.client.me()
         for repo in self.cfg.repositories:
+            if self.cfg.assignment_trigger:
+                self._poll_assigned(repo, own)
             items = self.client.open_issues_with_label(repo, self.cfg.trigger_label)
             if items is None:
                 continue  # 304: nothing changed since the last poll, at no cost
@@ -153,6 +159,21 @@ class GitHubSource:
             self._listed[repo] = set(issues)
         self._pull_request_commands(own)
 
+    def _poll_assigned(self, repo: str, own: str) -> None:
+        """Issues newly assigned to the bot (conditional listing: free when nothing changed)."""
+        items = self.client.assigned_issues(repo, own)
+        if items is None:
+            return
+        issues = {int(i["number"]): i for i in items if "pull_request" not in i}
+        before = self._assigned_listed.get(repo, set())
+        try:
+            for number in sorted(set(issues) - before):
+                self.assigned(repo, number, issues[number])
+        except BaseException:
+            self.client.forget_changes(f"/repos/{repo}/issues?")
+            raise
+        self._assigned_listed[repo] = set(issues)
+
     def _intake(self, repo: str, number: int, issue: dict[str, Any], own: str, newly_listed: bool) -> None:
         task = self.store.find_task(SOURCE, external_id(repo, number))
         state = self.store.source_state(task.id) if task else {}
@@ -163,7 +184,7 @@ class GitHubSource:
         if task is not None and not newly_listed and state.get("trigger_event_id"):
             # An edit or a comment.  The task keeps the text as it was when a writer applied the
             # label: anyone may edit an issue, and approval was for that text (re-label to refresh).
-            self._commands(repo, number, task, state, own)
+            self.commands(repo, number, task, state, own)
             self.store.update_source_state(task.id, {"issue_digest": issue_digest(issue)}, self.clock())
             return
         retired = self.store.retired_source(SOURCE, external_id(repo, number)) if task is None else None
@@ -179,29 +200,52 @@ class GitHubSource:
             self._refuse(repo, number, decision)
             self._passed_over[(repo, number)] = issue_digest(issue)
             return
+        assert decision.event is not None
+        self._accept(repo, number, issue, decision, kind="label", state=state)
+
+    def _accept(
+        self,
+        repo: str,
+        number: int,
+        issue: dict[str, Any],
+        decision: triggers.TriggerDecision,
+        *,
+        kind: str,
+        state: dict[str, Any],
+        comment_id: int | None = None,
+        instruction: str = "",
+    ) -> Task:
+        """Start (or start again) the issue's task for an allowed trigger: a label, an assignment
+        (``kind``), or a mention in comment ``comment_id`` whose ``instruction`` the prompt carries."""
+        assert decision.event is not None
         task, created = self._upsert(repo, number, issue)
         requeued = False
         if not created and task.state in TERMINAL_STATES:
             requeued = self.store.requeue_task(task.id, self.clock(), reset_retries=True)
-        assert decision.event is not None
         # Commands count from now on: earlier comments were written before this trigger.
         seen = max((int(c["id"]) for c in self.client.comments(repo, number)), default=0)
-        self.store.update_source_state(
-            task.id,
-            {
-                "trigger_event_id": decision.event.event_id,
-                "trigger_actor": decision.event.actor,
-                "issue_digest": issue_digest(issue),
-                "last_comment_id": max(seen, int(state.get("last_comment_id") or 0)),
-            },
-            self.clock(),
-        )
+        changes: dict[str, Any] = {
+            "trigger_event_id": decision.event.event_id,
+            "trigger_actor": decision.event.actor,
+            "trigger_kind": kind,
+            "issue_digest": issue_digest(issue),
+            "last_comment_id": max(seen, int(state.get("last_comment_id") or 0)),
+            # A new trigger is a new request: an earlier round's instruction is not repeated.
+            "instruction": instruction,
+            "instruction_by": decision.event.actor if instruction else None,
+        }
+        if comment_id is not None:
+            changes.update(include_thread=True, instruction_id=comment_id, instruction_requeued=comment_id)
+        self.store.update_source_state(task.id, changes, self.clock())
         what = "queued" if created else ("queued again" if requeued else "refreshed")
         self.store.add_event("github.trigger", f"{what}: {decision.reason}", task_id=task.id, now=self.clock())
         log.info(
-            f"github {repo}#{number} {what}: {decision.reason}",
-            extra={"data": {"event": "github.trigger", "task": task.id, "repo": repo, "issue": number}},
+            f"github {repo}#{number} {what} ({kind}): {decision.reason}",
+            extra={"data": {"event": "github.trigger", "task": task.id, "repo": repo, "issue": number, "kind": kind}},
         )
+        target = f"issues/comments/{comment_id}" if comment_id is not None else f"issues/{number}"
+        acks.react(self.client, repo, target, "eyes")
+        return task
 
     def _upsert(self, repo: str, number: int, issue: dict[str, Any]) -> tuple[Task, bool]:
         labels = [lb["name"] for lb in issue.get("labels", []) if isinstance(lb, dict)]
@@ -225,21 +269,26 @@ class GitHubSource:
         )
 
     def _pull_request_commands(self, own: str) -> None:
-        """Commands in the conversation of a task's pull request (conditional: free when unchanged)."""
+        """Commands in the conversation of a task's pull request, and on the issue of a task a mention
+        or an assignment started (conditional reads: free when unchanged)."""
         recent = self.clock() - PR_WATCH
         for task in self.store.tasks_by_source(SOURCE, states=[*TERMINAL_STATES, TaskState.RETRY_WAIT]):
             if task.repo not in self.cfg.repositories or task.updated_at < recent:
                 continue  # a PR idle for weeks is merged or abandoned: re-label the issue to resume
             state = self.store.source_state(task.id)
-            pr = state.get("pr_number")
-            if not pr:
-                continue
-            comments = self.client.comments_if_changed(task.repo or "", int(pr))
+            pr = int(state.get("pr_number") or 0)
+            comments = self.client.comments_if_changed(task.repo or "", pr) if pr else None
             if comments is not None:
-                self._commands(task.repo or "", int(pr), task, state, own, comments, "last_pr_comment_id")
-            record_pull_fate(self.client, self.store, task, state, self.clock())  # issue 16: merged?
+                self.commands(task.repo or "", pr, task, state, own, comments, "last_pr_comment_id")
+            if pr:
+                record_pull_fate(self.client, self.store, task, state, self.clock())  # issue 16: merged?
+            if state.get("trigger_kind") in ("mention", "assignment"):
+                # Not in the labelled listing, whose changes bring the issue's comments: read them here.
+                issue_comments = self.client.comments_if_changed(task.repo or "", issue_number(task))
+                if issue_comments is not None:
+                    self.commands(task.repo or "", issue_number(task), task, state, own, issue_comments)
 
-    def _commands(
+    def commands(
         self,
         repo: str,
         number: int,
@@ -262,9 +311,10 @@ class GitHubSource:
             # Seen before acting: a failure below must not replay an earlier command later.
             self.store.update_source_state(task.id, {seen_key: newest}, self.clock())
             body = (c.get("body") or "").strip()
-            if not (body == self.cfg.command or body.startswith(self.cfg.command + " ")):
-                continue
             user = c.get("user") or {}
+            instruction = self.instruction_in(body, own)
+            if instruction is None or user.get("login") == own:
+                continue  # not addressed to adw, or our own words (which may quote an instruction)
             who = LabelEvent(cid, str(user.get("login", "")), str(user.get("type", "User")))
             decision = triggers.decide(self.cfg, who, own, lambda login: self.client.permission(repo, login))
             if not decision.allowed:
@@ -280,58 +330,145 @@ class GitHubSource:
                         f"only from people with write access to this repository, and {decision.reason}."
                     ),
                 )
+                acks.react(self.client, repo, f"issues/comments/{cid}", "confused")
                 continue
-            instruction = body[len(self.cfg.command) :].strip()
+            acks.react(self.client, repo, f"issues/comments/{cid}", "eyes")
             if instruction.lower() == "retry":
                 instruction = ""
-            # Stored before the task's state is read: if it reads running, the attempt's end comes
-            # later and ``sync`` sees this command then (see ``_follow_up``).
-            command = {"include_thread": True, "instruction": instruction, "instruction_by": who.actor}
-            self.store.update_source_state(task.id, {**command, "instruction_id": cid}, self.clock())
-            current = self.store.get_task(task.id)
-            if current is not None and current.state in (*TERMINAL_STATES, TaskState.RETRY_WAIT):
-                self.store.requeue_task(task.id, self.clock(), reset_retries=True)
-                self.store.update_source_state(task.id, {"instruction_requeued": cid}, self.clock())
-            self.store.add_event(
-                "github.command",
-                f"@{who.actor}: {self.cfg.command} {instruction}".strip(),
-                task_id=task.id,
-                now=self.clock(),
-            )
+            self.follow_up(task, who.actor, instruction, cid)
+            if seen_key == "last_pr_comment_id":  # asked on the pull request: answered there
+                acks.pr_taken(self.client, self.store, task, repo, number, cid, who.actor, instruction, self.redact)
         if newest != last:
             self.store.update_source_state(task.id, {seen_key: newest}, self.clock())
 
-    def _refuse(self, repo: str, number: int, decision: triggers.TriggerDecision) -> None:
+    def follow_up(self, task: Task, who: str, instruction: str, cid: int) -> None:
+        """Queue the next round of ``task`` for ``who``'s instruction (comment or review ``cid``)."""
+        # Stored before the task's state is read: if it reads running, the attempt's end comes
+        # later and ``sync`` sees this command then (see ``_follow_up``).
+        command = {"include_thread": True, "instruction": instruction, "instruction_by": who}
+        self.store.update_source_state(task.id, {**command, "instruction_id": cid}, self.clock())
+        current = self.store.get_task(task.id)
+        if current is not None and current.state in (*TERMINAL_STATES, TaskState.RETRY_WAIT):
+            self.store.requeue_task(task.id, self.clock(), reset_retries=True)
+            self.store.update_source_state(task.id, {"instruction_requeued": cid}, self.clock())
+        event = f"@{who}: {self.cfg.command} {instruction}".strip()
+        self.store.add_event("github.command", event, task_id=task.id, now=self.clock())
+
+    # ------------------------------------------------------------ webhook deliveries (see ``events``)
+    def handle_event(self, event: str, payload: dict[str, Any]) -> bool:
+        """Act on one verified, first-seen webhook delivery; False if GitHub trouble stopped it
+        (the next poll reconciles)."""
+        return self._guard(f"webhook {event}", lambda: events.route(self, event, payload))
+
+    def intake_issue(self, repo: str, number: int, issue: dict[str, Any]) -> None:
+        """A labelled issue, as a poll would find it newly listed."""
+        self._intake(repo, number, issue, self.client.me(), newly_listed=True)
+
+    def task_of_issue(self, repo: str, number: int) -> Task | None:
+        return self.store.find_task(SOURCE, external_id(repo, number))
+
+    def assigned(self, repo: str, number: int, issue: dict[str, Any]) -> None:
+        """The issue was assigned to the bot: who did it (the ``assigned`` event), and may they?"""
+        own = self.client.me()
+        if not self.cfg.assignment_trigger:
+            return
+        event = self.client.latest_assignment(repo, number, own)
+        task = self.task_of_issue(repo, number)
+        state = self.store.source_state(task.id) if task is not None else {}
+        if event is None or state.get("trigger_event_id") == event.event_id:
+            return  # not found, or the assignment that already ran
+        decision = triggers.decide(self.cfg, event, own, lambda login: self.client.permission(repo, login))
+        if not decision.allowed:
+            self._refuse(repo, number, decision, kind="assignment")
+            return
+        self._accept(repo, number, issue, decision, kind="assignment", state=state)
+
+    def mentioned(
+        self, repo: str, number: int, issue: dict[str, Any], who: LabelEvent, cid: int | None, instruction: str
+    ) -> None:
+        """``who`` mentioned the bot in the issue (``cid`` None) or in comment ``cid`` of an issue
+        without a triggered task: start one with the text after the mention as its instruction."""
+        own = self.client.me()
+        decision = triggers.decide(self.cfg, who, own, lambda login: self.client.permission(repo, login))
+        if not decision.allowed:
+            self._refuse(repo, number, decision, kind="mention", comment_id=cid)
+            return
+        task = self.task_of_issue(repo, number)
+        state = self.store.source_state(task.id) if task is not None else {}
+        self._accept(
+            repo, number, issue, decision, kind="mention", state=state, comment_id=cid, instruction=instruction
+        )
+
+    def departed(self, repo: str, number: int, issue: dict[str, Any]) -> None:
+        """Unlabelled, unassigned or closed: cancel the issue's active task if its trigger is gone."""
+        task = self.task_of_issue(repo, number)
+        if task is not None and task.state in ACTIVE:
+            self._cancel_if_gone(repo, task, issue)
+
+    def mention(self, own: str) -> str:
+        return self.cfg.mention or f"@{own}"
+
+    def instruction_in(self, body: str, own: str) -> str | None:
+        """The instruction a comment gives adw: the text after ``/adw`` at its start, or (with
+        ``mention_trigger``) after the first mention of the bot; None if it addresses adw not."""
+        if body == self.cfg.command or body.startswith(self.cfg.command + " "):
+            return body[len(self.cfg.command) :].strip()
+        if self.cfg.mention_trigger:
+            found = triggers.find_mention(body, self.mention(own))
+            if found is not None:
+                return found
+        return None
+
+    def _refuse(
+        self,
+        repo: str,
+        number: int,
+        decision: triggers.TriggerDecision,
+        *,
+        kind: str = "label",
+        comment_id: int | None = None,
+    ) -> None:
+        """Log a refused trigger and answer it once (a comment, and 😕 on what triggered)."""
         log.warning(
-            f"github {repo}#{number}: trigger refused: {decision.reason}",
+            f"github {repo}#{number}: {kind} trigger refused: {decision.reason}",
             extra={"data": {"event": "github.refused", "repo": repo, "issue": number, "reason": decision.reason}},
         )
         if decision.event is None or decision.event.event_id in self._refused:
             return
         marker = f"<!-- adw:refused event={decision.event.event_id} -->"
         if not any(marker in (c.get("body") or "") for c in self.client.comments(repo, number)):
-            body = progress.refusal(decision.event.event_id, decision.reason, self.cfg.trigger_label)
+            body = progress.refusal(decision.event.event_id, decision.reason, self.cfg.trigger_label, kind)
             self.client.create_comment(repo, number, self.redact(body))
+            target = f"issues/comments/{comment_id}" if comment_id is not None else f"issues/{number}"
+            acks.react(self.client, repo, target, "confused")
         self._refused.add(decision.event.event_id)
 
     def _departures(self, repo: str, listed: set[int]) -> None:
         for task in self.store.tasks_by_source(SOURCE, states=ACTIVE):
             if task.repo != repo or issue_number(task) in listed:
                 continue
-            issue = self.client.issue(repo, issue_number(task))
-            labels = {lb["name"] for lb in issue.get("labels", []) if isinstance(lb, dict)}
-            if issue.get("state") == "closed":
-                why = "issue closed"
-            elif self.cfg.trigger_label not in labels:
-                why = f'label "{self.cfg.trigger_label}" removed'
-            else:
-                continue  # still open and labelled: listed on a page that changed under us
-            state = self.store.request_cancel(task.id, self.clock(), reason=f"{why} on GitHub")
-            self.store.add_event("github.cancel", f"{why}: cancel ({state})", task_id=task.id, now=self.clock())
-            log.info(
-                f"github {repo}#{issue_number(task)}: {why}; task {task.id} cancelled",
-                extra={"data": {"event": "github.cancel", "task": task.id, "reason": why}},
-            )
+            self._cancel_if_gone(repo, task, self.client.issue(repo, issue_number(task)))
+
+    def _cancel_if_gone(self, repo: str, task: Task, issue: dict[str, Any]) -> None:
+        """Cancel ``task`` if what triggered it is gone: the issue closed, or (by its trigger) the
+        label removed or the bot unassigned.  A mention stays valid while the issue is open."""
+        kind = self.store.source_state(task.id).get("trigger_kind") or "label"
+        labels = {lb["name"] for lb in issue.get("labels", []) if isinstance(lb, dict)}
+        assignees = {a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict)}
+        if issue.get("state") == "closed":
+            why = "issue closed"
+        elif kind == "label" and self.cfg.trigger_label not in labels:
+            why = f'label "{self.cfg.trigger_label}" removed'
+        elif kind == "assignment" and self.client.me() not in assignees:
+            why = f"@{self.client.me()} unassigned"
+        else:
+            return  # still wanted (e.g. listed on a page that changed under us)
+        state = self.store.request_cancel(task.id, self.clock(), reason=f"{why} on GitHub")
+        self.store.add_event("github.cancel", f"{why}: cancel ({state})", task_id=task.id, now=self.clock())
+        log.info(
+            f"github {repo}#{issue_number(task)}: {why}; task {task.id} cancelled",
+            extra={"data": {"event": "github.cancel", "task": task.id, "reason": why}},
+        )
 
     # ------------------------------------------------------------ the issue's view of the task
     def _sync(self) -> None:
@@ -378,6 +515,7 @@ class GitHubSource:
             changes.update(pr_number=pr["number"], pr_url=pr["html_url"], last_pr_comment_id=0)
             changes.update(pr_body_digest=pr_body_digest)
             self.client.add_label(repo, number, self.cfg.labels["pr_open"])
+            acks.react(self.client, repo, f"issues/{number}", "rocket")
         pr_number = changes.get("pr_number", state.get("pr_number"))
         if task.state is TaskState.SUCCEEDED and pr_number:
             # A later run (a /adw follow-up, a re-label) pushed to the same branch: say what it did.
@@ -392,6 +530,7 @@ class GitHubSource:
             pr_number=changes.get("pr_number", state.get("pr_number")),
             pr_url=changes.get("pr_url", state.get("pr_url")),
         )
+        acks.pr_done(self.client, self.store, task, state, repo, self.redact)
         body = self.redact(progress.render(task, self.store.attempts_for(task.id), self.max_attempts, work))
         digest = progress.digest(body)
         if digest != state.get("comment_digest"):

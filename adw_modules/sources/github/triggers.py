@@ -61,3 +61,16 @@ def decide(
     if role in WRITE_ROLES:
         return TriggerDecision(True, f"{who} has {role} permission", event)
     return TriggerDecision(False, f"{who} has {role} permission on this repository; write is needed", event)
+
+
+def find_mention(body: str, mention: str) -> str | None:
+    """The text after the first whole-word ``mention`` (e.g. "@adw-bot") in ``body``, or None.
+
+    "@adw-bot please fix the footer" -> "please fix the footer"; "@adw-botty" and "x@adw-bot" are
+    not mentions (GitHub would not link them either); a mention inside a quote ("> ...") or code
+    is still a mention, as GitHub's notification is."""
+    pattern = re.compile(r"(?<![\w@/.-])" + re.escape(mention) + r"(?![\w-])", re.IGNORECASE)
+    match = pattern.search(_HTML_COMMENT.sub("", body))
+    if match is None:
+        return None
+    return _HTML_COMMENT.sub("", body)[match.end() :].strip(" \t\r\n:,")

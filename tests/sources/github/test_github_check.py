@@ -70,3 +70,22 @@ def test_check_without_a_token_says_how_to_fix(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={"GITHUB_TOKEN": ""})
     assert r.exit_code == 1
     assert "GITHUB_TOKEN is not set" in r.output
+
+
+def test_check_text_says_pushable_and_shows_the_webhooks_last_delivery(tmp_path: Path) -> None:
+    with FakeGitHub() as fake:
+        fake.add_repo("acme/app")
+        fake.set_permission("acme/app", "adw-bot", "write")
+        for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
+            fake.add_label("acme/app", name)
+        fake.add_hook("acme/app", "https://adw.example.com/github/webhook", "s", ["issues", "issue_comment"])
+        config = write_config(tmp_path, fake.base_url, ["acme/app"])
+        config.write_text(config.read_text() + '[github.webhook]\nlisten = "127.0.0.1:0"\n')
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={"GITHUB_TOKEN": FAKE_TOKEN})
+        assert r.exit_code == 0, r.output
+        assert "✓ acme/app: reachable, pushable" in r.output
+        assert (
+            "webhook: https://adw.example.com/github/webhook (active; events issues, issue_comment; never delivered)"
+            in r.output
+        )
+        fake.assert_valid()

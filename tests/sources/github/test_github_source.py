@@ -103,11 +103,12 @@ def test_idle_polls_are_conditional_and_cost_nothing(fake: FakeGitHub, store: St
     labelled_issue(fake, "maintainer")
     source = make_source(fake, store)
     assert source.poll()
+    assert source.poll()  # our 👀 on the issue changed the listing once (its reaction counts)
     fake.clear_log()
     for _ in range(3):
         assert source.poll()
     assert fake.points_used() == 0
-    assert [r.status for r in fake.requests] == [304, 304, 304]
+    assert [r.status for r in fake.requests] == [304, 304] * 3  # issues assigned to the bot, labelled issues
     assert all(r.conditional for r in fake.requests)
 
 
@@ -116,9 +117,10 @@ def test_pagination_past_100_issues(fake: FakeGitHub, store: Store) -> None:
     source = make_source(fake, store)
     assert source.poll()
     assert {t.external_id for t in store.tasks_by_source("github")} == {f"{REPO}#{n}" for n in numbers}
+    assert source.poll()  # our 👀 reactions changed both pages once
     fake.clear_log()
     assert source.poll()
-    assert [r.status for r in fake.requests] == [304, 304]  # both pages revalidated, none charged
+    assert [r.status for r in fake.requests] == [304, 304, 304]  # assigned, both pages revalidated, none charged
 
 
 def test_label_removal_and_close_cancel_and_relabel_requeues(fake: FakeGitHub, store: Store) -> None:

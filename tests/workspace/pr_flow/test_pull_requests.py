@@ -288,3 +288,28 @@ def test_adw_command_on_the_pull_request_requeues_the_task(tmp_path: Path, fake:
     assert edit.status == 200
     assert rig.source.sync()
     assert len(fake.requests_to("PATCH", "/pulls/")) == 1  # unchanged since: not edited again
+
+
+def test_a_pr_command_is_answered_on_the_pr_and_its_commit_names_the_instruction(
+    tmp_path: Path, fake: FakeGitHub, remote: Path
+) -> None:
+    rig = Rig(tmp_path, fake, remote, provider("a") + provider("b"))
+    n = rig.issue("Add a feature")
+    rig.run()
+    (pr,) = fake.pulls(REPO)
+    assert ("adw-bot", "eyes") in fake.reactions(REPO, f"issues/{n}")  # the label was taken
+    assert ("adw-bot", "rocket") in fake.reactions(REPO, f"issues/{n}")  # the pull request opened
+    assert rig.source.poll()
+    cid = fake.add_comment(REPO, pr.issue.number, "/adw also cover the error path", user="maintainer")
+    assert rig.source.poll()
+    assert fake.reactions(REPO, f"issues/comments/{cid}") == [("adw-bot", "eyes")]
+    (taken,) = [c for c in fake.comments(REPO, pr.issue.number) if "adw:pr-reply" in c.body]
+    assert "@maintainer's request is taken: also cover the error path." in taken.body
+    rig.run()
+    (reply,) = [c for c in fake.comments(REPO, pr.issue.number) if "adw:pr-reply" in c.body]
+    assert reply.id == taken.id and "✅ done" in reply.body  # edited in place when the round ended
+    assert "This round: 1 attempt(s), cost $" in reply.body
+    log = git("log", "--format=%s%n%b", "-1", pr.head, cwd=remote)
+    assert log.startswith(f"adw: also cover the error path (#{n})")
+    assert "Follow-up requested by @maintainer:\nalso cover the error path" in log
+    assert "Issue: Add a feature" in log

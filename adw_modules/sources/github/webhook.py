@@ -1,0 +1,207 @@
+"""The GitHub webhook receiver ``adw run`` serves when ``[github.webhook]`` is configured.
+
+GitHub POSTs each delivery (``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256``)
+and waits at most 10 s for an answer.  The receiver, in this order:
+
+1. answers 404 for another path, 405 for another method, 411 without ``Content-Length``,
+   413 for a body over ``MAX_BODY`` (25 MB, GitHub's own cap) without reading it;
+2. reads exactly ``Content-Length`` bytes (a 10 s socket timeout: a slow sender cannot hold
+   a thread) and verifies ``X-Hub-Signature-256``, the HMAC-SHA256 of those raw bytes with the
+   secret, with ``hmac.compare_digest``, before anything parses them: missing or wrong -> 401,
+   nothing recorded, nothing logged but the fact;
+3. ``ping`` -> 200; an event or action adw does not act on -> 200 "ignored";
+4. records ``X-GitHub-Delivery`` in the store: only the first coordinator to record an id acts
+   on it, so a redelivery, a replay of a captured request (the signature stays valid) or the
+   same delivery reaching two coordinators behind a load balancer is acted on once;
+5. answers 202 and hands the event to one worker thread, which acts on it after the answer.
+
+Sources: "Validating webhook deliveries" and "Webhook events and payloads" in GitHub's docs
+(docs.github.com/en/webhooks); the payload schemas are ``webhook-*`` in GitHub's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("adw.github.webhook")
+
+MAX_BODY = 25 * 1024 * 1024
+READ_TIMEOUT_S = 10.0
+# The events and actions adw acts on (README "Set up GitHub" lists them for the hook's settings).
+ACTIONS: dict[str, frozenset[str] | None] = {
+    "issues": frozenset({"opened", "labeled", "unlabeled", "assigned", "unassigned", "closed", "reopened"}),
+    "issue_comment": frozenset({"created"}),
+    "pull_request_review": frozenset({"submitted"}),
+    "pull_request_review_comment": frozenset({"created"}),
+}
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    if not header:
+        return False
+    expected = signature(secret, body).encode()
+    return hmac.compare_digest(expected, header.strip().encode("utf-8", "replace"))
+
+
+class WebhookReceiver:
+    """The HTTP server and its one worker; ``on_event(event, payload)`` runs on the worker."""
+
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        path: str,
+        secret: Callable[[], str],
+        record: Callable[[str, str], bool],
+        on_event: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self.path = path
+        self.secret = secret  # asked per delivery: a rotated secret (secret_command) applies at once
+        self.record = record  # (delivery id, event) -> True for the first to record it
+        self.on_event = on_event
+        self.work: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self.counts: dict[int, int] = {}  # status -> answers, for tests and logs
+        self._counting = threading.Lock()
+        handler = type("_BoundHandler", (_Handler,), {"receiver": self})
+        self.httpd = ThreadingHTTPServer(listen, handler)
+        self.httpd.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}{self.path}"
+
+    def start(self) -> WebhookReceiver:
+        for target, name in ((self._serve, "adw-webhook-http"), (self._work, "adw-webhook-work")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _serve(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.1)
+
+    def _work(self) -> None:
+        while (item := self.work.get()) is not None:
+            event, payload = item
+            try:
+                self.on_event(event, payload)
+            except Exception:  # one bad delivery must not stop the others; polling reconciles
+                log.exception(f"acting on a GitHub {event} delivery failed")
+            finally:
+                self.work.task_done()
+
+    def counted(self, status: int) -> None:
+        with self._counting:
+            self.counts[status] = self.counts.get(status, 0) + 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    receiver: WebhookReceiver
+    timeout = READ_TIMEOUT_S
+    server_version = "adw-webhook"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the access log would show every probe; outcomes are logged below
+
+    def _answer(self, status: int, message: str) -> None:
+        body = json.dumps({"message": message}).encode()
+        self.receiver.counted(status)  # before the answer: whoever reads it may look at the counts
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != self.receiver.path:
+            return self._answer(404, "not found")
+        self._answer(405, "GitHub delivers webhooks with POST")
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        r = self.receiver
+        if self.path.split("?", 1)[0] != r.path:
+            return self._answer(404, "not found")
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None or not raw_length.strip().isdigit():
+            return self._answer(411, "Content-Length is required")
+        length = int(raw_length)
+        if length > MAX_BODY:
+            log.warning(f"webhook delivery from {self.client_address[0]} refused: {length} bytes is over {MAX_BODY}")
+            return self._answer(413, f"payloads over {MAX_BODY} bytes are refused")
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # the socket timeout: a sender too slow to send what it announced
+            return self._answer(408, "request body not received in time")
+        if len(body) != length:
+            return self._answer(400, "body shorter than Content-Length")
+        try:
+            secret = r.secret().encode()
+        except Exception:  # the secret cannot be had: refuse rather than accept unverified bytes
+            log.exception("webhook secret unavailable; delivery refused")
+            return self._answer(503, "webhook secret unavailable")
+        if not signature_ok(secret, body, self.headers.get("X-Hub-Signature-256")):
+            log.warning(f"webhook delivery from {self.client_address[0]} refused: missing or wrong X-Hub-Signature-256")
+            return self._answer(401, "bad signature")
+        self._verified(body)
+
+    def _verified(self, body: bytes) -> None:
+        r = self.receiver
+        event = (self.headers.get("X-GitHub-Event") or "").strip()
+        delivery = (self.headers.get("X-GitHub-Delivery") or "").strip()
+        if event == "ping":
+            return self._answer(200, "pong")
+        if not delivery or len(delivery) > 64:
+            return self._answer(400, "X-GitHub-Delivery is required")
+        if "json" not in (self.headers.get("Content-Type") or ""):
+            return self._answer(415, "set the webhook's content type to application/json")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self._answer(400, "the body is not JSON")
+        if not isinstance(payload, dict):
+            return self._answer(400, "the body is not a JSON object")
+        actions = ACTIONS.get(event)
+        if event not in ACTIONS or (actions is not None and payload.get("action") not in actions):
+            return self._answer(200, "ignored: adw does not act on this event")
+        try:
+            first = r.record(delivery, event)
+        except Exception:
+            log.exception("recording a webhook delivery failed")
+            return self._answer(503, "could not record the delivery; redeliver it")
+        if not first:
+            log.info(f"webhook delivery {delivery} ({event}) already taken: not acted on again")
+            return self._answer(200, "already received")
+        self._answer(202, "accepted")
+        r.work.put((event, payload))

@@ -1,0 +1,190 @@
+"""A GitHub App's installation token expires during a run: the next request and the push use a fresh one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adw_modules.config.github import GitHubConfig
+from adw_modules.sources.github.app import REFRESH_MARGIN, app_client
+from adw_modules.sources.github.webhook import WebhookReceiver
+from adw_modules.workspace.worktrees import Workspaces
+from tests.fakes.github_api import FakeGitHub
+from tests.workspace.conftest import REPO, GitHttp, Remotes
+
+
+def _ignore(event: str, payload: dict[str, object]) -> None:
+    pass
+
+
+def _key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def test_an_expiring_installation_token_is_renewed_for_requests_and_the_push(
+    make_workspaces: Callable[..., Workspaces], git_http: GitHttp, remotes: Remotes, git_env: dict[str, str]
+) -> None:
+    private, public = _key_pair()
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        app = fake.add_app(4242, "adw-app", public, repos=[REPO])
+        issue = fake.add_issue(REPO, "x", user="someone", body="y")
+        git_http.accept = fake.token_valid  # the git remote takes what GitHub takes
+
+        def clock() -> dt.datetime:
+            return dt.datetime.fromtimestamp(fake.now(), dt.UTC)
+
+        gh = GitHubConfig(repositories=(REPO,), base_url=fake.base_url, app_id="4242", private_key_path="unused")
+        client = app_client(gh, private, clock=clock, pace_s=(0, 0))
+        assert client.me() == "adw-app[bot]"  # "self": the App's bot user
+        client.issue(REPO, issue)
+        first = client.push_token()
+        assert app.tokens_minted == 1 and first.startswith("ghs_")
+
+        ws = make_workspaces(environ=git_env, remote=git_http.url + "/{repo}.git", token_env=None)
+        ws.use_token(client.push_token)
+        wt = ws.prepare(REPO, 1, issue, "App push")
+        # The run goes on past the token's hour (less the refresh margin): GitHub would now refuse it.
+        fake.advance_clock(3600 - REFRESH_MARGIN.total_seconds() + 1)
+        client.issue(REPO, issue)
+        assert app.tokens_minted == 2, "the next request minted a fresh token"
+        fresh = client.push_token()
+        assert fresh != first
+        fake.advance_clock(REFRESH_MARGIN.total_seconds())
+        assert not fake.token_valid(first) and fake.token_valid(fresh)
+        (wt.path / "app.txt").write_text("pushed as the App\n")
+        changes = ws.finish(wt, "adw: as the App", push=True)
+        assert changes.pushed and remotes.heads(REPO)[wt.branch] == changes.head_sha
+        assert git_http.auth_seen and all(ok for _, ok in git_http.auth_seen)
+        calls = [r for r in fake.requests if r.path == f"/repos/{REPO}/issues/{issue}"]
+        assert [r.status for r in calls] == [200, 200]
+        fake.assert_valid()
+
+
+def test_the_default_remote_follows_an_enterprise_base_url(tmp_path: Path) -> None:
+    from adw_modules.config.workspace import default_remote
+
+    assert default_remote({"base_url": "https://ghe.example.com/api/v3"}) == "https://ghe.example.com/{repo}.git"
+    assert default_remote({"base_url": "https://api.github.com"}) == "https://github.com/{repo}.git"
+    assert default_remote(None) == "https://github.com/{repo}.git"
+
+
+def test_check_reports_the_app_identity(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _key_pair()
+    key = tmp_path / "app.pem"
+    key.write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
+            fake.add_label(REPO, name)
+        receiver = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "s" * 20, lambda d, e: True, _ignore)
+        receiver.start()
+        app = fake.add_app(77, "adw-app", public, repos=[REPO], hook_url=receiver.url, hook_secret="s" * 20)
+        n = fake.add_issue(REPO, "x", user="someone", body="y")
+        fake.label_issue(REPO, n, "adw", actor="someone")
+        assert fake.deliver(REPO, "issues", fake.issues_payload(REPO, n, "labeled", "someone", label="adw")) == [202]
+        receiver.stop()
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f"""
+[providers.p]
+command_template = ["true"]
+[routing]
+default_provider = "p"
+default_model = "m"
+[github]
+repositories = ["{REPO}"]
+base_url = "{fake.base_url}"
+app_id = 77
+private_key_path = "app.pem"
+"""
+        )
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={})
+        assert r.exit_code == 0, r.output
+        installation = app.installations[REPO.lower()]
+        assert f"✓ GitHub App 77: installation {installation}, acting as adw-app[bot]" in r.output
+        assert f"✓ {REPO}: reachable, pushable" in r.output
+        assert f"App webhook: {receiver.url} (json; last delivery (issues.labeled) answered 202 (OK))" in r.output
+        assert "BEGIN PRIVATE KEY" not in r.output and private.splitlines()[1] not in r.output
+        fake.assert_valid()
+
+
+def _service_config(tmp_path: Path, fake: FakeGitHub, github: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[providers.p]
+command_template = ["true"]
+[routing]
+default_provider = "p"
+default_model = "m"
+[coordinator]
+state_dir = "state"
+[workspace]
+remote = "{tmp_path}/remote/{{repo}}.git"
+[github]
+repositories = ["{REPO}"]
+base_url = "{fake.base_url}"
+read_spacing_s = 0
+write_spacing_s = 0
+{github}
+"""
+    )
+    return config
+
+
+def test_adw_run_acts_as_the_app_and_pushes_with_its_tokens(tmp_path: Path) -> None:
+    from adw_modules.config.schema import load_config
+    from adws.service import Service
+
+    private, public = _key_pair()
+    (tmp_path / "app.pem").write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin"})
+        try:
+            assert service.github is not None and service.github.client.me() == "adw-app[bot]"
+            assert service.coordinator.workspaces is not None
+            token = service.coordinator.workspaces.git.current_token()
+            assert token is not None and fake.token_valid(token)
+            redact = service.coordinator.registry.secrets.redactor
+            assert token not in redact(f"pushed with {token}")  # every minted token is masked
+            assert private.splitlines()[1] not in redact(private)
+        finally:
+            service.store.close()
+        fake.assert_valid()
+
+
+def test_the_push_token_follows_github_token_env(tmp_path: Path) -> None:
+    from adw_modules.config.schema import load_config
+    from adws.service import Service
+    from tests.fakes.github_api import FAKE_TOKEN
+
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        config = _service_config(tmp_path, fake, 'token_env = "ADW_BOT_TOKEN"')
+        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN})
+        try:
+            assert service.coordinator.workspaces is not None
+            assert service.coordinator.workspaces.git.current_token() == FAKE_TOKEN
+        finally:
+            service.store.close()
