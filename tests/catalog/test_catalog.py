@@ -314,6 +314,18 @@ def test_promote_refuses_an_unknown_provider_and_leaves_the_file_alone(config_pa
     assert config_path.read_bytes() == original
 
 
+def test_promote_refuses_a_capability_that_is_not_a_word(config_path: Path) -> None:
+    """A capability with a quote, a bracket and a newline would stay valid TOML but break every
+    view that lists capabilities: the config refuses it, so the file is not touched."""
+    refreshed(config_path)
+    original = config_path.read_bytes()
+    result = adw("--config", str(config_path), "models", "promote", "qwen/qwen3-coder:free", "--capability", 'a"]\nb')
+    assert result.exit_code == 2, result.output
+    assert f"{config_path}: not changed\n" in result.output
+    assert 'capability "a\\"]\\nb" is not a plain word' in result.output
+    assert config_path.read_bytes() == original
+
+
 def test_promote_default_capabilities_come_from_the_pool(config_path: Path) -> None:
     refreshed(config_path)
     assert adw("--config", str(config_path), "models", "promote", "qwen/qwen3-coder:free").exit_code == 0
