@@ -383,4 +383,4 @@ def test_an_attempt_without_a_reported_cost_is_estimated_at_the_discovered_price
     registry = ProviderRegistry(load_config(config_path))
     summary = StreamSummary(format="claude-stream-json", usage=Usage(input_tokens=10_000, output_tokens=2_000))
     cost, source = cost_of(summary, Target("openrouter", "acme/coder-2027"), registry.price_for)
-    assert (cost, source) == (pytest.approx((10_000 * 0.4 + 2_000 * 1.6) / 1e6), "estimated")
+    assert (cost, source) == (pytest.approx((10_000 * 0.4 + 2_000 * 1.6) / 1e6), "estimated from openrouter-catalog")
