@@ -215,5 +215,6 @@ def test_cli_providers_test_and_parse(tmp_path: Path) -> None:
     parsed = json.loads(r.output)
     assert parsed["exit_code"] is None and parsed["outcome"] == "success"
     assert parsed["input_tokens"] == result.summary.usage.input_tokens
-    assert parsed["cost_source"] == "estimated from genai-prices" and parsed["cost_usd"] == pytest.approx(result.cost_usd)
+    assert parsed["cost_source"] == "estimated from genai-prices"
+    assert parsed["cost_usd"] == pytest.approx(result.cost_usd)
     assert summarize_file(result.log_path, "claude-stream-json").summary.session_id == result.summary.session_id
