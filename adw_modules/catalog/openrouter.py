@@ -82,18 +82,8 @@ class DiscoveredModel:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not _ID.match(raw["id"]):
             return None
         prices = {f: _stored_price(raw.get(f)) for f in _PRICE_FIELDS.values()}
-        return cls(
-            id=raw["id"],
-            name=_clean(raw.get("name"), 120) or raw["id"],
-            context_length=_tokens(raw.get("context_length")),
-            max_completion_tokens=_tokens(raw.get("max_completion_tokens")),
-            input_modalities=_words(raw.get("input_modalities")),
-            output_modalities=_words(raw.get("output_modalities")),
-            supported_parameters=_words(raw.get("supported_parameters")),
-            description=_clean(raw.get("description"), 300),
-            created=raw.get("created") if type(raw.get("created")) is int else None,
-            **prices,
-        )
+        tokens = (_tokens(raw.get("context_length")), _tokens(raw.get("max_completion_tokens")))
+        return _model(raw["id"], raw, tokens, raw, prices)
 
 
 # pricing key on the wire -> our field
@@ -190,17 +180,31 @@ def parse_model(entry: Any) -> DiscoveredModel | str:
         return "entries whose id is not a plain model id"
     arch, top, pricing = (_table(entry.get(k)) for k in ("architecture", "top_provider", "pricing"))
     prices = {ours: _per_mtok(pricing.get(wire)) for wire, ours in _PRICE_FIELDS.items()}
-    name = entry.get("name")
+    context = _tokens(entry.get("context_length")) or _tokens(top.get("context_length"))
+    return _model(model_id, entry, (context, _tokens(top.get("max_completion_tokens"))), arch, prices)
+
+
+def _model(
+    model_id: str,
+    raw: dict[str, Any],
+    tokens: tuple[int | None, int | None],
+    modalities: dict[str, Any],
+    prices: dict[str, float | None],
+) -> DiscoveredModel:
+    """The model from what an answer's entry and a cache entry share: ``raw``'s name, parameters,
+    description and creation time, ``modalities``' input/output lists (the answer nests them in
+    ``architecture``), the (context, max output) tokens and the prices already read."""
+    created = raw.get("created")
     return DiscoveredModel(
         id=model_id,
-        name=_clean(name, 120) if isinstance(name, str) and _clean(name, 120) else model_id,
-        context_length=_tokens(entry.get("context_length")) or _tokens(top.get("context_length")),
-        max_completion_tokens=_tokens(top.get("max_completion_tokens")),
-        input_modalities=_words(arch.get("input_modalities")),
-        output_modalities=_words(arch.get("output_modalities")),
-        supported_parameters=_words(entry.get("supported_parameters")),
-        description=_clean(entry.get("description"), 300),
-        created=entry.get("created") if type(entry.get("created")) is int else None,
+        name=_clean(raw.get("name"), 120) or model_id,
+        context_length=tokens[0],
+        max_completion_tokens=tokens[1],
+        input_modalities=_words(modalities.get("input_modalities")),
+        output_modalities=_words(modalities.get("output_modalities")),
+        supported_parameters=_words(raw.get("supported_parameters")),
+        description=_clean(raw.get("description"), 300),
+        created=created if type(created) is int else None,
         **prices,
     )
 
