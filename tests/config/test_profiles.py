@@ -145,6 +145,19 @@ def test_profile_errors_name_file_and_line(tmp_path: Path) -> None:
     assert not any("sk-literal" in i for i in issues)
 
 
+def test_adw_providers_names_the_profile_its_availability_is_judged_with(
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ADW_PROFILE", "WORK_ROUTER_KEY", "WORK_ANTHROPIC_KEY", "PERSONAL_GITHUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # the same ✗ reasons everywhere
+    result = CliRunner().invoke(cli, ["--config", str(config_path), "--profile", "personal", "providers"])
+    assert result.exit_code == 0, result.output
+    check("providers_profile", result.output.replace(sys.executable, "<python>").rstrip("\n"), tmp_path)
+    data = json.loads(CliRunner().invoke(cli, ["--config", str(config_path), "providers", "--json"]).output)
+    assert data["profile"] == {"active": "work", "source": "default_profile"}
+
+
 def test_adw_profiles_lists_references_and_whether_they_resolve_never_values(
     config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
