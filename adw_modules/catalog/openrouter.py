@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -36,6 +37,8 @@ MAX_PER_TOKEN = Decimal("0.01")  # $10,000 per million tokens: anything above is
 _MAX_TOKENS = 100_000_000
 _LISTS_MAX = 64
 USER_AGENT = "adw-catalog/1 (+models list)"
+ANSWER_TIMEOUTS = 3  # the whole answer must arrive within this many timeout_s
+_CHUNK = 1 << 16
 
 
 class CatalogError(RuntimeError):
@@ -124,7 +127,7 @@ def fetch(cfg: CatalogConfig) -> bytes:
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
         with opener.open(request, timeout=cfg.timeout_s) as response:
-            body: bytes = response.read(cfg.max_bytes + 1)
+            body = _read_whole(response, cfg, url)
     except urllib.error.HTTPError as exc:
         raise CatalogError(f"{url}: HTTP {exc.code} {_clean(str(exc.reason), 120)}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -133,6 +136,27 @@ def fetch(cfg: CatalogConfig) -> bytes:
     if len(body) > cfg.max_bytes:
         raise CatalogError(f"{url}: answer larger than {cfg.max_mb:g} MB ([catalog] max_mb); not read")
     return body
+
+
+def _read_whole(response: Any, cfg: CatalogConfig, url: str) -> bytes:
+    """At most ``max_bytes + 1`` bytes, all within ``ANSWER_TIMEOUTS × timeout_s``: the socket's
+    timeout bounds each read only, and a server sending a byte now and then would hold a
+    refresh (and ``adw run``'s catalog job) forever."""
+    deadline = time.monotonic() + cfg.timeout_s * ANSWER_TIMEOUTS
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cfg.max_bytes:
+        if time.monotonic() > deadline:
+            raise CatalogError(
+                f"{url}: the answer did not arrive within {cfg.timeout_s * ANSWER_TIMEOUTS:g} s "
+                f"({ANSWER_TIMEOUTS} × [catalog] timeout_s); not read"
+            )
+        chunk: bytes = response.read1(min(_CHUNK, cfg.max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def parse(body: bytes, url: str = "the models list") -> Parsed:

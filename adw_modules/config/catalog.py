@@ -6,7 +6,7 @@
     openrouter_url = "https://openrouter.ai/api/v1"   # GET {openrouter_url}/models, public
     refresh = true              # adw run refreshes the cache on a timer
     refresh_interval_h = 24
-    timeout_s = 20
+    timeout_s = 20              # per connection and read; the whole answer within 3 × this
     max_mb = 32                 # a larger answer is refused (the old cache stays)
 """
 

@@ -4,6 +4,7 @@ the cache (refresh time, count, kept on a bad answer), ``adw models`` / ``discov
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -157,6 +158,17 @@ def test_an_unreachable_list_is_a_clear_error(tmp_path: Path) -> None:
     result = adw("--config", str(path), "models", "discover", "--refresh")
     assert result.exit_code == 1
     assert "✗ refresh failed: http://127.0.0.1:9/api/v1/models: cannot fetch:" in result.output
+    assert "Discovered pool: not fetched yet" in result.output
+
+
+def test_a_server_trickling_its_answer_is_given_up_on(tmp_path: Path, fake: FakeOpenRouterCatalog) -> None:
+    """Each read gets a byte within timeout_s, so only a deadline for the whole answer ends it."""
+    fake.answer = dataclasses.replace(real_answer(), trickle_s=0.02)
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(url=fake.base_url) + "timeout_s = 0.2\n")
+    result = adw("--config", str(path), "models", "discover", "--refresh")
+    assert result.exit_code == 1, result.output
+    assert "the answer did not arrive within 0.6 s (3 × [catalog] timeout_s); not read" in result.output
     assert "Discovered pool: not fetched yet" in result.output
 
 
