@@ -314,7 +314,12 @@ def test_promote_writes_the_model_keeping_comments_and_validates(config_path: Pa
     assert price is not None and price.input_per_mtok == 3.0
 
     again = adw("--config", str(config_path), "models", "promote", "anthropic/claude-sonnet-4.6")
-    assert again.exit_code == 2 and "already declared" in again.output
+    declared_at = text.splitlines().index('[providers.openrouter.models."anthropic/claude-sonnet-4.6"]') + 1
+    assert again.exit_code == 2
+    assert (
+        f'{config_path}:{declared_at}: providers.openrouter.models: "anthropic/claude-sonnet-4.6" is already'
+        in again.output
+    )
     assert "is not in the discovered pool" in adw("--config", str(config_path), "models", "promote", "x/y").output
 
 
