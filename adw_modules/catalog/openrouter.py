@@ -18,6 +18,7 @@ for "varies", e.g. its auto router) is unknown, never zero.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -130,7 +131,7 @@ def fetch(cfg: CatalogConfig) -> bytes:
             body = _read_whole(response, cfg, url)
     except urllib.error.HTTPError as exc:
         raise CatalogError(f"{url}: HTTP {exc.code} {_clean(str(exc.reason), 120)}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # a cut answer too
         reason = getattr(exc, "reason", exc)
         raise CatalogError(f"{url}: cannot fetch: {_clean(str(reason), 200)}") from None
     if len(body) > cfg.max_bytes:

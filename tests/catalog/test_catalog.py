@@ -363,6 +363,22 @@ def test_catalog_config_is_validated_with_its_line(tmp_path: Path) -> None:
     assert 'unknown key "refesh_interval_h" (did you mean "refresh_interval_h"?)' in text
 
 
+def test_a_url_with_control_characters_is_a_config_error_and_never_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[providers.a]\ncommand_template = ["x"]\n[catalog]\nopenrouter_url = "http://h/a\\u001b[2J\\nb"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert f'{path}:4: catalog: openrouter_url "http://h/a\\u001b[2J\\nb" holds spaces or control' in "\n".join(
+        exc.value.issues
+    )
+    # Had one reached the fetch anyway, http.client's refusal is a CatalogError like any other.
+    from adw_modules.catalog.openrouter import fetch
+    from adw_modules.config.catalog import CatalogConfig
+
+    with pytest.raises(CatalogError, match="cannot fetch: URL can't contain control characters"):
+        fetch(CatalogConfig(openrouter_url="http://127.0.0.1:9/a\x1bb"))
+
+
 def test_adw_run_refreshes_on_its_timer_and_keeps_the_cache_when_it_fails(
     config_path: Path, fake: FakeOpenRouterCatalog
 ) -> None:
