@@ -285,3 +285,11 @@ def test_doctor_reads_adw_profile_from_the_env_file_as_the_unit_would(config_pat
     env_file.chmod(0o600)
     (check_,) = [c for c in run_doctor(config_path, Probes(environ=env())) if c.name == "profile"]
     assert (check_.status, check_.detail) == ("ok", "personal (from ADW_PROFILE): 2 of 2 reference(s) resolve")
+
+
+def test_a_command_reference_is_shown_by_its_program_and_argument_count_only() -> None:
+    from adw_modules.ops.profiles import shown_reference
+
+    assert shown_reference("api_key_command", ["op", "read", "op://x/secret"]) == "op … (2 args)"
+    assert shown_reference("token_command", ["sleep", "100"]) == "sleep … (1 arg)"
+    assert shown_reference("api_key_command", ["pass"]) == "pass"
