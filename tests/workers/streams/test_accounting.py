@@ -39,32 +39,29 @@ def test_gemini_cached_split_from_the_totals_when_models_lack_it() -> None:
     assert source == "estimated from config" and cost == round((2000 * 1.25 + 8000 * 0.31 + 100 * 10.0) / 1e6, 6)
 
 
-def test_gemini_cached_split_over_several_models_adds_up() -> None:
+def _two_flash_models(**totals: int) -> StreamSummary:
+    """A Gemini result over two models (4000 in, 30 out), with ``totals`` added to its stats."""
     stats = {
         "input_tokens": 4000,
         "output_tokens": 30,
-        "cached": 1000,
+        **totals,
         "models": {
             "gemini-2.5-flash": {"input_tokens": 3000, "output_tokens": 20},
             "gemini-2.5-flash-lite": {"input_tokens": 1000, "output_tokens": 10},
         },
     }
-    s = _parse("gemini-stream-json", {"type": "result", "status": "success", "stats": stats})
+    return _parse("gemini-stream-json", {"type": "result", "status": "success", "stats": stats})
+
+
+def test_gemini_cached_split_over_several_models_adds_up() -> None:
+    s = _two_flash_models(cached=1000)
     assert sum(u.cache_read_tokens for u in s.per_model.values()) == 1000
     assert sum(u.input_tokens for u in s.per_model.values()) == 3000
     assert s.main_model == "gemini-2.5-flash"  # most output
 
 
 def test_an_estimate_over_several_models_names_each_price_source() -> None:
-    stats = {
-        "input_tokens": 4000,
-        "output_tokens": 30,
-        "models": {
-            "gemini-2.5-flash": {"input_tokens": 3000, "output_tokens": 20},
-            "gemini-2.5-flash-lite": {"input_tokens": 1000, "output_tokens": 10},
-        },
-    }
-    s = _parse("gemini-stream-json", {"type": "result", "status": "success", "stats": stats})
+    s = _two_flash_models()
     prices = {
         "gemini-2.5-flash": Price(input_per_mtok=1.0, output_per_mtok=2.0, source="genai-prices"),
         "gemini-2.5-flash-lite": Price(input_per_mtok=1.0, output_per_mtok=2.0),  # config
