@@ -40,6 +40,8 @@ from adw_modules.workspace.worktrees import Workspaces
 log = logging.getLogger("adw.coordinator")
 
 NO_TARGET_RECHECK = dt.timedelta(seconds=60)
+# how the wait_reason of a task released for want of a usable target starts (a reload wakes them)
+NO_TARGET_REASON = "no usable target:"
 CANDIDATES_PER_READ = 100  # tasks a pass reads at a time when some provider is at its limit
 # How stale this coordinator's picture of other coordinators' load and health may get.
 RECONCILE_INTERVAL = dt.timedelta(seconds=2)
@@ -227,7 +229,7 @@ class Claiming:
             skipped = "; ".join(f"{t} ({why})" for t, why in decision.skipped) or "all targets excluded"
             recover = [gates.until[t.provider] for t, _ in decision.skipped if t.provider in gates.until]
             not_before = min(recover) if recover else now + NO_TARGET_RECHECK
-            return Release(TaskState.RETRY_WAIT, f"no usable target: {skipped}", not_before)
+            return Release(TaskState.RETRY_WAIT, f"{NO_TARGET_REASON} {skipped}", not_before)
         return decision, candidates[0]
 
     # ------------------------------------------------------------ the decision under the claim

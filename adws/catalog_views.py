@@ -93,7 +93,7 @@ def catalog_line(summary: dict[str, Any], now: dt.datetime) -> str:
     parts = [f"{summary['count']} models from {summary['source']}", refreshed]
     skipped = sum(summary.get("skipped", {}).values())
     if skipped:
-        parts.append(f"{skipped} entries skipped")
+        parts.append(f"{skipped} {'entry' if skipped == 1 else 'entries'} skipped")
     if summary.get("unknown_prices"):
         parts.append(f"{summary['unknown_prices']} without a usable price")
     return "Discovered pool: " + "; ".join(parts)

@@ -142,5 +142,6 @@ def promote_cmd(
             context_window=model.context_length,
         )
     except ConfigError as exc:
+        click.echo(f"{context.config_path}: not changed", err=True)
         config_error_exit(exc)
     click.echo(f"{context.config_path}: added providers.{provider}.models.{model.id!r}")

@@ -87,7 +87,7 @@ def service_install(
         click.echo(f"secrets: {env_path} (KEY=value lines, chmod 600), read by the unit if present")
     ctl, journal = ("systemctl --user", "journalctl --user") if user_mode else ("sudo systemctl", "journalctl")
     click.echo("next:")
-    click.echo(f"  adw doctor --config {config.path.resolve()}")
+    click.echo(f"  adw {''.join(a + ' ' for a in profile_args(config))}doctor --config {config.path.resolve()}")
     click.echo(f"  {ctl} daemon-reload")
     click.echo(f"  {ctl} enable --now {name}")
     if user_mode:
@@ -131,7 +131,7 @@ def unit_spec(config: Config, name: str, user_mode: bool, run_as: str | None, en
     argv = adw_command()
     return UnitSpec(
         name=name,
-        exec_argv=(*argv, "run", "--config", str(config_file), "--log-format", "json"),
+        exec_argv=(*argv, *profile_args(config), "run", "--config", str(config_file), "--log-format", "json"),
         stop_argv=(*argv, "service", "stop", "--timeout", str(stop_timeout_s(config.service.coordinator) - 5)),
         working_directory=config_file.parent,
         env_file=env_path,
@@ -140,6 +140,16 @@ def unit_spec(config: Config, name: str, user_mode: bool, run_as: str | None, en
         run_as=run_as,
         path_dirs=search_path([str(Path(argv[0]).parent), *program_dirs(programs)]),
     )
+
+
+def profile_args(config: Config) -> tuple[str, ...]:
+    """``--profile NAME`` for the unit when this command's profile was chosen by ``--profile`` or
+    ``$ADW_PROFILE`` (neither reaches the service otherwise); a ``default_profile`` needs none,
+    the service reads it from the file (and again on reload)."""
+    profiles = config.profiles
+    if profiles.active is None or profiles.source not in ("--profile", "ADW_PROFILE"):
+        return ()
+    return ("--profile", profiles.active)
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from adw_modules.claiming import NO_TARGET_REASON
 from adw_modules.config.github import GitHubConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
@@ -211,11 +212,27 @@ class Service:
         if self.scheduler.running:
             self._reschedule()
         self.last_reload = {"at": utcnow().isoformat(), "ok": True, "lines": changes or ["no changes"]}
+        self._wake_unroutable()
         log.info(
             "config reloaded: " + ("; ".join(changes) or "no changes"),
             extra={"data": {"event": "config.reloaded", "changes": changes, "fingerprint": new.fingerprint}},
         )
         return True
+
+    def _wake_unroutable(self) -> None:
+        """Tasks that waited for a usable target are tried again now: the reload may have fixed
+        what they lacked (a credential, a provider); one still unroutable waits again."""
+        try:
+            woken = self.store.wake_waiting(NO_TARGET_REASON, utcnow())
+        except Exception:  # they still come back after their recheck delay
+            log.exception("reload: waking the tasks waiting for a usable target failed")
+            return
+        if woken:
+            log.info(
+                f"reload: {len(woken)} task(s) waiting for a usable target tried again",
+                extra={"data": {"event": "tasks.woken", "tasks": woken}},
+            )
+            self._wake_dispatch()
 
     def _reload_github(self, old: Config, new: Config) -> None:
         """Rebuild the GitHub source for a changed ``[github]`` (or coordinator attempt bound)."""

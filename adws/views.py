@@ -61,6 +61,7 @@ def providers_data(config: Config, registry: ProviderRegistry) -> dict[str, Any]
         "providers": rows,
         "available": [r["name"] for r in rows if r["available"]],
         "default": {"provider": config.routing.default_provider, "model": config.routing.default_model},
+        "profile": {"active": config.profiles.active, "source": config.profiles.source},
     }
 
 
@@ -80,8 +81,11 @@ def providers_text(data: dict[str, Any]) -> str:
         "Current default:",
         f"  Provider: {data['default']['provider']}",
         f"  Model: {data['default']['model']}",
-        RULE,
     ]
+    profile = data.get("profile") or {}
+    if profile.get("active"):  # which keys the availability above was judged with
+        lines.append(f"  Credential profile: {profile['active']} (from {profile['source']})")
+    lines.append(RULE)
     return "\n".join(lines)
 
 

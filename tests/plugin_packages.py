@@ -21,7 +21,9 @@ from tests.paths import FIXTURES
 PLUGINS = FIXTURES / "plugins"
 EXAMPLE = "adw-example-plugin"
 BROKEN = "adw-broken-plugin"
-MODULES = ("adw_example_plugin", "adw_broken_plugin", "adw_broken_exit")
+MODULES = ("adw_example_plugin", "adw_broken_plugin", "adw_broken_exit", "adw_broken_hang")
+# adw_broken_hang sleeps in its import: these tests give a plugin this long to import
+IMPORT_TIMEOUT_S = "0.3"
 
 
 def install_plugins(target: Path, *names: str) -> Path:

@@ -18,9 +18,11 @@ for "varies", e.g. its auto router) is unknown, never zero.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -36,6 +38,8 @@ MAX_PER_TOKEN = Decimal("0.01")  # $10,000 per million tokens: anything above is
 _MAX_TOKENS = 100_000_000
 _LISTS_MAX = 64
 USER_AGENT = "adw-catalog/1 (+models list)"
+ANSWER_TIMEOUTS = 3  # the whole answer must arrive within this many timeout_s
+_CHUNK = 1 << 16
 
 
 class CatalogError(RuntimeError):
@@ -82,18 +86,8 @@ class DiscoveredModel:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not _ID.match(raw["id"]):
             return None
         prices = {f: _stored_price(raw.get(f)) for f in _PRICE_FIELDS.values()}
-        return cls(
-            id=raw["id"],
-            name=_clean(raw.get("name"), 120) or raw["id"],
-            context_length=_tokens(raw.get("context_length")),
-            max_completion_tokens=_tokens(raw.get("max_completion_tokens")),
-            input_modalities=_words(raw.get("input_modalities")),
-            output_modalities=_words(raw.get("output_modalities")),
-            supported_parameters=_words(raw.get("supported_parameters")),
-            description=_clean(raw.get("description"), 300),
-            created=raw.get("created") if type(raw.get("created")) is int else None,
-            **prices,
-        )
+        tokens = (_tokens(raw.get("context_length")), _tokens(raw.get("max_completion_tokens")))
+        return _model(raw["id"], raw, tokens, raw, prices)
 
 
 # pricing key on the wire -> our field
@@ -134,15 +128,36 @@ def fetch(cfg: CatalogConfig) -> bytes:
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
         with opener.open(request, timeout=cfg.timeout_s) as response:
-            body: bytes = response.read(cfg.max_bytes + 1)
+            body = _read_whole(response, cfg, url)
     except urllib.error.HTTPError as exc:
         raise CatalogError(f"{url}: HTTP {exc.code} {_clean(str(exc.reason), 120)}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # a cut answer too
         reason = getattr(exc, "reason", exc)
         raise CatalogError(f"{url}: cannot fetch: {_clean(str(reason), 200)}") from None
     if len(body) > cfg.max_bytes:
         raise CatalogError(f"{url}: answer larger than {cfg.max_mb:g} MB ([catalog] max_mb); not read")
     return body
+
+
+def _read_whole(response: Any, cfg: CatalogConfig, url: str) -> bytes:
+    """At most ``max_bytes + 1`` bytes, all within ``ANSWER_TIMEOUTS × timeout_s``: the socket's
+    timeout bounds each read only, and a server sending a byte now and then would hold a
+    refresh (and ``adw run``'s catalog job) forever."""
+    deadline = time.monotonic() + cfg.timeout_s * ANSWER_TIMEOUTS
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cfg.max_bytes:
+        if time.monotonic() > deadline:
+            raise CatalogError(
+                f"{url}: the answer did not arrive within {cfg.timeout_s * ANSWER_TIMEOUTS:g} s "
+                f"({ANSWER_TIMEOUTS} × [catalog] timeout_s); not read"
+            )
+        chunk: bytes = response.read1(min(_CHUNK, cfg.max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def parse(body: bytes, url: str = "the models list") -> Parsed:
@@ -190,17 +205,31 @@ def parse_model(entry: Any) -> DiscoveredModel | str:
         return "entries whose id is not a plain model id"
     arch, top, pricing = (_table(entry.get(k)) for k in ("architecture", "top_provider", "pricing"))
     prices = {ours: _per_mtok(pricing.get(wire)) for wire, ours in _PRICE_FIELDS.items()}
-    name = entry.get("name")
+    context = _tokens(entry.get("context_length")) or _tokens(top.get("context_length"))
+    return _model(model_id, entry, (context, _tokens(top.get("max_completion_tokens"))), arch, prices)
+
+
+def _model(
+    model_id: str,
+    raw: dict[str, Any],
+    tokens: tuple[int | None, int | None],
+    modalities: dict[str, Any],
+    prices: dict[str, float | None],
+) -> DiscoveredModel:
+    """The model from what an answer's entry and a cache entry share: ``raw``'s name, parameters,
+    description and creation time, ``modalities``' input/output lists (the answer nests them in
+    ``architecture``), the (context, max output) tokens and the prices already read."""
+    created = raw.get("created")
     return DiscoveredModel(
         id=model_id,
-        name=_clean(name, 120) if isinstance(name, str) and _clean(name, 120) else model_id,
-        context_length=_tokens(entry.get("context_length")) or _tokens(top.get("context_length")),
-        max_completion_tokens=_tokens(top.get("max_completion_tokens")),
-        input_modalities=_words(arch.get("input_modalities")),
-        output_modalities=_words(arch.get("output_modalities")),
-        supported_parameters=_words(entry.get("supported_parameters")),
-        description=_clean(entry.get("description"), 300),
-        created=entry.get("created") if type(entry.get("created")) is int else None,
+        name=_clean(raw.get("name"), 120) or model_id,
+        context_length=tokens[0],
+        max_completion_tokens=tokens[1],
+        input_modalities=_words(modalities.get("input_modalities")),
+        output_modalities=_words(modalities.get("output_modalities")),
+        supported_parameters=_words(raw.get("supported_parameters")),
+        description=_clean(raw.get("description"), 300),
+        created=created if type(created) is int else None,
         **prices,
     )
 

@@ -6,12 +6,13 @@
     openrouter_url = "https://openrouter.ai/api/v1"   # GET {openrouter_url}/models, public
     refresh = true              # adw run refreshes the cache on a timer
     refresh_interval_h = 24
-    timeout_s = 20
+    timeout_s = 20              # per connection and read; the whole answer within 3 × this
     max_mb = 32                 # a larger answer is refused (the old cache stays)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,9 @@ def validate_catalog(v: Validator, data: Mapping[str, Any], state_dir: Path) -> 
     v.unknown_keys(t, _KEYS, w, "key")
     d = CatalogConfig()
     url = v.get(t, "openrouter_url", str, w, d.openrouter_url).rstrip("/")
-    if not url.startswith(("https://", "http://")):
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):  # a terminal escape, a newline, a space
+        v.err(w, f"openrouter_url {json.dumps(url)} holds spaces or control characters")
+    elif not url.startswith(("https://", "http://")):
         v.err(w, f'openrouter_url "{url}" must be an http(s) URL (e.g. {DEFAULT_OPENROUTER_URL})')
     if PASSWORD_IN_URL.search(url):
         v.err(w, "openrouter_url contains a password: the models list is public and needs none")

@@ -15,6 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
+from adw_modules.config.lines import LineIndex
 from adw_modules.config.schema import ConfigError, parse_config, read_document
 
 
@@ -125,6 +126,8 @@ def add_model(
     """Add ``[providers.PROVIDER.models."MODEL"]`` (``adw models promote``); the config must
     stay valid (else ConfigError), and a model already declared there is refused."""
 
+    text = Path(path).read_text(encoding="utf-8")
+
     def change(doc: tomlkit.TOMLDocument) -> None:
         providers = doc.get("providers")
         table = providers.get(provider) if isinstance(providers, Table) else None
@@ -138,7 +141,9 @@ def add_model(
         if not isinstance(models, Table):
             raise ConfigError([f"{path}: providers.{provider}.models: is not a table, cannot add to it"])
         if model in models:
-            raise ConfigError([f'{path}: providers.{provider}.models: "{model}" is already declared'])
+            line = LineIndex(text).lines.get(("providers", provider, "models", model))
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError([f'{where}: providers.{provider}.models: "{model}" is already declared'])
         entry = tomlkit.table()
         if display_name:
             entry["display_name"] = display_name

@@ -34,6 +34,7 @@ PRESET_KEYS = (
     "price_provider",
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_PASSWORD = re.compile(r"(://[^/@:]+:)[^/@]+@")
 _HTTP_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?#]\S*)?")
 
 
@@ -45,6 +46,12 @@ def url_problem(url: str) -> str | None:
     if any(ord(c) < 32 or ord(c) == 127 for c in url) or not _HTTP_URL.fullmatch(url):
         return "is not an http(s) URL"
     return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error message may show it: a password in it (as PASSWORD_IN_URL finds
+    one) replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ def preset_from_mapping(name: str, raw: Any, source: str) -> Preset:
     if not isinstance(base_url, str):
         raise ValueError(f"base_url must be a string (an http(s) URL), not {type(base_url).__name__}")
     if (why := url_problem(base_url)) is not None:
-        raise ValueError(f"base_url {base_url!r:.80} {why}")
+        raise ValueError(f"base_url {shown_url(base_url)!r:.80} {why}")
     key_env = raw.get("api_key_env")
     if key_env is not None and not (isinstance(key_env, str) and _ENV_NAME.match(key_env)):
         raise ValueError(f"api_key_env must be an environment variable name, not {key_env!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adw_modules.config.interfaces import API_FORMATS, cli_name, interface_for
-from adw_modules.config.presets import preset_named, preset_table, unknown_preset, url_problem
+from adw_modules.config.presets import preset_named, preset_table, shown_url, unknown_preset, url_problem
 from adw_modules.config.validation import Validator, type_name
 from adw_modules.routing.pricing import Price
 from adw_modules.workers.streams import known_formats, parser_class, plugin_formats
@@ -52,6 +53,9 @@ _PROVIDER_KEYS = (
     "proxy",
     "inject",
 )
+# what a capability may be: one word, so views and `--capability` see it as written
+_CAPABILITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MODEL_KEYS = ("display_name", "tier", "capabilities", "context_window", "price", "price_ref")
 _PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 
@@ -201,7 +205,7 @@ def _url(v: Validator, raw: Mapping[str, Any], key: str, where: str) -> str | No
     url = v.get(raw, key, str, where)
     why = None if url is None else url_problem(url)
     if why is not None:
-        v.err(where, f"{key} = {json.dumps(url)} {why}")
+        v.err(where, f"{key} = {json.dumps(shown_url(url))} {why}")
         return None
     return url
 
@@ -341,11 +345,17 @@ def _models(v: Validator, raw: Any, where: str) -> dict[str, ModelSpec]:
         price = None
         if "price" in m:
             price = _price(v, m["price"], f"{w}.price")
+        if _UNPRINTABLE.search(name):
+            v.err(where, f"model name {json.dumps(name)} holds control characters")
+        capabilities = tuple(v.str_list(m, "capabilities", w) or ())
+        for capability in capabilities:
+            if not _CAPABILITY.match(capability):
+                v.err(w, f"capability {json.dumps(capability)} is not a plain word (letters, digits, . _ : + -)")
         out[name] = ModelSpec(
             name=name,
             display_name=v.get(m, "display_name", str, w, name),
             tier=tier,
-            capabilities=tuple(v.str_list(m, "capabilities", w) or ()),
+            capabilities=capabilities,
             context_window=v.positive(m, "context_window", int, w),
             price=price,
             price_ref=v.get(m, "price_ref", str, w),

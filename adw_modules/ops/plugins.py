@@ -22,6 +22,7 @@ plugin is a failure like any other and ``adw plugins`` lists every failure in on
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,9 +75,15 @@ class GroupLoad:
 
 
 # Reentrant: a plugin whose import asks for a group again must not deadlock (that inner call
-# loads the group on its own; the outer one then stores its own result).
+# loads the group on its own; the outer one then stores its own result).  The import runs in
+# a thread of its own (see _import) while the loader holds the lock and waits: a call from that
+# thread is the loader's own, and goes on without the lock.
 _lock = threading.RLock()
 _loads: dict[str, GroupLoad] = {}
+_importing: set[int] = set()  # the threads importing a plugin for a loader that waits on them
+# How long a plugin's import may take; one still importing then is reported and skipped (its
+# thread is left behind: Python cannot stop it).  $ADW_PLUGIN_IMPORT_TIMEOUT_S sets it.
+IMPORT_TIMEOUT_S = 10.0
 
 
 def load_group(group: str, check: Callable[[str, Any], str | None] | None = None) -> GroupLoad:
@@ -87,27 +94,70 @@ def load_group(group: str, check: Callable[[str, Any], str | None] | None = None
     distributions offer the same name the result does not depend on the order of sys.path
     entries' listing: the first is kept and the other reported.
     """
+    if threading.get_ident() in _importing:  # a plugin's import, its loader waiting on it
+        return _load(group, check)
     with _lock:
-        if group in _loads:
-            return _loads[group]
-        result = GroupLoad(group)
-        for ep in sorted(_entry_points(group), key=_order):
-            entry = _entry(group, ep)
-            if entry.name in result.loaded:
-                _fail(result, entry, f"name already provided by {result.loaded[entry.name][0].distribution}")
-                continue
-            try:
-                obj = ep.load()
-            except (Exception, SystemExit) as exc:  # a plugin's import may raise (or exit): report, skip
-                _fail(result, entry, f"cannot load {entry.value}: {type(exc).__name__}: {_one_line(exc)}")
-                continue
-            why = check(entry.name, obj) if check is not None else None
-            if why is not None:
-                _fail(result, entry, why)
-                continue
-            result.loaded[entry.name] = (entry, obj)
-        _loads[group] = result
-        return result
+        return _load(group, check)
+
+
+def _load(group: str, check: Callable[[str, Any], str | None] | None) -> GroupLoad:
+    if group in _loads:
+        return _loads[group]
+    result = GroupLoad(group)
+    for ep in sorted(_entry_points(group), key=_order):
+        entry = _entry(group, ep)
+        if entry.name in result.loaded:
+            _fail(result, entry, f"name already provided by {result.loaded[entry.name][0].distribution}")
+            continue
+        try:
+            obj = _import(ep)
+        except (Exception, SystemExit) as exc:  # a plugin's import may raise (or exit): report, skip
+            _fail(result, entry, f"cannot load {entry.value}: {type(exc).__name__}: {_one_line(exc)}")
+            continue
+        why = check(entry.name, obj) if check is not None else None
+        if why is not None:
+            _fail(result, entry, why)
+            continue
+        result.loaded[entry.name] = (entry, obj)
+    _loads[group] = result
+    return result
+
+
+class ImportTimeout(Exception):
+    """A plugin's import did not finish in time."""
+
+
+def _import(ep: metadata.EntryPoint) -> Any:
+    """``ep.load()`` in a daemon thread, waited on for the import timeout: a plugin whose import
+    hangs (a network call, a lock) is a failure, not a hung adw."""
+    timeout = _import_timeout()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        _importing.add(threading.get_ident())
+        try:
+            outcome["object"] = ep.load()
+        except BaseException as exc:  # handed to the loader, which reports it
+            outcome["error"] = exc
+        finally:
+            _importing.discard(threading.get_ident())
+
+    thread = threading.Thread(target=run, name=f"adw-plugin-import {ep.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ImportTimeout(f"its import did not finish within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["object"]
+
+
+def _import_timeout() -> float:
+    try:
+        value = float(os.environ.get("ADW_PLUGIN_IMPORT_TIMEOUT_S", IMPORT_TIMEOUT_S))
+    except ValueError:
+        return IMPORT_TIMEOUT_S
+    return value if 0 < value < 3600 else IMPORT_TIMEOUT_S
 
 
 def loaded_groups() -> list[str]:

@@ -34,7 +34,7 @@ class Reference:
 
 def shown_reference(key: str, value: Any) -> str:
     if key.endswith("_command") and isinstance(value, list | tuple) and value:
-        rest = f" … ({len(value) - 1} args)" if len(value) > 1 else ""
+        rest = f" … ({len(value) - 1} arg{'' if len(value) == 2 else 's'})" if len(value) > 1 else ""
         return f"{value[0]}{rest}"
     return str(value)
 

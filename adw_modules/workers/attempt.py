@@ -160,22 +160,31 @@ def model_usage_of(summary: StreamSummary, target: Target, price_for: PriceLooku
 
 
 def cost_of(summary: StreamSummary, target: Target, price_for: PriceLookup) -> tuple[float | None, str | None]:
-    """The CLI's reported cost if it gave one, else an estimate for the model(s) that actually ran."""
+    """The CLI's reported cost if it gave one, else an estimate for the model(s) that actually ran,
+    its source naming where the prices came from (``estimated from genai-prices``; ``config``,
+    ``openrouter-catalog``: a ``Price.source``)."""
     if summary.cost_usd is not None:
         return summary.cost_usd, summary.cost_source or "reported"
     if summary.per_model:
-        total = 0.0
-        for model, usage in summary.per_model.items():
-            cost = estimate_cost(usage, price_for(target.provider, model))
-            if cost is None:
-                return None, None
-            total += cost
-        return round(total, 6), "estimated"
-    if summary.usage.total_tokens == 0:
+        parts = list(summary.per_model.items())
+    elif summary.usage.total_tokens == 0:
         return None, None
-    model = summary.main_model or target.model
-    cost = estimate_cost(summary.usage, price_for(target.provider, model))
-    return (cost, "estimated") if cost is not None else (None, None)
+    else:
+        parts = [(summary.main_model or target.model, summary.usage)]
+    total, sources = 0.0, set()
+    for model, usage in parts:
+        price = price_for(target.provider, model)
+        cost = estimate_cost(usage, price)
+        if cost is None or price is None:
+            return None, None
+        total += cost
+        sources.add(price.source)
+    return round(total, 6), estimated_from(sources)
+
+
+def estimated_from(price_sources: set[str]) -> str:
+    """An estimate's ``cost_source``: ``estimated from A, B`` (at most 64 characters, the column's)."""
+    return f"estimated from {', '.join(sorted(price_sources))}"[:64]
 
 
 class AttemptRunner:

@@ -160,7 +160,7 @@ def build(tmp_path: Path) -> tuple[Config, Store]:
             input_tokens=35,
             output_tokens=43,
             cost_usd=0.000045,
-            cost_source="estimated",
+            cost_source="estimated from genai-prices",
             exit_code=0,
         ),
         Transition(TaskState.SUCCEEDED),

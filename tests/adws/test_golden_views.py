@@ -51,7 +51,7 @@ def test_tasks(world: tuple[Config, Store], tmp_path: Path) -> None:
     check("tasks", queue_views.tasks_text(data), tmp_path)
 
 
-@pytest.mark.parametrize("task_id", [1, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("task_id", [1, 2, 3, 4, 5, 6, 7])
 def test_task_show(world: tuple[Config, Store], tmp_path: Path, task_id: int) -> None:
     _, store = world
     task = store.get_task(task_id)

@@ -4,6 +4,7 @@ the cache (refresh time, count, kept on a bad answer), ``adw models`` / ``discov
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -160,6 +161,17 @@ def test_an_unreachable_list_is_a_clear_error(tmp_path: Path) -> None:
     assert "Discovered pool: not fetched yet" in result.output
 
 
+def test_a_server_trickling_its_answer_is_given_up_on(tmp_path: Path, fake: FakeOpenRouterCatalog) -> None:
+    """Each read gets a byte within timeout_s, so only a deadline for the whole answer ends it."""
+    fake.answer = dataclasses.replace(real_answer(), trickle_s=0.02)
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(url=fake.base_url) + "timeout_s = 0.2\n")
+    result = adw("--config", str(path), "models", "discover", "--refresh")
+    assert result.exit_code == 1, result.output
+    assert "the answer did not arrive within 0.6 s (3 × [catalog] timeout_s); not read" in result.output
+    assert "Discovered pool: not fetched yet" in result.output
+
+
 def test_bad_entries_are_skipped_counted_and_cleaned(config_path: Path, fake: FakeOpenRouterCatalog) -> None:
     models: list[Any] = real_models()
     models[0]["name"] = "Evil\u0000 name\u202e\x1b[31m" + "x" * 500
@@ -302,7 +314,12 @@ def test_promote_writes_the_model_keeping_comments_and_validates(config_path: Pa
     assert price is not None and price.input_per_mtok == 3.0
 
     again = adw("--config", str(config_path), "models", "promote", "anthropic/claude-sonnet-4.6")
-    assert again.exit_code == 2 and "already declared" in again.output
+    declared_at = text.splitlines().index('[providers.openrouter.models."anthropic/claude-sonnet-4.6"]') + 1
+    assert again.exit_code == 2
+    assert (
+        f'{config_path}:{declared_at}: providers.openrouter.models: "anthropic/claude-sonnet-4.6" is already'
+        in again.output
+    )
     assert "is not in the discovered pool" in adw("--config", str(config_path), "models", "promote", "x/y").output
 
 
@@ -311,6 +328,18 @@ def test_promote_refuses_an_unknown_provider_and_leaves_the_file_alone(config_pa
     original = config_path.read_bytes()
     result = adw("--config", str(config_path), "models", "promote", "qwen/qwen3-coder:free", "--provider", "nope")
     assert result.exit_code == 2 and 'provider "nope" is not defined (defined: openrouter)' in result.output
+    assert config_path.read_bytes() == original
+
+
+def test_promote_refuses_a_capability_that_is_not_a_word(config_path: Path) -> None:
+    """A capability with a quote, a bracket and a newline would stay valid TOML but break every
+    view that lists capabilities: the config refuses it, so the file is not touched."""
+    refreshed(config_path)
+    original = config_path.read_bytes()
+    result = adw("--config", str(config_path), "models", "promote", "qwen/qwen3-coder:free", "--capability", 'a"]\nb')
+    assert result.exit_code == 2, result.output
+    assert f"{config_path}: not changed\n" in result.output
+    assert 'capability "a\\"]\\nb" is not a plain word' in result.output
     assert config_path.read_bytes() == original
 
 
@@ -332,6 +361,22 @@ def test_catalog_config_is_validated_with_its_line(tmp_path: Path) -> None:
     assert f"{path}:4: catalog: openrouter_url" in text and "must be an http(s) URL" in text
     assert "refresh must be true/false" in text or "refresh must be" in text
     assert 'unknown key "refesh_interval_h" (did you mean "refresh_interval_h"?)' in text
+
+
+def test_a_url_with_control_characters_is_a_config_error_and_never_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[providers.a]\ncommand_template = ["x"]\n[catalog]\nopenrouter_url = "http://h/a\\u001b[2J\\nb"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert f'{path}:4: catalog: openrouter_url "http://h/a\\u001b[2J\\nb" holds spaces or control' in "\n".join(
+        exc.value.issues
+    )
+    # Had one reached the fetch anyway, http.client's refusal is a CatalogError like any other.
+    from adw_modules.catalog.openrouter import fetch
+    from adw_modules.config.catalog import CatalogConfig
+
+    with pytest.raises(CatalogError, match="cannot fetch: URL can't contain control characters"):
+        fetch(CatalogConfig(openrouter_url="http://127.0.0.1:9/a\x1bb"))
 
 
 def test_adw_run_refreshes_on_its_timer_and_keeps_the_cache_when_it_fails(
@@ -371,4 +416,4 @@ def test_an_attempt_without_a_reported_cost_is_estimated_at_the_discovered_price
     registry = ProviderRegistry(load_config(config_path))
     summary = StreamSummary(format="claude-stream-json", usage=Usage(input_tokens=10_000, output_tokens=2_000))
     cost, source = cost_of(summary, Target("openrouter", "acme/coder-2027"), registry.price_for)
-    assert (cost, source) == (pytest.approx((10_000 * 0.4 + 2_000 * 1.6) / 1e6), "estimated")
+    assert (cost, source) == (pytest.approx((10_000 * 0.4 + 2_000 * 1.6) / 1e6), "estimated from openrouter-catalog")

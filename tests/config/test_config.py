@@ -197,6 +197,14 @@ def test_condition_errors(make_config, snippet: str, expected: str) -> None:
             'unknown top-level table "extra"',
         ),
         (
+            '[providers.p]\ncommand_template = ["x"]\n[providers.p.models.m]\ncapabilities = ["code", "a b"]\n[routing]\ndefault_model = "m"',
+            'capability "a b" is not a plain word',
+        ),
+        (
+            '[providers.p]\ncommand_template = ["x"]\n[providers.p.models."m\\u001b[2J"]\n[routing]\ndefault_model = "m"',
+            'model name "m\\u001b[2J" holds control characters',
+        ),
+        (
             '[providers.p]\ncommand_template = ["x"]\n[providers.p.models.m]\ntier = "huge"\n[routing]\ndefault_model = "m"',
             'tier "huge" is unknown',
         ),

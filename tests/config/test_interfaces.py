@@ -92,6 +92,10 @@ def test_proxy_and_env_must_agree_and_urls_are_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(write(tmp_path, base + extra))
         assert why in err.value.issues[0], extra
+    # The password is never echoed back: the message shows the URL with it masked.
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, base + 'proxy = "http://user:s3cr3t-pw@a:1"\n'))
+    assert "s3cr3t" not in str(err.value) and 'proxy = "http://user:***@a:1" holds a password' in str(err.value)
     # OpenRouter's Anthropic endpoint written as env is shown as the provider's proxy.
     pc = load_config(write(tmp_path, base + 'env = { ANTHROPIC_BASE_URL = "https://openrouter.ai/api" }\n'))
     assert pc.providers["p"].proxy == "https://openrouter.ai/api"

@@ -145,6 +145,19 @@ def test_profile_errors_name_file_and_line(tmp_path: Path) -> None:
     assert not any("sk-literal" in i for i in issues)
 
 
+def test_adw_providers_names_the_profile_its_availability_is_judged_with(
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ADW_PROFILE", "WORK_ROUTER_KEY", "WORK_ANTHROPIC_KEY", "PERSONAL_GITHUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # the same ✗ reasons everywhere
+    result = CliRunner().invoke(cli, ["--config", str(config_path), "--profile", "personal", "providers"])
+    assert result.exit_code == 0, result.output
+    check("providers_profile", result.output.replace(sys.executable, "<python>").rstrip("\n"), tmp_path)
+    data = json.loads(CliRunner().invoke(cli, ["--config", str(config_path), "providers", "--json"]).output)
+    assert data["profile"] == {"active": "work", "source": "default_profile"}
+
+
 def test_adw_profiles_lists_references_and_whether_they_resolve_never_values(
     config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,3 +285,11 @@ def test_doctor_reads_adw_profile_from_the_env_file_as_the_unit_would(config_pat
     env_file.chmod(0o600)
     (check_,) = [c for c in run_doctor(config_path, Probes(environ=env())) if c.name == "profile"]
     assert (check_.status, check_.detail) == ("ok", "personal (from ADW_PROFILE): 2 of 2 reference(s) resolve")
+
+
+def test_a_command_reference_is_shown_by_its_program_and_argument_count_only() -> None:
+    from adw_modules.ops.profiles import shown_reference
+
+    assert shown_reference("api_key_command", ["op", "read", "op://x/secret"]) == "op … (2 args)"
+    assert shown_reference("token_command", ["sleep", "100"]) == "sleep … (1 arg)"
+    assert shown_reference("api_key_command", ["pass"]) == "pass"

@@ -52,7 +52,10 @@ def test_sighup_switches_the_profile_of_a_running_service(
     c.signal(signal.SIGHUP)
     (reloaded,) = c.wait_event("config.reloaded")
     assert "profile work -> personal" in reloaded["changes"]
-    # (The first task waits out its retry delay, as after any reload; a new one runs at once.)
+    # The waiting task is tried again at once (not after its 60 s recheck) and runs.
+    (woken,) = c.wait_event("tasks.woken")
+    assert woken["tasks"] == [task.id]
+    wait_for(lambda: (t := store.get_task(task.id)) and t.state is TaskState.SUCCEEDED, 20, "the waiting task to run")
     second = enqueue_local(store, "with the personal key")
     wait_for(lambda: (t := store.get_task(second.id)) and t.state is TaskState.SUCCEEDED, 20, "the task to run")
     assert [a.provider for a in store.attempts_for(second.id)] == ["w"]

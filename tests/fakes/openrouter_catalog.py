@@ -150,6 +150,7 @@ class Answer:
     status: int = 200
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=lambda: [("content-type", "application/json")])
+    trickle_s: float = 0.0  # > 0: the body goes out a byte at a time, this long apart (a stalling server)
 
     @classmethod
     def json(cls, doc: Any, status: int = 200) -> Answer:
@@ -184,7 +185,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("content-length", str(len(answer.body)))
         self.end_headers()
-        self.wfile.write(answer.body)
+        if not answer.trickle_s:
+            self.wfile.write(answer.body)
+            return
+        for i in range(len(answer.body)):
+            if self.fake._stopping.wait(answer.trickle_s):
+                return
+            try:
+                self.wfile.write(answer.body[i : i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
 
 class FakeOpenRouterCatalog(LoopbackServer):

@@ -26,7 +26,7 @@ from adw_modules.ops import plugins
 from adw_modules.workers import streams
 from adws.cli import cli
 from tests.paths import REPO
-from tests.plugin_packages import BROKEN, EXAMPLE, MODULES, PLUGINS, install_plugins
+from tests.plugin_packages import BROKEN, EXAMPLE, IMPORT_TIMEOUT_S, MODULES, PLUGINS, install_plugins
 
 GOLDEN = REPO / "tests" / "adws" / "golden"
 TALLY_AGENT = PLUGINS / "tally_agent.py"
@@ -43,6 +43,7 @@ def installed(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     """The plugins on sys.path for one test; afterwards gone, and forgotten."""
     plugins.forget()
     monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.setenv("ADW_PLUGIN_IMPORT_TIMEOUT_S", IMPORT_TIMEOUT_S)
     yield plugin_dir
     plugins.forget()
     for name in MODULES:
@@ -87,7 +88,14 @@ def test_each_failing_plugin_is_reported_and_skipped(installed: Path) -> None:
     parsers = streams.plugin_formats()
     assert list(parsers.loaded) == ["tally-jsonl"]
     failed = {f.entry.name: f.error for f in parsers.failed}
-    assert set(failed) == {"raises-on-import", "exits-on-import", "not-a-parser", "claude-stream-json"}
+    assert set(failed) == {
+        "raises-on-import",
+        "exits-on-import",
+        "hangs-on-import",
+        "not-a-parser",
+        "claude-stream-json",
+    }
+    assert failed["hangs-on-import"].endswith("ImportTimeout: its import did not finish within 0.3 s")
     assert "ModuleNotFoundError" in failed["raises-on-import"]
     assert failed["exits-on-import"].endswith("SystemExit: ?[2Jbye from a plugin")  # no escape reaches a terminal
     assert "not a StreamParser subclass" in failed["not-a-parser"]
@@ -130,7 +138,7 @@ def test_adw_plugins_lists_loaded_and_failed(installed: Path) -> None:
 
     plugins.forget()
     data = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).stdout)
-    assert (data["loaded"], data["failed"]) == (2, 6)
+    assert (data["loaded"], data["failed"]) == (2, 7)
     tally = next(p for p in data["plugins"] if p["name"] == "tally-local")
     assert tally["preset"]["source"] == "plugin adw-example-plugin 0.1.0"
 
@@ -148,6 +156,7 @@ def test_adw_parse_reads_a_transcript_with_a_plugin_format(installed: Path, tmp_
 def _adw(config: Path, plugin_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "ADW_CONFIG"}
     env["PYTHONPATH"] = str(plugin_dir)
+    env["ADW_PLUGIN_IMPORT_TIMEOUT_S"] = IMPORT_TIMEOUT_S
     return subprocess.run(
         [str(ADW), *args, "--config", str(config)],
         capture_output=True,
@@ -202,3 +211,29 @@ def test_the_readme_shows_the_example_plugin_complete_in_under_50_lines() -> Non
     assert f"```toml\n# pyproject.toml\n{pyproject}```" in readme
     assert f"```python\n{module}```" in readme
     assert len(pyproject.splitlines()) + len(module.splitlines()) < 50
+
+
+def test_a_plugin_asking_for_a_group_while_imported_does_not_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import runs in a thread of its own while the loader holds the lock: the plugin's own
+    call to load_group must go on without it, not wait out the import timeout."""
+    from importlib import metadata
+
+    (tmp_path / "adw_reentrant_plugin.py").write_text(
+        "from adw_modules.ops import plugins\nINNER = plugins.load_group('adw.providers')\nOBJ = 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ADW_PLUGIN_IMPORT_TIMEOUT_S", "20")
+    points = {
+        plugins.PARSERS: [metadata.EntryPoint("reentrant", "adw_reentrant_plugin:OBJ", plugins.PARSERS)],
+        plugins.PROVIDERS: [],
+    }
+    monkeypatch.setattr(plugins, "_entry_points", lambda group: points[group])
+    plugins.forget()
+    try:
+        result = plugins.load_group(plugins.PARSERS)
+    finally:
+        plugins.forget()
+        sys.modules.pop("adw_reentrant_plugin", None)
+    assert list(result.loaded) == ["reentrant"] and result.failed == []

@@ -144,6 +144,31 @@ def test_run_as_sets_the_user_of_a_system_unit(tmp_path: Path) -> None:
     assert parse_unit(proc.stdout)["Service"]["User"] == ["adwbot"]
 
 
+def test_a_profile_chosen_by_option_or_environment_is_carried_into_the_unit(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cfg")
+    with config.open("a") as f:
+        f.write('[profiles]\ndefault_profile = "work"\n[profiles.work.providers.dry]\napi_key_env = "W"\n')
+        f.write('[profiles.personal.providers.dry]\napi_key_env = "P"\n')
+
+    base = {k: v for k, v in os.environ.items() if k != "ADW_PROFILE"}
+
+    def exec_start(*args: str, env: dict[str, str] | None = None) -> list[str]:
+        argv = [str(ADW), *args, "service", "install", "--user", "--dry-run", "--config", str(config)]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env={**base, "HOME": str(tmp_path), **(env or {})}, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        (line,) = parse_unit(proc.stdout)["Service"]["ExecStart"]
+        return shlex.split(line)
+
+    by_option = exec_start("--profile", "personal")
+    assert by_option[by_option.index("run") - 2 :][:3] == ["--profile", "personal", "run"]
+    by_env = exec_start(env={"ADW_PROFILE": "personal"})
+    assert by_env[by_env.index("run") - 2 :][:3] == ["--profile", "personal", "run"]
+    # default_profile is the file's: the service reads it (and again on reload), so no option.
+    assert "--profile" not in exec_start()
+
+
 def test_user_install_writes_into_home_and_refuses_to_overwrite_a_different_unit(tmp_path: Path) -> None:
     config = write_config(tmp_path / "cfg")
     home = tmp_path / "home"

@@ -69,7 +69,7 @@ def test_success_with_estimated_cost(tmp_path: Path) -> None:
     d = result.to_dict()
     assert d["outcome"] == "success" and d["exit_code"] == 0 and d["error_kind"] is None
     assert d["input_tokens"] > 0 and d["output_tokens"] > 0
-    assert d["cost_source"] == "estimated"
+    assert d["cost_source"] == "estimated from genai-prices"
     expected = (d["input_tokens"] * 1.0 + d["output_tokens"] * 5.0) / 1e6  # Haiku 4.5 prices
     assert d["cost_usd"] == pytest.approx(expected, rel=1e-3)
     assert d["model"] == "claude-haiku-4-5" and d["session_id"]
@@ -215,5 +215,6 @@ def test_cli_providers_test_and_parse(tmp_path: Path) -> None:
     parsed = json.loads(r.output)
     assert parsed["exit_code"] is None and parsed["outcome"] == "success"
     assert parsed["input_tokens"] == result.summary.usage.input_tokens
-    assert parsed["cost_source"] == "estimated" and parsed["cost_usd"] == pytest.approx(result.cost_usd)
+    assert parsed["cost_source"] == "estimated from genai-prices"
+    assert parsed["cost_usd"] == pytest.approx(result.cost_usd)
     assert summarize_file(result.log_path, "claude-stream-json").summary.session_id == result.summary.session_id

@@ -207,6 +207,26 @@ class TaskQueueMixin(StoreBase):
         with self._write() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    def wake_waiting(self, reason_prefix: str, now: dt.datetime) -> list[int]:
+        """Make claimable now the retry_wait tasks whose ``wait_reason`` starts with
+        ``reason_prefix`` and whose ``not_before`` is still ahead (a reload fixed what they
+        waited for, e.g. a credential); their ids, in id order.  The coordinators are woken."""
+        stmt = (
+            sa.update(tasks)
+            .where(
+                tasks.c.state == TaskState.RETRY_WAIT.value,
+                tasks.c.not_before > now,
+                tasks.c.wait_reason.startswith(reason_prefix, autoescape=True),
+            )
+            .values(not_before=now, updated_at=now)
+            .returning(tasks.c.id)
+        )
+        with self._write() as conn:
+            woken = sorted(r[0] for r in conn.execute(stmt))
+            if woken:
+                self._announce(conn)
+        return woken
+
     def release_task(
         self,
         task_id: int,

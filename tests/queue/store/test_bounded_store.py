@@ -199,6 +199,29 @@ def test_a_wait_reason_is_noted_once(store: Store) -> None:
     assert not store.note_waiting(task.id, "x", T0)  # running: not a waiting task
 
 
+def test_waiting_tasks_are_woken_by_their_reason(store: Store) -> None:
+    """A reload that fixes a credential wakes the tasks released for "no usable target" now,
+    not after their recheck delay; others (another reason, not yet due, queued) stay as they are."""
+    later = T0 + dt.timedelta(minutes=1)
+    ids = {}
+    for n, (name, reason) in enumerate(
+        (("a", "no usable target: w:m (KEY not set)"), ("b", "workspace: clone failed"))
+    ):
+        task = add(store, n + 1)
+        claimed = store.claim_task("o", T0 + LEASE, T0, task_id=task.id)
+        assert claimed is not None and store.release_task(task.id, "o", TaskState.RETRY_WAIT, later, reason)
+        ids[name] = task.id
+    queued = add(store, 3)
+    assert store.wake_waiting("no_usable", T0) == []  # "_" is a character, not LIKE's wildcard
+    assert store.wake_waiting("no usable target:", T0) == [ids["a"]]
+    woken = store.get_task(ids["a"])
+    assert woken is not None and woken.not_before == T0 and woken.state is TaskState.RETRY_WAIT
+    assert [t.id for t in store.claimable_tasks(T0, 10)] == [ids["a"], queued.id]
+    assert store.wake_waiting("no usable target:", T0) == []  # already due: nothing to do
+    other = store.get_task(ids["b"])
+    assert other is not None and other.not_before == later
+
+
 # ----------------------------------------------------------------------------- PostgreSQL only
 @pytest.mark.postgres
 def test_a_host_with_a_fast_clock_cannot_reap_early(pg_url: str) -> None:

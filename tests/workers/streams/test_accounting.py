@@ -36,23 +36,41 @@ def test_gemini_cached_split_from_the_totals_when_models_lack_it() -> None:
     price = Price(input_per_mtok=1.25, output_per_mtok=10.0, cache_read_per_mtok=0.31)
     cost, source = cost_of(s, Target("gemini", "gemini-2.5-pro"), lambda _p, _m: price)
     # 2000 fresh input + 8000 cache reads + 100 output, not 10000 fresh input (which would be $0.0135).
-    assert source == "estimated" and cost == round((2000 * 1.25 + 8000 * 0.31 + 100 * 10.0) / 1e6, 6)
+    assert source == "estimated from config" and cost == round((2000 * 1.25 + 8000 * 0.31 + 100 * 10.0) / 1e6, 6)
 
 
-def test_gemini_cached_split_over_several_models_adds_up() -> None:
+def _two_flash_models(**totals: int) -> StreamSummary:
+    """A Gemini result over two models (4000 in, 30 out), with ``totals`` added to its stats."""
     stats = {
         "input_tokens": 4000,
         "output_tokens": 30,
-        "cached": 1000,
+        **totals,
         "models": {
             "gemini-2.5-flash": {"input_tokens": 3000, "output_tokens": 20},
             "gemini-2.5-flash-lite": {"input_tokens": 1000, "output_tokens": 10},
         },
     }
-    s = _parse("gemini-stream-json", {"type": "result", "status": "success", "stats": stats})
+    return _parse("gemini-stream-json", {"type": "result", "status": "success", "stats": stats})
+
+
+def test_gemini_cached_split_over_several_models_adds_up() -> None:
+    s = _two_flash_models(cached=1000)
     assert sum(u.cache_read_tokens for u in s.per_model.values()) == 1000
     assert sum(u.input_tokens for u in s.per_model.values()) == 3000
     assert s.main_model == "gemini-2.5-flash"  # most output
+
+
+def test_an_estimate_over_several_models_names_each_price_source() -> None:
+    s = _two_flash_models()
+    prices = {
+        "gemini-2.5-flash": Price(input_per_mtok=1.0, output_per_mtok=2.0, source="genai-prices"),
+        "gemini-2.5-flash-lite": Price(input_per_mtok=1.0, output_per_mtok=2.0),  # config
+    }
+    _, source = cost_of(s, Target("gemini", "gemini-2.5-flash"), lambda _p, m: prices[m])
+    assert source == "estimated from config, genai-prices"
+    # One model without a price: no estimate at all (never a partial sum).
+    del prices["gemini-2.5-flash-lite"]
+    assert cost_of(s, Target("gemini", "gemini-2.5-flash"), lambda _p, m: prices.get(m)) == (None, None)
 
 
 def _step(reason: str | None) -> dict:
