@@ -83,6 +83,6 @@ write_spacing_s = 0
         body = progress[0]
         assert "✅ done" in body and "`openrouter-dry` / `anthropic/claude-sonnet-4.5`" in body, body
         assert "`claude-dry/claude-sonnet-4-5`: the provider rate-limited the request" in body
-        assert " in · " in body and "| Cost | $" in body and "(estimated)" in body
+        assert " in · " in body and "| Cost | $" in body and "(estimated from genai-prices)" in body
         assert FAKE_TOKEN not in body
         fake.assert_valid()
