@@ -320,21 +320,10 @@ def select_learned(
             costs.append(cell.cost / cell.costed if cell.costed else cost_prior(t))
         busy.append(load.busy(t.provider))
     means = [a / (a + b) for a, b in zip(alphas, betas, strict=True)]
-    # Exploit: a candidate is held to min_success by an optimistic estimate (OPTIMISM posterior
-    # sds above its mean), so a cheap one seen a few times is tried before a dear one is settled on.
-    optimistic = [m + OPTIMISM * _beta_sd(a, b) for m, a, b in zip(means, alphas, betas, strict=True)]
-    order = _idle_first(_rank(costs, optimistic, means, sel), busy)
-    how = _objective_text(sel)
-    # Thompson sampling is consulted on a share ``explore`` of decisions (a coin from the seeded
-    # source), and followed only while explorations stay within that share: most decisions
-    # draw nothing.
-    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)
-    if allowed and signals.rng.random() < sel.explore:
-        draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
-        sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
-        if sampled[0] != order[0]:
-            signals.stats.explored(key)
-            order, how = sampled, f"exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+    if sel.strategy == "thompson":
+        order, how = _thompson(sel, key, signals, alphas, betas, means, costs, busy)
+    else:
+        order, how = _optimistic(sel, key, signals, alphas, betas, means, costs, busy)
     prior = sel.prior
 
     def options() -> list[Option]:
@@ -346,10 +335,70 @@ def select_learned(
     return Selection([candidates[i] for i in order], options, how, "learned", key)
 
 
-def _objective_text(sel: ModelSelector) -> str:
+def _optimistic(
+    sel: ModelSelector,
+    key: str,
+    signals: RoutingSignals,
+    alphas: list[float],
+    betas: list[float],
+    means: list[float],
+    costs: list[float | None],
+    busy: list[str | None],
+) -> tuple[list[int], str]:
+    """The default: exploit on an optimistic estimate, explore by Thompson draws on a share."""
+    # A candidate is held to min_success by an optimistic estimate (OPTIMISM posterior sds above
+    # its mean), so a cheap one seen a few times is tried before a dear one is settled on.
+    optimistic = [m + OPTIMISM * _beta_sd(a, b) for m, a, b in zip(means, alphas, betas, strict=True)]
+    order = _idle_first(_rank(costs, optimistic, means, sel), busy)
+    how = "optimistic: " + _objective_text(sel, f"P(success) + {OPTIMISM:g} sd")
+    # Thompson sampling is consulted on a share ``explore`` of decisions (a coin from the seeded
+    # source), and followed only while explorations stay within that share: most decisions
+    # draw nothing.
+    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)
+    if allowed and signals.rng.random() < sel.explore:
+        draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
+        sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
+        if sampled[0] != order[0]:
+            signals.stats.explored(key)
+            how = f"optimistic, exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+            order = sampled
+    return order, how
+
+
+def _thompson(
+    sel: ModelSelector,
+    key: str,
+    signals: RoutingSignals,
+    alphas: list[float],
+    betas: list[float],
+    means: list[float],
+    costs: list[float | None],
+    busy: list[str | None],
+) -> tuple[list[int], str]:
+    """Issue 16's rule as worded: one draw from each candidate's posterior per decision; among
+    the candidates whose draw clears ``min_success``, the lowest cost / drawn P(success) (or the
+    highest draw for ``objective = "success"``).  Exploration is bounded by ``explore``: a draw
+    whose first choice differs from the posterior means' is followed only while such decisions
+    stay within ``explore`` of the key's decisions (``explore = 1``: unbounded Thompson sampling)."""
+    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)  # counts the decision
+    draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
+    sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
+    greedy = _idle_first(_rank(costs, means, means, sel), busy)
+    if sampled[0] == greedy[0]:
+        return sampled, "thompson: " + _objective_text(sel, "drawn P(success)")
+    if sel.explore >= 1.0 or allowed:
+        signals.stats.explored(key)
+        return (
+            sampled,
+            f"thompson, exploring: a draw ranks it above the means' choice (≤ {sel.explore:.0%} of decisions)",
+        )
+    return greedy, "thompson, over the explore bound: " + _objective_text(sel, "mean P(success)")
+
+
+def _objective_text(sel: ModelSelector, clears_on: str) -> str:
     if sel.objective == "success":
-        return "highest P(success)"
-    return f"lowest expected cost per success with P(success) ≥ {sel.min_success:.2f}"
+        return f"highest {clears_on}"
+    return f"lowest expected cost per success with {clears_on} ≥ {sel.min_success:.2f}"
 
 
 def select_weighted(
