@@ -215,8 +215,10 @@ def routing_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def decision_text(attrs: TaskAttrs, d: Decision) -> str:
+def decision_text(attrs: TaskAttrs, d: Decision, history: str | None = None) -> str:
     lines = [f"Task: {attrs.to_dict()}"]
+    if history is not None:
+        lines.append(f"History: {history}")
     if d.target is None:
         lines.append(f"→ no target: {d.reason}")
     else:
