@@ -120,6 +120,7 @@ class Fact:
     target: str
     ok: bool
     cost_usd: float | None
+    attempt_id: int | None = None  # counted once: by record() as it ends, or by a reload
 
 
 class LearningStats:
@@ -132,10 +133,49 @@ class LearningStats:
         self._decisions: dict[str, int] = {}
         self._explored: dict[str, int] = {}
         self._durations: dict[str, deque[float]] = {}
+        # Incremental reloads: every attempt with an id at or below the watermark is counted;
+        # above it, the ids counted so far (by record() or a reload), so none counts twice.
+        self.watermark: int | None = None
+        self._counted: set[int] = set()
+        # Facts recorded while a full load reads the store (begin_load .. load): kept, so an
+        # attempt ending during a reload is not lost when the new statistics replace the old.
+        self._during_load: list[Fact] | None = None
 
     def record(self, fact: Fact) -> None:
         with self._lock:
+            if fact.attempt_id is not None:
+                if fact.attempt_id in self._counted or (
+                    self.watermark is not None and fact.attempt_id <= self.watermark
+                ):
+                    return
+                self._counted.add(fact.attempt_id)
+            if self._during_load is not None:
+                self._during_load.append(fact)
             self._add(self._cells, fact)
+
+    def begin_load(self) -> None:
+        """A full load is about to read the store: keep what is recorded meanwhile."""
+        with self._lock:
+            self._during_load = []
+
+    def merge(self, facts: Iterable[Fact], watermark: int) -> int:
+        """An incremental reload: add the facts not counted yet (ids above the last watermark);
+        then everything at or below ``watermark`` is counted.  The facts added."""
+        added = 0
+        with self._lock:
+            for fact in facts:
+                if fact.attempt_id is not None and fact.attempt_id in self._counted:
+                    continue
+                if fact.attempt_id is not None:
+                    self._counted.add(fact.attempt_id)
+                self._add(self._cells, fact)
+                added += 1
+            self._set_watermark(watermark)
+        return added
+
+    def _set_watermark(self, watermark: int) -> None:
+        self.watermark = watermark
+        self._counted = {i for i in self._counted if i > watermark}
 
     @staticmethod
     def _add(cells: dict[tuple[str, str], Cell], fact: Fact) -> None:
@@ -150,13 +190,34 @@ class LearningStats:
             cell.cost += fact.cost_usd
             cell.costed += 1
 
-    def load(self, facts: Iterable[Fact], durations: Mapping[str, Sequence[float]] | None = None) -> None:
-        """Replace every statistic with these (the store's history)."""
+    def load(
+        self,
+        facts: Iterable[Fact],
+        durations: Mapping[str, Sequence[float]] | None = None,
+        watermark: int | None = None,
+    ) -> None:
+        """Replace every statistic with these (the store's history, read after ``begin_load``
+        with ``watermark`` read before it); facts recorded since ``begin_load`` that the read
+        missed are kept."""
         cells: dict[tuple[str, str], Cell] = {}
+        seen: set[int] = set()
         for fact in facts:
             self._add(cells, fact)
+            if fact.attempt_id is not None:
+                seen.add(fact.attempt_id)
         with self._lock:
+            for fact in self._during_load or ():
+                if fact.attempt_id is None or fact.attempt_id not in seen:
+                    self._add(cells, fact)
+                    if fact.attempt_id is not None:
+                        seen.add(fact.attempt_id)
+            self._during_load = None
             self._cells = cells
+            self._counted = seen
+            if watermark is None:
+                self.watermark = None
+            else:
+                self._set_watermark(watermark)
             if durations is not None:
                 self._durations = {p: deque(d[-DURATION_WINDOW:], DURATION_WINDOW) for p, d in durations.items()}
 
@@ -174,6 +235,10 @@ class LearningStats:
     def record_duration(self, provider: str, seconds: float) -> None:
         with self._lock:
             self._durations.setdefault(provider, deque(maxlen=DURATION_WINDOW)).append(seconds)
+
+    def set_durations(self, durations: Mapping[str, Sequence[float]]) -> None:
+        with self._lock:
+            self._durations = {p: deque(d[-DURATION_WINDOW:], DURATION_WINDOW) for p, d in durations.items()}
 
     def durations(self, provider: str) -> list[float]:
         d = self._durations.get(provider)
