@@ -368,7 +368,7 @@ def _selector(v: Validator, raw: Any, where: str, providers: Mapping[str, Provid
     if pick not in PICKS:
         v.err(where, f'pick "{pick}" is unknown (known: {", ".join(PICKS)})')
     candidates = _targets(v, raw.get("candidates"), where, "candidates", providers)
-    if pick in CANDIDATE_PICKS and not candidates:
+    if pick in CANDIDATE_PICKS and not candidates and not raw.get("candidates"):  # (bad ones: reported above)
         v.err(where, f'pick "{pick}" needs candidates = ["provider:model", ...]')
     if candidates and pick not in CANDIDATE_PICKS:
         v.err(where, f'candidates are for pick = {" / ".join(CANDIDATE_PICKS)}, not "{pick}"')

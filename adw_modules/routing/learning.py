@@ -453,10 +453,8 @@ def _thompson(
         return sampled, "thompson: " + _objective_text(sel, "drawn P(success)")
     if sel.explore >= 1.0 or allowed:
         signals.stats.explored(key)
-        return (
-            sampled,
-            f"thompson, exploring: a draw ranks it above the means' choice (≤ {sel.explore:.0%} of decisions)",
-        )
+        bound = "explore = 1: unbounded" if sel.explore >= 1.0 else f"≤ {sel.explore:.0%} of decisions"
+        return sampled, f"thompson, exploring: a draw ranks it above the means' choice ({bound})"
     return greedy, "thompson, over the explore bound: " + _objective_text(sel, "mean P(success)")
 
 

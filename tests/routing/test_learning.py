@@ -333,6 +333,12 @@ def test_bad_selectors_name_file_and_line(make_config, select: str, message: str
     assert "model_select" in text[int(line) - 1] or text[int(line) - 1] == "[[routing.rules]]"
 
 
+def test_a_bad_candidate_is_one_error_not_also_missing_candidates(make_config) -> None:
+    with pytest.raises(ConfigError) as err:
+        learned_router(make_config, 'pick = "learned", candidates = ["nope:x"]')
+    assert len(err.value.issues) == 1 and 'provider "nope" is not defined' in err.value.issues[0]
+
+
 def test_learning_table_is_validated(make_config) -> None:
     path = make_config('[learning]\nsuccess = "vibes"\n', base=True)
     with pytest.raises(ConfigError, match=r'config.toml:\d+: learning: success "vibes" is unknown'):
