@@ -20,7 +20,7 @@ from adws.cli import config_error_exit, context_for, emit, read_options
     default="target",
     show_default=True,
 )
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="The last N days.")
+@click.option("--days", type=click.IntRange(min=1, max=36_500), default=30, show_default=True, help="The last N days.")
 @read_options
 def stats_cmd(by: str, days: int, config_path: str | None, as_json: bool) -> None:
     """Success rate (95% interval), cost per success, durations, failovers and retries, grouped."""

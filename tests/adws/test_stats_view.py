@@ -55,6 +55,8 @@ def test_stats_command_json_and_text(world: tuple[Config, Store, Path]) -> None:
         assert g["successes"] <= g["counted"] <= g["attempts"]
     text = runner.invoke(cli, ["--config", str(config.path), "stats", "--by", "model", "--days", "36500"])
     assert text.exit_code == 0 and "95% interval" in text.output, text.output
+    huge = runner.invoke(cli, ["--config", str(config.path), "stats", "--days", "99999999"])
+    assert huge.exit_code == 2 and "Invalid value for '--days'" in huge.output  # not an OverflowError
     bad = runner.invoke(cli, ["--config", str(config.path), "stats", "--by", "colour"])
     assert bad.exit_code == 2 and "Invalid value for '--by'" in bad.output
 

@@ -343,6 +343,9 @@ def test_learning_table_is_validated(make_config) -> None:
     path = make_config('[learning]\nsuccess = "vibes"\n', base=True)
     with pytest.raises(ConfigError, match=r'config.toml:\d+: learning: success "vibes" is unknown'):
         load_config(path)
+    path = make_config("[learning]\nhistory_days = 99999999\n", base=True)
+    with pytest.raises(ConfigError, match=r"config.toml:\d+: learning: history_days must be at most 36500"):
+        load_config(path)
     ok = load_config(make_config('[learning]\nsuccess = "merged"\nseed = 3\n', base=True))
     assert (ok.learning.success, ok.learning.seed) == ("merged", 3)
 
