@@ -37,6 +37,8 @@ from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import Decision, ModelRouter
 from adw_modules.workspace.worktrees import Workspaces
 
+FULL_RELOAD_S = 3600.0  # a full reload of the learned statistics at least this often
+
 log = logging.getLogger("adw.coordinator")
 
 NO_TARGET_RECHECK = dt.timedelta(seconds=60)
@@ -84,6 +86,7 @@ class Claiming:
     prompt_renderers: dict[str, Callable[[Task], str]]
     learning: LearningStats
     learning_loaded_at: dt.datetime | None
+    learning_full_at: dt.datetime | None
 
     # ------------------------------------------------------------ the provider picture
     def reconcile(self, now: dt.datetime) -> None:
@@ -152,17 +155,23 @@ class Claiming:
     # ------------------------------------------------------------ learning
     def reload_learning(self, now: dt.datetime) -> None:
         """Fill the learned statistics from the store (at start, then every [learning] reload_s:
-        pull request fates, follow-ups and other coordinators' attempts arrive this way).  An
-        attempt that ends while the history is read may be missing until the next reload."""
+        pull request fates, follow-ups and other coordinators' attempts arrive this way).  With
+        success = "attempt" a reload reads only the attempts above the last watermark; a full
+        one, every FULL_RELOAD_S, drops those older than history_days (bench/learning_reload.py:
+        a full load of 100,000 attempts takes ~2 s)."""
         from adw_modules.ops.stats import load_learning
 
+        full_at = self.learning_full_at
+        incremental = full_at is not None and now >= full_at and (now - full_at).total_seconds() < FULL_RELOAD_S
         try:
-            n = load_learning(self.store, self.learning, self.config, now)
+            n = load_learning(self.store, self.learning, self.config, now, incremental=incremental)
         except Exception:  # the statistics so far stay; the next heartbeat tries again
             log.exception("loading the learned routing statistics failed")
             return
         self.learning_loaded_at = now
-        _event(log, "learning.loaded", attempts=n, success=self.config.learning.success)
+        if not incremental:
+            self.learning_full_at = now
+        _event(log, "learning.loaded", attempts=n, success=self.config.learning.success, incremental=incremental)
 
     def reload_learning_if_due(self, now: dt.datetime) -> None:
         last = self.learning_loaded_at

@@ -90,6 +90,7 @@ class Coordinator(Claiming, Finishing):
         self.view = ProviderView()
         self.learning = LearningStats()  # what attempts did per (rule key, target): routing learns from it
         self.learning_loaded_at: dt.datetime | None = None
+        self.learning_full_at: dt.datetime | None = None
         self.learning_rng = random.Random(config.learning.seed)
         self._passing = threading.Lock()  # held by the dispatch pass that runs
         self._pass_again = False  # a dispatch was asked for while a pass ran

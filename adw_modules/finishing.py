@@ -146,7 +146,7 @@ class Finishing:
         if ok is not None:
             learn_by = rule_learn_by(self.config.routing.rules, slot.rule)
             key = learning_key(learn_by, slot.rule, slot.task.labels, slot.task.repo)
-            self.learning.record(Fact(key, str(slot.target), ok, end.cost_usd))
+            self.learning.record(Fact(key, str(slot.target), ok, end.cost_usd, slot.attempt_id))
         duration = result.to_dict().get("duration_s")
         if isinstance(duration, int | float):
             self.learning.record_duration(slot.target.provider, float(duration))

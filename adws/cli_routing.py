@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from adw_modules.config.schema import ConfigError
+from adw_modules.config.schema import Config, ConfigError
 from adw_modules.routing.conditions import PRIORITIES, WEEKDAYS
 from adw_modules.routing.router import ModelRouter, TaskAttrs
 from adws import views
@@ -77,6 +77,7 @@ def route_cmd(
     """One routing decision, with its explanation."""
     config = context_for(config_path).config()
     router = ModelRouter(config)
+    history = _read_history(router) if _reads_history(config) else None
     attrs = TaskAttrs(
         priority=priority,
         labels=frozenset(labels),
@@ -88,4 +89,38 @@ def route_cmd(
         weekday=weekday,
     )
     decision = views.decide(router, attrs, ignore_availability)
-    emit(as_json, decision.to_dict(), lambda _: views.decision_text(attrs, decision))
+    data = decision.to_dict() if history is None else {**decision.to_dict(), "history": history}
+    emit(as_json, data, lambda _: views.decision_text(attrs, decision, history))
+
+
+def _reads_history(config: Config) -> bool:
+    """Does a rule pick by history (learned statistics, recent latency, provider scores)?"""
+    return any(
+        r.select is not None and (r.select.pick in ("learned", "least-busy") or r.select.min_score is not None)
+        for r in config.routing.rules
+        if r.enabled
+    )
+
+
+def _read_history(router: ModelRouter) -> str:
+    """Load the store's history into the router as a coordinator would (read-only: an absent
+    store is not created, an old one not migrated); what was read, for the output."""
+    import datetime as dt
+
+    from adw_modules.ops.stats import load_learning, provider_scores
+    from adws.stores import open_existing_store
+
+    config = router.config
+    store, where = open_existing_store(config)
+    if store is None:
+        return f"none ({where}): priors only, as a coordinator with no history would decide"
+    try:
+        counted = load_learning(store, router.signals.stats, config, dt.datetime.now(dt.UTC))
+        scores = provider_scores(store, config)
+    finally:
+        store.close()
+    router.signals.score = scores.get
+    return (
+        f"{counted} counted attempts of the last {config.learning.history_days} days from {where} "
+        f'(read-only; success = "{config.learning.success}")'
+    )

@@ -30,3 +30,38 @@ def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Stor
         shown = sa.make_url(url).render_as_string(hide_password=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError([f"store {shown}: cannot be opened: {first}"]) from None
+
+
+def open_existing_store(config: Config, environ: Mapping[str, str] | None = None) -> tuple[Store | None, str]:
+    """The store if it exists and is at the current revision, opened without creating or
+    migrating anything (``adw route`` reads history from it); else None and why not."""
+    from adw_modules.queue.store.engine import HEAD_REVISION, make_engine, stored_revisions
+
+    url = config.service.store_url(dict(os.environ if environ is None else environ))
+    if not url:
+        return None, f"store: url_env {config.service.store.url_env} is not set"
+    parsed = sa.make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and (
+        not parsed.database or not os.path.isfile(os.path.expanduser(parsed.database))
+    ):
+        return None, f"no store at {shown}"
+    try:
+        engine = make_engine(url)
+    except (OSError, ValueError, sa.exc.SQLAlchemyError) as exc:
+        return None, f"store {shown} cannot be opened: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+    try:
+        revisions = stored_revisions(engine)
+    except (OSError, sa.exc.SQLAlchemyError) as exc:
+        engine.dispose()
+        return None, f"store {shown} cannot be read: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+    if revisions is None:
+        engine.dispose()
+        return None, f"store {shown} cannot be read or holds no adw schema yet"
+    if revisions != [HEAD_REVISION]:
+        engine.dispose()
+        return (
+            None,
+            f"store {shown} is at revision {', '.join(revisions)}, not {HEAD_REVISION} (adw migrates it on start)",
+        )
+    return Store(engine), shown

@@ -225,8 +225,10 @@ def decide(router: ModelRouter, attrs: TaskAttrs, ignore_availability: bool = Fa
     return router.decide(attrs, unavailable=unavailable)
 
 
-def decision_text(attrs: TaskAttrs, d: Decision) -> str:
+def decision_text(attrs: TaskAttrs, d: Decision, history: str | None = None) -> str:
     lines = [f"Task: {attrs.to_dict()}"]
+    if history is not None:
+        lines.append(f"History: {history}")
     if d.target is None:
         lines.append(f"→ no target: {d.reason}")
     else:

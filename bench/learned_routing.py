@@ -17,7 +17,12 @@ gives that the task has not tried yet (else the same one).  Policies:
 - ``oracle``: knows the hidden probabilities and the mean costs: per class, the lowest
   expected cost per success among the candidates with P(success) ≥ ``min_success``;
 - ``learned``: adw's router with ``pick = "learned"`` over the same ten candidates
-  (``learn_by = ["labels"]``), fed each attempt's outcome and cost as it ends.
+  (``learn_by = ["labels"]``), fed each attempt's outcome and cost as it ends; the default
+  ``strategy = "optimistic"``;
+- ``thompson``: the same with ``strategy = "thompson"`` (issue 16's rule as worded: a draw from
+  every posterior per decision, the lowest cost / drawn P(success) among the draws clearing
+  ``min_success``), a draw against the posterior means' choice followed on ≤ ``explore`` = 0.1 of
+  the decisions; ``thompson-1``: the same unbounded (``explore = 1``).
 
 Reported per policy (median and range over ``--seeds`` runs): task success rate, cost per
 succeeded task, successes per dollar, over all tasks and over the tasks after the first 500;
@@ -79,6 +84,9 @@ MIN_SUCCESS = 0.8
 EXPLORE = 0.1
 PRIOR = [1, 1]
 AFTER = 500  # the goal is measured on the tasks after this many
+# The learned policies: model_select.strategy and explore.  "learned" is the default strategy
+# (optimistic); "thompson" is issue 16's rule as worded, bounded by explore; "thompson-1" unbounded.
+LEARNED = {"learned": ("optimistic", EXPLORE), "thompson": ("thompson", EXPLORE), "thompson-1": ("thompson", 1.0)}
 
 
 def candidates() -> list[Target]:
@@ -135,7 +143,7 @@ model = "claude-haiku-4-5"
 """
 
 
-def learned_toml(seed: int) -> str:
+def learned_toml(seed: int, strategy: str = "optimistic", explore: float = EXPLORE) -> str:
     cands = ", ".join(f'"{t}"' for t in candidates())
     return f"""
 [routing]
@@ -147,7 +155,8 @@ default_model = "claude-sonnet-4-5"
 name = "learned"
 priority = 10
 model_select = {{ pick = "learned", candidates = [{cands}], objective = "cost_per_success", \
-min_success = {MIN_SUCCESS}, explore = {EXPLORE}, learn_by = ["labels"], prior = {PRIOR} }}
+min_success = {MIN_SUCCESS}, explore = {explore}, learn_by = ["labels"], prior = {PRIOR}, \
+strategy = "{strategy}" }}
 
 [learning]
 seed = {seed}
@@ -288,13 +297,16 @@ def total(windows: list[Tally]) -> Tally:
 
 
 def run_simulation(tmp: Path, n_tasks: int, seeds: int) -> None:
-    names = ("static", "strongest", "cheapest", "oracle", "learned")
+    names = ("static", "strongest", "cheapest", "oracle", *LEARNED)
     results: dict[str, list[tuple[Tally, Tally]]] = {name: [] for name in names}
     curves: list[list[Tally]] = []
     static_router = ModelRouter(load(tmp, "static", STATIC))
     for seed in range(seeds):
-        learned_router = ModelRouter(load(tmp, f"learned{seed}", learned_toml(seed)))
-        world = World(learned_router.config, seed)
+        learners = {
+            name: ModelRouter(load(tmp, f"{name}{seed}", learned_toml(seed, strategy, explore)))
+            for name, (strategy, explore) in LEARNED.items()
+        }
+        world = World(learners["learned"].config, seed)
         cheapest = min(candidates(), key=lambda t: world.cost(t, (100_000, 10_000)))
         tasks = workload(n_tasks, random.Random(seed))
         policies: dict[str, tuple[Policy, ModelRouter | None]] = {
@@ -302,7 +314,7 @@ def run_simulation(tmp: Path, n_tasks: int, seeds: int) -> None:
             "strongest": (always(Target("claude", "claude-opus-4-1")), None),
             "cheapest": (always(cheapest), None),
             "oracle": (oracle_policy(world), None),
-            "learned": (router_policy(learned_router), learned_router),
+            **{name: (router_policy(router), router) for name, router in learners.items()},
         }
         for name, (policy, learn) in policies.items():
             world.rng = random.Random(seed * 7919 + 1)  # every policy meets the same luck
@@ -343,6 +355,19 @@ def report(results: dict[str, list[tuple[Tally, Tally]]], curves: list[list[Tall
         span = f"{i * 100 + 1:>5}-{(i + 1) * 100:<5}"
         print(f"  tasks {span} {statistics.median(rates):.3f}  ${statistics.median(costs):.3f}")
     print()
+    for name in ("thompson", "thompson-1"):
+        ratio = [
+            tb.per_dollar() / ob.per_dollar() for (_, tb), (_, ob) in zip(results[name], results["oracle"], strict=True)
+        ]
+        save = [
+            1 - ta.per_success() / sa.per_success()
+            for (ta, _), (sa, _) in zip(results[name], results["static"], strict=True)
+        ]
+        gap = [ta.rate() - sa.rate() for (ta, _), (sa, _) in zip(results[name], results["static"], strict=True)]
+        tag = name.replace("-", "_")
+        print(f"FIGURE {tag}_over_oracle_success_per_dollar_after_{AFTER} {benchlib.spread(ratio, '{:.3f}')}")
+        print(f"FIGURE {tag}_cost_per_success_saving_vs_static {benchlib.spread(save, '{:.3f}')}")
+        print(f"FIGURE {tag}_minus_static_success_rate {benchlib.spread(gap, '{:+.3f}')}")
     print(f"FIGURE learned_over_oracle_success_per_dollar_after_{AFTER} {benchlib.spread(oracle_ratio, '{:.3f}')}")
     print(f"FIGURE learned_cost_per_success_saving_vs_static {benchlib.spread(saving, '{:.3f}')}")
     print(f"FIGURE learned_cost_per_success_saving_vs_static_after_{AFTER} {benchlib.spread(saving_after, '{:.3f}')}")
@@ -364,6 +389,12 @@ provider = "claude"
 model = "claude-sonnet-4-5"
 
 [[routing.rules]]
+name = "thompson"
+priority = 15
+conditions = {{ labels = ["thompson"] }}
+model_select = {{ pick = "learned", strategy = "thompson", explore = 1, candidates = [{cands}], learn_by = ["rule"] }}
+
+[[routing.rules]]
 name = "learned"
 priority = 10
 model_select = {{ pick = "learned", candidates = [{cands}], learn_by = ["rule"] }}
@@ -377,11 +408,11 @@ def run_decisions(tmp: Path, n: int, repeat: int) -> None:
     cands = ", ".join(f'"{t}"' for t in candidates())
     router = ModelRouter(load(tmp, "decision", DECISION.format(cands=cands)))
     rng = random.Random(3)
-    for _ in range(10_000):  # 10,000 attempts of history over the 10 candidates
+    for _ in range(10_000):  # 10,000 attempts of history over the 10 candidates, for each rule
         t = rng.choice(candidates())
-        router.signals.stats.record(
-            Fact("rule=learned", str(t), rng.random() < HIDDEN[t.model][1], rng.uniform(0.01, 2))
-        )
+        ok, cost = rng.random() < HIDDEN[t.model][1], rng.uniform(0.01, 2)
+        router.signals.stats.record(Fact("rule=learned", str(t), ok, cost))
+        router.signals.stats.record(Fact("rule=thompson", str(t), ok, cost))
     learned_task = TaskAttrs(labels=frozenset({"bug"}), hour=12, weekday="mon")
     static_task = TaskAttrs(labels=frozenset({"static"}), hour=12, weekday="mon")
     assert router.decide(learned_task).rule == "learned" and router.decide(static_task).rule == "static"
@@ -406,6 +437,13 @@ def run_decisions(tmp: Path, n: int, repeat: int) -> None:
     print(f"FIGURE learned_decision_cpu_us {benchlib.spread([c for _, c in learned], '{:.1f}')}")
     print(f"FIGURE learned_decision_wall_us {benchlib.spread([w for w, _ in learned], '{:.1f}')}")
     print(f"FIGURE learned_decision_over_static_rule_cpu {benchlib.spread(ratios, '{:.1f}')}")
+    thompson_task = TaskAttrs(labels=frozenset({"thompson"}), hour=12, weekday="mon")
+    assert router.decide(thompson_task).rule == "thompson"
+    thompson, static = benchlib.alternate(repeat, timed(thompson_task), timed(static_task))
+    wall = benchlib.spread([w for w, _ in thompson], "{:.1f}")
+    cpu = benchlib.spread([c for _, c in thompson], "{:.1f}")
+    print(f"  {'strategy = thompson (10 draws per decision)':<48} wall {wall} µs, CPU {cpu} µs")
+    print(f"FIGURE thompson_decision_cpu_us {cpu}")
 
 
 def main() -> None:

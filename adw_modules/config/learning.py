@@ -19,6 +19,8 @@ from typing import Any
 from adw_modules.config.validation import Validator
 
 SUCCESS_MODES = ("attempt", "task", "merged")
+MAX_HISTORY_DAYS = 36_500  # further back than any store goes; a date that far back overflows
+
 _LEARNING_KEYS = ("success", "history_days", "seed", "latency_target_s", "reload_s")
 
 
@@ -39,9 +41,13 @@ def validate_learning(v: Validator, data: Mapping[str, Any]) -> LearningConfig:
     if success not in SUCCESS_MODES:
         v.err(where, f'success "{success}" is unknown (known: {", ".join(SUCCESS_MODES)})')
         success = "attempt"
+    history_days = v.positive(raw, "history_days", int, where) or 30
+    if history_days > MAX_HISTORY_DAYS:
+        v.err(where, f"history_days must be at most {MAX_HISTORY_DAYS} (100 years), not {history_days}")
+        history_days = 30
     return LearningConfig(
         success=success,
-        history_days=v.positive(raw, "history_days", int, where) or 30,
+        history_days=history_days,
         seed=v.get(raw, "seed", int, where),
         latency_target_s=v.positive(raw, "latency_target_s", float, where) or 600.0,
         reload_s=v.positive(raw, "reload_s", float, where) or 600.0,

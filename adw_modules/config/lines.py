@@ -14,7 +14,8 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(#.*)?$")
 _BARE_KEY = r"[A-Za-z0-9_-]+"
 _KEY_PART = rf'(?:{_BARE_KEY}|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _ASSIGNMENT = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
-_WHERE_PART = re.compile(rf'\s*({_BARE_KEY}|"(?:[^"\\]|\\.)*")(\[\d+\])?(?:\s+"(?:[^"\\]|\\.)*")?\s*(?:\.|$)')
+# A part ends at a dot, the end, or a space before a qualifier (`model_select candidates[0]`).
+_WHERE_PART = re.compile(rf'\s*({_BARE_KEY}|"(?:[^"\\]|\\.)*")(\[\d+\])?(?:\s+"(?:[^"\\]|\\.)*")?\s*(?:\.|$|(?<=\s))')
 _LEADING_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\b")
 # 'unknown key "timout" (did you mean …)': the key is the quoted word, not the leading one.
 _UNKNOWN_KEY = re.compile(r'^unknown [\w -]+? "((?:[^"\\]|\\.)+)"')

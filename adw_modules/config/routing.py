@@ -19,6 +19,7 @@ from adw_modules.routing.conditions import Conditions, parse_conditions
 PICKS = ("cheapest", "best", "learned", "weighted", "least-busy")
 CANDIDATE_PICKS = ("learned", "weighted", "least-busy")  # picks among listed candidates
 OBJECTIVES = ("cost_per_success", "success")
+STRATEGIES = ("optimistic", "thompson")  # how pick = "learned" holds candidates to min_success
 LEARN_BY = ("rule", "labels", "repo")
 SCENARIO_ATTRS = ("priority", "labels", "retry_count", "hour", "weekday", "repo", "source", "prompt_tokens")
 
@@ -56,6 +57,7 @@ _SELECT_KEYS = (
     "pick",
     "candidates",
     "objective",
+    "strategy",
     "min_success",
     "explore",
     "learn_by",
@@ -95,6 +97,9 @@ class ModelSelector:
     # pick = "learned" / "weighted" / "least-busy" choose among these (routing.learning)
     candidates: tuple[Target, ...] = ()
     objective: str = "cost_per_success"
+    # "optimistic": mean + 2 sd must clear min_success, lowest cost / mean wins, Thompson draws
+    # only on an ``explore`` share; "thompson": issue 16's rule as worded, a draw per decision.
+    strategy: str = "optimistic"
     min_success: float = 0.8
     explore: float = 0.1
     learn_by: tuple[str, ...] = ("rule",)
@@ -363,13 +368,18 @@ def _selector(v: Validator, raw: Any, where: str, providers: Mapping[str, Provid
     if pick not in PICKS:
         v.err(where, f'pick "{pick}" is unknown (known: {", ".join(PICKS)})')
     candidates = _targets(v, raw.get("candidates"), where, "candidates", providers)
-    if pick in CANDIDATE_PICKS and not candidates:
+    if pick in CANDIDATE_PICKS and not candidates and not raw.get("candidates"):  # (bad ones: reported above)
         v.err(where, f'pick "{pick}" needs candidates = ["provider:model", ...]')
     if candidates and pick not in CANDIDATE_PICKS:
         v.err(where, f'candidates are for pick = {" / ".join(CANDIDATE_PICKS)}, not "{pick}"')
     objective = v.get(raw, "objective", str, where, "cost_per_success")
     if objective not in OBJECTIVES:
         v.err(where, f'objective "{objective}" is unknown (known: {", ".join(OBJECTIVES)})')
+    strategy = v.get(raw, "strategy", str, where, "optimistic")
+    if strategy not in STRATEGIES:
+        v.err(where, f'strategy "{strategy}" is unknown (known: {", ".join(STRATEGIES)})')
+    if "strategy" in raw and pick != "learned":
+        v.err(where, f'strategy is for pick = "learned", not "{pick}"')
     return ModelSelector(
         capability=v.get(raw, "capability", str, where),
         tier=tier,
@@ -378,6 +388,7 @@ def _selector(v: Validator, raw: Any, where: str, providers: Mapping[str, Provid
         pick=pick,
         candidates=candidates,
         objective=objective,
+        strategy=strategy if strategy in STRATEGIES else "optimistic",
         min_success=_fraction(v, raw, "min_success", where, 0.8) or 0.0,
         explore=_fraction(v, raw, "explore", where, 0.1) or 0.0,
         learn_by=_learn_by(v, raw, where),

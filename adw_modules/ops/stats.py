@@ -153,14 +153,29 @@ def learning_facts(facts: Iterable[AttemptFact], config: Config) -> list[Fact]:
         if ok is None:
             continue
         key = learning_key(rule_learn_by(rules, f.rule), f.rule, f.labels, f.repo)
-        out.append(Fact(key, f.target, ok, f.cost_usd))
+        out.append(Fact(key, f.target, ok, f.cost_usd, f.attempt_id))
     return out
 
 
-def load_learning(store: Store, stats: LearningStats, config: Config, now: dt.datetime) -> int:
-    """Fill ``stats`` from the store's last ``[learning] history_days``; the attempts counted."""
-    facts = learning_facts(store.attempt_facts(now - dt.timedelta(days=config.learning.history_days)), config)
-    stats.load(facts, store.recent_durations())
+def load_learning(
+    store: Store, stats: LearningStats, config: Config, now: dt.datetime, *, incremental: bool = False
+) -> int:
+    """Fill ``stats`` from the store's last ``[learning] history_days``; the attempts counted.
+
+    ``incremental`` (ignored before a first full load, and unless ``[learning] success =
+    "attempt"``, whose outcomes never change once recorded): read only the attempts above the
+    last watermark and add them.  A full load is still needed now and then: it drops attempts
+    older than ``history_days`` and, for "task" / "merged", reads the fates decided since."""
+    since = now - dt.timedelta(days=config.learning.history_days)
+    watermark = store.learning_watermark()  # before the facts: see Store.learning_watermark
+    if incremental and stats.watermark is not None and config.learning.success == "attempt":
+        facts = learning_facts(store.attempt_facts(since, after_id=stats.watermark), config)
+        added = stats.merge(facts, watermark)
+        stats.set_durations(store.recent_durations())
+        return added
+    stats.begin_load()
+    facts = learning_facts(store.attempt_facts(since), config)
+    stats.load(facts, store.recent_durations(), watermark)
     return len(facts)
 
 

@@ -120,6 +120,7 @@ class Fact:
     target: str
     ok: bool
     cost_usd: float | None
+    attempt_id: int | None = None  # counted once: by record() as it ends, or by a reload
 
 
 class LearningStats:
@@ -132,10 +133,49 @@ class LearningStats:
         self._decisions: dict[str, int] = {}
         self._explored: dict[str, int] = {}
         self._durations: dict[str, deque[float]] = {}
+        # Incremental reloads: every attempt with an id at or below the watermark is counted;
+        # above it, the ids counted so far (by record() or a reload), so none counts twice.
+        self.watermark: int | None = None
+        self._counted: set[int] = set()
+        # Facts recorded while a full load reads the store (begin_load .. load): kept, so an
+        # attempt ending during a reload is not lost when the new statistics replace the old.
+        self._during_load: list[Fact] | None = None
 
     def record(self, fact: Fact) -> None:
         with self._lock:
+            if fact.attempt_id is not None:
+                if fact.attempt_id in self._counted or (
+                    self.watermark is not None and fact.attempt_id <= self.watermark
+                ):
+                    return
+                self._counted.add(fact.attempt_id)
+            if self._during_load is not None:
+                self._during_load.append(fact)
             self._add(self._cells, fact)
+
+    def begin_load(self) -> None:
+        """A full load is about to read the store: keep what is recorded meanwhile."""
+        with self._lock:
+            self._during_load = []
+
+    def merge(self, facts: Iterable[Fact], watermark: int) -> int:
+        """An incremental reload: add the facts not counted yet (ids above the last watermark);
+        then everything at or below ``watermark`` is counted.  The facts added."""
+        added = 0
+        with self._lock:
+            for fact in facts:
+                if fact.attempt_id is not None and fact.attempt_id in self._counted:
+                    continue
+                if fact.attempt_id is not None:
+                    self._counted.add(fact.attempt_id)
+                self._add(self._cells, fact)
+                added += 1
+            self._set_watermark(watermark)
+        return added
+
+    def _set_watermark(self, watermark: int) -> None:
+        self.watermark = watermark
+        self._counted = {i for i in self._counted if i > watermark}
 
     @staticmethod
     def _add(cells: dict[tuple[str, str], Cell], fact: Fact) -> None:
@@ -150,13 +190,34 @@ class LearningStats:
             cell.cost += fact.cost_usd
             cell.costed += 1
 
-    def load(self, facts: Iterable[Fact], durations: Mapping[str, Sequence[float]] | None = None) -> None:
-        """Replace every statistic with these (the store's history)."""
+    def load(
+        self,
+        facts: Iterable[Fact],
+        durations: Mapping[str, Sequence[float]] | None = None,
+        watermark: int | None = None,
+    ) -> None:
+        """Replace every statistic with these (the store's history, read after ``begin_load``
+        with ``watermark`` read before it); facts recorded since ``begin_load`` that the read
+        missed are kept."""
         cells: dict[tuple[str, str], Cell] = {}
+        seen: set[int] = set()
         for fact in facts:
             self._add(cells, fact)
+            if fact.attempt_id is not None:
+                seen.add(fact.attempt_id)
         with self._lock:
+            for fact in self._during_load or ():
+                if fact.attempt_id is None or fact.attempt_id not in seen:
+                    self._add(cells, fact)
+                    if fact.attempt_id is not None:
+                        seen.add(fact.attempt_id)
+            self._during_load = None
             self._cells = cells
+            self._counted = seen
+            if watermark is None:
+                self.watermark = None
+            else:
+                self._set_watermark(watermark)
             if durations is not None:
                 self._durations = {p: deque(d[-DURATION_WINDOW:], DURATION_WINDOW) for p, d in durations.items()}
 
@@ -174,6 +235,10 @@ class LearningStats:
     def record_duration(self, provider: str, seconds: float) -> None:
         with self._lock:
             self._durations.setdefault(provider, deque(maxlen=DURATION_WINDOW)).append(seconds)
+
+    def set_durations(self, durations: Mapping[str, Sequence[float]]) -> None:
+        with self._lock:
+            self._durations = {p: deque(d[-DURATION_WINDOW:], DURATION_WINDOW) for p, d in durations.items()}
 
     def durations(self, provider: str) -> list[float]:
         d = self._durations.get(provider)
@@ -320,21 +385,10 @@ def select_learned(
             costs.append(cell.cost / cell.costed if cell.costed else cost_prior(t))
         busy.append(load.busy(t.provider))
     means = [a / (a + b) for a, b in zip(alphas, betas, strict=True)]
-    # Exploit: a candidate is held to min_success by an optimistic estimate (OPTIMISM posterior
-    # sds above its mean), so a cheap one seen a few times is tried before a dear one is settled on.
-    optimistic = [m + OPTIMISM * _beta_sd(a, b) for m, a, b in zip(means, alphas, betas, strict=True)]
-    order = _idle_first(_rank(costs, optimistic, means, sel), busy)
-    how = _objective_text(sel)
-    # Thompson sampling is consulted on a share ``explore`` of decisions (a coin from the seeded
-    # source), and followed only while explorations stay within that share: most decisions
-    # draw nothing.
-    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)
-    if allowed and signals.rng.random() < sel.explore:
-        draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
-        sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
-        if sampled[0] != order[0]:
-            signals.stats.explored(key)
-            order, how = sampled, f"exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+    if sel.strategy == "thompson":
+        order, how = _thompson(sel, key, signals, alphas, betas, means, costs, busy)
+    else:
+        order, how = _optimistic(sel, key, signals, alphas, betas, means, costs, busy)
     prior = sel.prior
 
     def options() -> list[Option]:
@@ -346,10 +400,68 @@ def select_learned(
     return Selection([candidates[i] for i in order], options, how, "learned", key)
 
 
-def _objective_text(sel: ModelSelector) -> str:
+def _optimistic(
+    sel: ModelSelector,
+    key: str,
+    signals: RoutingSignals,
+    alphas: list[float],
+    betas: list[float],
+    means: list[float],
+    costs: list[float | None],
+    busy: list[str | None],
+) -> tuple[list[int], str]:
+    """The default: exploit on an optimistic estimate, explore by Thompson draws on a share."""
+    # A candidate is held to min_success by an optimistic estimate (OPTIMISM posterior sds above
+    # its mean), so a cheap one seen a few times is tried before a dear one is settled on.
+    optimistic = [m + OPTIMISM * _beta_sd(a, b) for m, a, b in zip(means, alphas, betas, strict=True)]
+    order = _idle_first(_rank(costs, optimistic, means, sel), busy)
+    how = "optimistic: " + _objective_text(sel, f"P(success) + {OPTIMISM:g} sd")
+    # Thompson sampling is consulted on a share ``explore`` of decisions (a coin from the seeded
+    # source), and followed only while explorations stay within that share: most decisions
+    # draw nothing.
+    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)
+    if allowed and signals.rng.random() < sel.explore:
+        draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
+        sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
+        if sampled[0] != order[0]:
+            signals.stats.explored(key)
+            how = f"optimistic, exploring: a draw of P(success) ranks it first (≤ {sel.explore:.0%} of decisions)"
+            order = sampled
+    return order, how
+
+
+def _thompson(
+    sel: ModelSelector,
+    key: str,
+    signals: RoutingSignals,
+    alphas: list[float],
+    betas: list[float],
+    means: list[float],
+    costs: list[float | None],
+    busy: list[str | None],
+) -> tuple[list[int], str]:
+    """Issue 16's rule as worded: one draw from each candidate's posterior per decision; among
+    the candidates whose draw clears ``min_success``, the lowest cost / drawn P(success) (or the
+    highest draw for ``objective = "success"``).  Exploration is bounded by ``explore``: a draw
+    whose first choice differs from the posterior means' is followed only while such decisions
+    stay within ``explore`` of the key's decisions (``explore = 1``: unbounded Thompson sampling)."""
+    allowed = sel.explore > 0 and signals.stats.may_explore(key, sel.explore)  # counts the decision
+    draws = [signals.rng.betavariate(a, b) for a, b in zip(alphas, betas, strict=True)]
+    sampled = _idle_first(_rank(costs, draws, draws, sel), busy)
+    greedy = _idle_first(_rank(costs, means, means, sel), busy)
+    if sampled[0] == greedy[0]:
+        return sampled, "thompson: " + _objective_text(sel, "drawn P(success)")
+    if sel.explore >= 1.0 or allowed:
+        signals.stats.explored(key)
+        bound = "explore = 1: unbounded" if sel.explore >= 1.0 else f"≤ {sel.explore:.0%} of decisions"
+        return sampled, f"thompson, exploring: a draw ranks it above the means' choice ({bound})"
+    return greedy, "thompson, over the explore bound: " + _objective_text(sel, "mean P(success)")
+
+
+def _objective_text(sel: ModelSelector, clears_on: str) -> str:
     if sel.objective == "success":
-        return "highest P(success)"
-    return f"lowest expected cost per success with P(success) ≥ {sel.min_success:.2f}"
+        return f"highest {clears_on}"
+    return f"lowest expected cost per success with {clears_on} ≥ {sel.min_success:.2f}"
 
 
 def select_weighted(

@@ -55,5 +55,20 @@ def test_stats_command_json_and_text(world: tuple[Config, Store, Path]) -> None:
         assert g["successes"] <= g["counted"] <= g["attempts"]
     text = runner.invoke(cli, ["--config", str(config.path), "stats", "--by", "model", "--days", "36500"])
     assert text.exit_code == 0 and "95% interval" in text.output, text.output
+    huge = runner.invoke(cli, ["--config", str(config.path), "stats", "--days", "99999999"])
+    assert huge.exit_code == 2 and "Invalid value for '--days'" in huge.output  # not an OverflowError
     bad = runner.invoke(cli, ["--config", str(config.path), "stats", "--by", "colour"])
     assert bad.exit_code == 2 and "Invalid value for '--by'" in bad.output
+
+
+def test_stats_text_shows_hostile_keys_escaped_and_cut(world: tuple[Config, Store, Path]) -> None:
+    """Labels and repo names come from outside: escape sequences (colour, clear screen, a
+    window-title OSC), newlines and bidi overrides are shown as escapes, long keys cut."""
+    _, store, tmp = world
+    template = outcome_stats(store, by="target", days=30, now=scene.NOW)[0].to_dict()
+    keys = ["\x1b[31mred\x1b[0m", "evil/\x1b]0;pwn\x07", "a\nb", "ö/r\u202eexe.txt", "标签", "x" * 300]
+    groups = [{**template, "key": k} for k in keys]
+    text = stats_text({"by": "repo", "days": 30, "success": "attempt", "groups": groups})
+    assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    assert len(text.splitlines()) == 2 + len(keys) + 1  # no key breaks a row
+    check("stats_hostile_keys", text, tmp)

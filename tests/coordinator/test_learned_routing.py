@@ -12,6 +12,7 @@ the cheap candidate is tried until its optimistic P(success) falls below ``min_s
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_traffic_shifts_to_the_better_value_candidate_and_survives_a_restart(tmp
         restarted = coordinator(tmp_path, store)  # its statistics come from the store
         try:
             assert run_one(restarted, store, "after the restart") == DEAR
+            # Its own attempt was recorded as it ended; a reload (incremental within the hour,
+            # then a full one) counts each attempt once.
+            started = restarted.clock()
+            for later, incremental in ((dt.timedelta(seconds=1), True), (dt.timedelta(hours=2), False)):
+                restarted.reload_learning(started + later)
+                assert (restarted.learning_full_at != started + later) is incremental
+                dear, cheap = (restarted.learning.cell("rule=learn", t) for t in (DEAR, CHEAP))
+                assert dear is not None and cheap is not None
+                assert (dear.successes, dear.failures, cheap.successes, cheap.failures) == (4, 0, 0, 4)
         finally:
             restarted.shutdown()
 

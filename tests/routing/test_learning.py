@@ -116,7 +116,7 @@ def test_cheapest_candidate_clearing_min_success_wins(make_config) -> None:
     assert [str(t) for t in d.targets] == [MID, BIG, SMALL]  # fallbacks in order of value
     text = d.selection.explain()  # type: ignore[union-attr]
     assert f"{MID}: P(success) 0.90 ±0.02 over 200 attempts, $0.335 per success" in text
-    assert text.endswith(f"→ {MID} (lowest expected cost per success with P(success) ≥ 0.80)")
+    assert text.endswith(f"→ {MID} (optimistic: lowest expected cost per success with P(success) + 2 sd ≥ 0.80)")
     assert d.to_dict()["selection"] == text
 
 
@@ -185,6 +185,77 @@ def test_draws_are_deterministic_under_the_seed(make_config) -> None:
     assert run(1) != run(2)
 
 
+# ---------------------------------------------------------------- strategy = "thompson"
+NEAR = f'candidates = ["{SMALL}", "{BIG}"], min_success = 0.8'
+
+
+def near_threshold(make_config, select: str, seed: int = 7) -> ModelRouter:
+    """a-small: mean P(success) 81/102 = 0.794, just under min_success, for $0.01; a-big 0.995 for $1."""
+    router = learned_router(make_config, select, seed=seed)
+    feed(router, "rule=learn", SMALL, ok=80, failed=20, cost=0.01)
+    feed(router, "rule=learn", BIG, ok=199, failed=1, cost=1.0)
+    return router
+
+
+def test_thompson_picks_a_candidate_as_often_as_its_draw_clears_min_success(make_config) -> None:
+    """Unbounded (explore = 1): a-small is chosen exactly when its Beta(81, 21) draw is ≥ 0.8,
+    P = 0.45; the optimistic default (0.794 + 2 sd = 0.874 ≥ 0.8) takes it every time."""
+    router = near_threshold(make_config, f'pick = "learned", strategy = "thompson", {NEAR}, explore = 1')
+    small = sum(str(router.decide(TASK).target) == SMALL for _ in range(1000))
+    rng = random.Random(1)
+    expected = sum(rng.betavariate(81, 21) >= 0.8 for _ in range(20_000)) / 20
+    assert abs(small - expected) < 60, (small, expected)
+    optimistic = near_threshold(make_config, f'pick = "learned", {NEAR}, explore = 0')
+    assert all(optimistic.decide(TASK).target == Target.parse(SMALL) for _ in range(100))
+
+
+def test_thompson_ranks_by_cost_over_the_drawn_success(make_config) -> None:
+    """Both clear any draw's floor (min_success = 0): the cheaper per drawn success wins, and the
+    trace names the strategy."""
+    router = learned_router(
+        make_config, f'pick = "learned", strategy = "thompson", candidates = ["{BIG}", "{SMALL}"], min_success = 0'
+    )
+    feed(router, "rule=learn", BIG, ok=500, failed=0, cost=1.0)
+    feed(router, "rule=learn", SMALL, ok=500, failed=500, cost=0.1)  # 0.1 / 0.5 = 0.2 < 1.0
+    d = router.decide(TASK)
+    assert d.target == Target.parse(SMALL)
+    assert d.selection.explain().endswith(  # type: ignore[union-attr]
+        f"→ {SMALL} (thompson: lowest expected cost per success with drawn P(success) ≥ 0.00)"
+    )
+
+
+def test_thompson_follows_a_draw_against_the_means_within_explore_only(make_config) -> None:
+    """The means choose a-big (a-small's 0.794 < 0.8); a-small's draws clear 0.8 on 45% of the
+    decisions, but at most ``explore`` = 10% of them may follow a draw against the means."""
+    router = near_threshold(make_config, f'pick = "learned", strategy = "thompson", {NEAR}, explore = 0.1')
+    decisions = [router.decide(TASK) for _ in range(1000)]
+    small = [d for d in decisions if str(d.target) == SMALL]
+    assert 80 <= len(small) <= 100
+    assert all("thompson, exploring" in d.selection.explain() for d in small)  # type: ignore[union-attr]
+    held = [d for d in decisions if str(d.target) == BIG and "over the explore bound" in d.selection.explain()]  # type: ignore[union-attr]
+    assert held, "some draws for a-small were held back by the bound"
+
+
+def test_thompson_posterior_takes_failures(make_config) -> None:
+    router = learned_router(make_config, f'pick = "learned", strategy = "thompson", {NEAR}, explore = 1', seed=3)
+    feed(router, "rule=learn", BIG, ok=199, failed=1, cost=1.0)
+    before = sum(str(router.decide(TASK).target) == SMALL for _ in range(200))  # Beta(1, 1): 20% clear 0.8
+    feed(router, "rule=learn", SMALL, ok=0, failed=30, cost=0.01)
+    after = sum(str(router.decide(TASK).target) == SMALL for _ in range(200))  # Beta(1, 31): never
+    assert before >= 20 and after == 0
+
+
+def test_thompson_is_deterministic_under_the_seed(make_config) -> None:
+    select = f'pick = "learned", strategy = "thompson", candidates = ["{SMALL}", "{MID}", "{BIG}"], explore = 1'
+
+    def run(seed: int) -> list[str]:
+        router = learned_router(make_config, select, seed=seed)
+        return [str(router.decide(TASK).target) for _ in range(200)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
 def test_unavailable_candidates_are_skipped(make_config) -> None:
     router = learned_router(make_config, f'pick = "learned", candidates = ["{MID}", "{SMALL}"], explore = 0')
     d = router.decide(TASK, unavailable={"beta": "no key"})
@@ -242,6 +313,13 @@ def test_min_score_skips_low_scoring_providers(make_config) -> None:
         (f'pick = "weighted", candidates = ["{SMALL}", "{MID}"], weights = [1]', "weights has 1 numbers for 2"),
         ('pick = "learned", candidates = ["nope:x"]', 'provider "nope" is not defined'),
         (f'pick = "cheapest", candidates = ["{SMALL}"]', "candidates are for pick"),
+        (f'pick = "learned", candidates = ["{SMALL}"], strategy = "greedy"', 'strategy "greedy" is unknown'),
+        (f'pick = "weighted", candidates = ["{SMALL}"], weights = [1], strategy = "thompson"', "strategy is for pick"),
+        (f'pick = "learned", candidates = ["{SMALL}"], explore = 1.5', "explore must be between 0 and 1"),
+        (f'pick = "learned", candidates = ["{SMALL}"], prior = [-1, 1]', "prior must be [successes, failures]"),
+        (f'pick = "learned", candidates = ["{SMALL}"], min_score = -0.1', "min_score must be between 0 and 1"),
+        (f'pick = "weighted", candidates = ["{SMALL}", "{MID}"], weights = [1, 2, 3]', "weights has 3 numbers for 2"),
+        ('pick = "learned", candidates = ["alpha"]', "is not a target"),
     ],
 )
 def test_bad_selectors_name_file_and_line(make_config, select: str, message: str) -> None:
@@ -251,13 +329,21 @@ def test_bad_selectors_name_file_and_line(make_config, select: str, message: str
     path, line = issue.split(":")[:2]
     assert path.endswith("config.toml")
     text = Path(path).read_text().splitlines()
-    # The selector's line, or (for a bad candidate inside it) at least its rule's.
-    assert "model_select" in text[int(line) - 1] or text[int(line) - 1] == "[[routing.rules]]"
+    assert "model_select" in text[int(line) - 1]  # the selector's line (a bad candidate inside it too)
+
+
+def test_a_bad_candidate_is_one_error_not_also_missing_candidates(make_config) -> None:
+    with pytest.raises(ConfigError) as err:
+        learned_router(make_config, 'pick = "learned", candidates = ["nope:x"]')
+    assert len(err.value.issues) == 1 and 'provider "nope" is not defined' in err.value.issues[0]
 
 
 def test_learning_table_is_validated(make_config) -> None:
     path = make_config('[learning]\nsuccess = "vibes"\n', base=True)
     with pytest.raises(ConfigError, match=r'config.toml:\d+: learning: success "vibes" is unknown'):
+        load_config(path)
+    path = make_config("[learning]\nhistory_days = 99999999\n", base=True)
+    with pytest.raises(ConfigError, match=r"config.toml:\d+: learning: history_days must be at most 36500"):
         load_config(path)
     ok = load_config(make_config('[learning]\nsuccess = "merged"\nseed = 3\n', base=True))
     assert (ok.learning.success, ok.learning.seed) == ("merged", 3)

@@ -19,6 +19,10 @@ from adw_modules.queue.store.schema import attempts, source_state, tasks
 PR_FATE_KEY = "pr_fate"  # source state: "merged" | "closed" | "open" (sources.github.source)
 RECENT_DURATIONS = 50
 RECENT_SCAN = 2000  # finished attempts read (newest first) to find each provider's recent ones
+# Ids the watermark stays below the newest: on PostgreSQL a lower id can commit after a higher
+# one (two coordinators inserting at once), so the next incremental reload reads these again
+# (LearningStats skips the ones counted already).
+WATERMARK_MARGIN = 1000
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class AttemptFact:
     task_state: str
     round_started_at: dt.datetime | None  # a round begun after this attempt: a follow-up was asked for
     pr_fate: str | None  # merged | closed | open | None (no pull request, or not a GitHub task)
+    attempt_id: int | None = None
 
     @property
     def target(self) -> str:
@@ -57,10 +62,12 @@ class AttemptFact:
 
 
 class LearningMixin(StoreBase):
-    def attempt_facts(self, since: dt.datetime) -> list[AttemptFact]:
-        """Finished attempts started at or after ``since``, oldest first, with their task's fate."""
+    def attempt_facts(self, since: dt.datetime, after_id: int | None = None) -> list[AttemptFact]:
+        """Finished attempts started at or after ``since`` (and with an id above ``after_id``:
+        an incremental reload), oldest first, with their task's fate."""
         query = (
             sa.select(
+                attempts.c.id,
                 attempts.c.task_id,
                 attempts.c.number,
                 attempts.c.provider,
@@ -86,8 +93,24 @@ class LearningMixin(StoreBase):
             .where(attempts.c.started_at >= since, attempts.c.state != "running")
             .order_by(attempts.c.started_at, attempts.c.id)
         )
+        if after_id is not None:
+            query = query.where(attempts.c.id > after_id)
         with self._read() as conn:
             return [_fact(r) for r in conn.execute(query).mappings()]
+
+    def learning_watermark(self) -> int:
+        """An attempt id at or below which every attempt has ended: one below the oldest
+        running attempt, else the newest id (0 for none), less ``WATERMARK_MARGIN``.  Read
+        before the facts, every attempt at or below it is in them, so the next incremental
+        reload reads only the ids above it (both ends of the (state, id) index)."""
+        with self._read() as conn:
+            running = conn.execute(
+                sa.select(sa.func.min(attempts.c.id)).where(attempts.c.state == "running")
+            ).scalar_one()
+            if running is not None:
+                return max(0, int(running) - 1 - WATERMARK_MARGIN)
+            newest = conn.execute(sa.select(sa.func.max(attempts.c.id))).scalar_one()
+            return max(0, int(newest or 0) - WATERMARK_MARGIN)
 
     def recent_durations(self, per_provider: int = RECENT_DURATIONS, scan: int = RECENT_SCAN) -> dict[str, list[float]]:
         """The durations in seconds of each provider's last ``per_provider`` finished attempts,
@@ -128,4 +151,5 @@ def _fact(r: Any) -> AttemptFact:
         task_state=r["task_state"],
         round_started_at=r["round_started_at"],
         pr_fate=fate if fate in ("merged", "closed", "open") else None,
+        attempt_id=int(r["id"]),
     )

@@ -40,3 +40,84 @@ def test_attempt_facts_carry_the_tasks_fate(store: Store) -> None:
     assert store.attempt_facts(T0 + dt.timedelta(minutes=30)) == [second]  # started since
     assert store.recent_durations() == {"alpha": [30.0, 90.0]}
     assert store.recent_durations(per_provider=1) == {"alpha": [90.0]}
+
+
+# ---------------------------------------------------------------- incremental reloads
+def learning_config(make_config):
+    from adw_modules.config.schema import load_config
+
+    return load_config(
+        make_config(
+            """
+            [[routing.rules]]
+            name = "learn"
+            priority = 1
+            model_select = { pick = "learned", candidates = ["alpha:m1"] }
+            """,
+            base=True,
+        )
+    )
+
+
+def start(store: Store, task_id: int, at: dt.datetime) -> int:
+    task = store.claim_task("o", at + LEASE, at, exclude_ids=[])
+    assert task is not None and task.id == task_id
+    begun = AttemptStart(provider="alpha", model="m1", rule="learn", routing={}, config_fingerprint="c", host="h")
+    attempt = store.start_attempt(task_id, "o", begun, at)
+    assert attempt is not None
+    return attempt.id
+
+
+def counts(stats) -> tuple[int, int]:
+    cell = stats.cell("rule=learn", "alpha:m1")
+    return (0, 0) if cell is None else (cell.successes, cell.failures)
+
+
+def test_incremental_reloads_count_each_attempt_once(store: Store, make_config, monkeypatch) -> None:
+    """With no margin the watermark stays below a running attempt, so it is read when it ends
+    though newer ones were read before; with the default margin the same ids are read again
+    and none is counted twice; an attempt the coordinator recorded itself is not counted again."""
+    from adw_modules.ops.stats import load_learning
+    from adw_modules.queue.store import learning as store_learning
+    from adw_modules.routing.learning import Fact, LearningStats
+
+    config = learning_config(make_config)
+    ids = [store.upsert_task(NewTask(source="local", external_id=f"t{i}", title="t"))[0].id for i in range(4)]
+    run_attempt(store, ids[0], T0, "success", 10, 0.1)
+    stats = LearningStats()
+    now = T0 + dt.timedelta(days=1)
+    assert load_learning(store, stats, config, now) == 1
+    slow = start(store, ids[1], T0 + dt.timedelta(minutes=1))  # still running during the next reloads
+    run_attempt(store, ids[2], T0 + dt.timedelta(minutes=2), "failed", 10, 0.1)
+    monkeypatch.setattr(store_learning, "WATERMARK_MARGIN", 0)
+    assert load_learning(store, stats, config, now, incremental=True) == 1
+    assert counts(stats) == (1, 1) and stats.watermark == slow - 1
+    end = AttemptEnd("success", cost_usd=0.2)
+    assert store.finish_attempt(slow, "o", end, Transition(TaskState.SUCCEEDED), T0 + dt.timedelta(minutes=5))
+    assert load_learning(store, stats, config, now, incremental=True) == 1  # the slow one; not the failed again
+    assert counts(stats) == (2, 1)
+    monkeypatch.undo()
+    mine = start(store, ids[3], T0 + dt.timedelta(minutes=6))
+    end = AttemptEnd("success", cost_usd=0.3)
+    assert store.finish_attempt(mine, "o", end, Transition(TaskState.SUCCEEDED), T0 + dt.timedelta(minutes=7))
+    stats.record(Fact("rule=learn", "alpha:m1", True, 0.3, mine))  # as the coordinator does when it ends
+    assert load_learning(store, stats, config, now, incremental=True) == 0  # all four re-read (margin), none new
+    assert counts(stats) == (3, 1)
+    full = LearningStats()
+    assert load_learning(store, full, config, now) == 4 and counts(full) == (3, 1)
+
+
+def test_an_attempt_ending_during_a_full_reload_is_kept(store: Store, make_config) -> None:
+    from adw_modules.ops.stats import learning_facts
+    from adw_modules.routing.learning import Fact, LearningStats
+
+    config = learning_config(make_config)
+    task, _ = store.upsert_task(NewTask(source="local", external_id="t", title="t"))
+    run_attempt(store, task.id, T0, "success", 10, 0.1)
+    stats = LearningStats()
+    stats.begin_load()
+    facts = learning_facts(store.attempt_facts(T0 - dt.timedelta(days=1)), config)  # the read
+    stats.record(Fact("rule=learn", "alpha:m1", False, 0.1, 999))  # ends after the read, before the swap
+    stats.record(Fact("rule=learn", "alpha:m1", True, 0.1, facts[0].attempt_id))  # in the read already
+    stats.load(facts, None, store.learning_watermark())
+    assert counts(stats) == (1, 1)
