@@ -627,12 +627,11 @@ def _app_client(gh: GitHubConfig, coordinator: Coordinator, pace: tuple[float, f
 
 def share_push_token(config: Config, coordinator: Coordinator, client: GitHubClient) -> None:
     """``git push`` uses the GitHub source's credentials ([github] token_env / token_command, or the
-    App's installation token) unless ``[workspace] token_env`` names another variable."""
+    App's installation token) unless ``[workspace] token_env`` names another variable: left at its
+    default or empty, the push follows ``[github]`` whichever way ``[github]`` gets its token."""
     ws = config.workspace
     if coordinator.workspaces is None or ws is None or ws.token_env not in ("GITHUB_TOKEN", None):
         return
-    if ws.token_env is None and config.github is not None and config.github.app_id is None:
-        return  # pushing without a token was asked for
 
     def token() -> str | None:
         return client.push_token()

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -13,7 +14,7 @@ from adw_modules.config.github import GitHubConfig
 from adw_modules.sources.github.app import REFRESH_MARGIN, app_client
 from adw_modules.sources.github.webhook import WebhookReceiver
 from adw_modules.workspace.worktrees import Workspaces
-from tests.fakes.github_api import FakeGitHub
+from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
 from tests.workspace.conftest import REPO, GitHttp, Remotes
 
 
@@ -32,6 +33,9 @@ def _key_pair() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+_APP_KEY = _key_pair()  # one 2048-bit key for the parametrised tests (generating one takes ~0.1 s)
 
 
 def test_an_expiring_installation_token_is_renewed_for_requests_and_the_push(
@@ -126,7 +130,7 @@ private_key_path = "app.pem"
         fake.assert_valid()
 
 
-def _service_config(tmp_path: Path, fake: FakeGitHub, github: str) -> Path:
+def _service_config(tmp_path: Path, fake: FakeGitHub, github: str, workspace: str = "") -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -139,6 +143,7 @@ default_model = "m"
 state_dir = "state"
 [workspace]
 remote = "{tmp_path}/remote/{{repo}}.git"
+{workspace}
 [github]
 repositories = ["{REPO}"]
 base_url = "{fake.base_url}"
@@ -174,17 +179,45 @@ def test_adw_run_acts_as_the_app_and_pushes_with_its_tokens(tmp_path: Path) -> N
         fake.assert_valid()
 
 
-def test_the_push_token_follows_github_token_env(tmp_path: Path) -> None:
+# Every way ``[github]`` gets its token, against every ``[workspace] token_env`` that leaves the
+# push to it: the default (the table omits it) and an empty one.  ``ADW_OTHER`` names another
+# variable: then that variable's token is pushed, whatever [github] uses.
+_GITHUB_CREDENTIALS = {
+    "token_env": 'token_env = "ADW_BOT_TOKEN"',
+    "token_command": f'token_command = ["echo", "{FAKE_TOKEN}"]',
+    "app": 'app_id = 77\nprivate_key_path = "app.pem"',
+}
+
+
+@pytest.mark.parametrize("workspace_token_env", [None, "", "GITHUB_TOKEN", "ADW_OTHER"])
+@pytest.mark.parametrize("credentials", sorted(_GITHUB_CREDENTIALS))
+def test_the_push_token_follows_the_github_credentials(
+    tmp_path: Path, credentials: str, workspace_token_env: str | None
+) -> None:
     from adw_modules.config.schema import load_config
     from adws.service import Service
-    from tests.fakes.github_api import FAKE_TOKEN
 
+    private, public = _APP_KEY
+    (tmp_path / "app.pem").write_text(private)
+    environ = {"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN, "GITHUB_TOKEN": "ghp_wrong", "ADW_OTHER": "other"}
+    workspace = "" if workspace_token_env is None else f'token_env = "{workspace_token_env}"'
     with FakeGitHub() as fake:
         fake.add_repo(REPO)
-        config = _service_config(tmp_path, fake, 'token_env = "ADW_BOT_TOKEN"')
-        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN})
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        config = _service_config(tmp_path, fake, _GITHUB_CREDENTIALS[credentials], workspace=workspace)
+        service = Service(load_config(config), environ=environ)
         try:
             assert service.coordinator.workspaces is not None
-            assert service.coordinator.workspaces.git.current_token() == FAKE_TOKEN
+            pushed = service.coordinator.workspaces.git.current_token()
+            if workspace_token_env == "ADW_OTHER":
+                assert pushed == "other"
+            elif credentials == "app":
+                assert pushed is not None and pushed.startswith("ghs_") and fake.token_valid(pushed)
+            else:
+                assert pushed == FAKE_TOKEN
+            # A reload rebuilds the workspaces; the push still follows the same credentials.
+            assert service.reload()
+            again = service.coordinator.workspaces.git.current_token()
+            assert (again == "other") if workspace_token_env == "ADW_OTHER" else (again is not None and again != "ghp_wrong")
         finally:
             service.store.close()
