@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from adw_modules.config.github import GitHubConfig
+from adw_modules.config.github import GitHubConfig, WebhookConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
@@ -131,12 +131,26 @@ def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[s
     if old is None and new is None:
         return []
     if old is None:
-        return ["github added"]
+        return ["github added", *webhook_changes(None, new.webhook)]
     if new is None:
         return ["github removed"]
-    changes = _setting_changes("github.", old, new, GITHUB_UNSHOWN)
-    # The receiver's address is bound at start; its other settings too, for one story.
-    return [c + " (applies after a restart)" if c.startswith("github.webhook ") else c for c in changes]
+    changes = [c for c in _setting_changes("github.", old, new, GITHUB_UNSHOWN) if not c.startswith("github.webhook ")]
+    return changes + webhook_changes(old.webhook, new.webhook)
+
+
+def webhook_changes(old: WebhookConfig | None, new: WebhookConfig | None) -> list[str]:
+    """The receiver is bound at start (its address, path and secret reference: a restart applies
+    them); its ``poll_interval_s`` is rescheduled at once while a receiver runs."""
+    if old == new:
+        return []
+    if old is None or new is None:
+        what = "added" if old is None else "removed"
+        return [f"github.webhook {what} (applies after a restart; polling keeps its interval until then)"]
+    out = []
+    for change in _setting_changes("github.webhook.", old, new, ("secret_command",)):
+        name = change.split(" ", 1)[0]
+        out.append(change if name == "github.webhook.poll_interval_s" else change + " (applies after a restart)")
+    return out
 
 
 class Service:
@@ -258,8 +272,10 @@ class Service:
             out["catalog"] = self.config.catalog.refresh_interval_h * 3600
         if self.github is not None:  # its settings: a [github] that could not be applied is not in force
             gh = self.github.cfg
-            # With webhooks the poll is the safety net (a lost delivery), at its own longer interval.
-            out["github_poll"] = gh.webhook.poll_interval_s if gh.webhook is not None else gh.poll_interval_s
+            # With webhooks the poll is the safety net (a lost delivery), at its own longer interval;
+            # only while a receiver runs (a [github.webhook] added by a reload serves after a restart).
+            hooked = gh.webhook is not None and self.webhook is not None
+            out["github_poll"] = gh.webhook.poll_interval_s if hooked and gh.webhook else gh.poll_interval_s
             out["github_sync"] = gh.sync_interval_s
         return out
 

@@ -218,6 +218,10 @@ def test_the_push_token_follows_the_github_credentials(
             # A reload rebuilds the workspaces; the push still follows the same credentials.
             assert service.reload()
             again = service.coordinator.workspaces.git.current_token()
-            assert (again == "other") if workspace_token_env == "ADW_OTHER" else (again is not None and again != "ghp_wrong")
+            assert (
+                (again == "other")
+                if workspace_token_env == "ADW_OTHER"
+                else (again is not None and again != "ghp_wrong")
+            )
         finally:
             service.store.close()
