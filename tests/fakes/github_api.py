@@ -87,9 +87,10 @@ is installed on; ``GET /app/hook/config`` and ``GET /app/hook/deliveries`` (JWT)
 payload)`` POST a delivery to each subscribed hook exactly as GitHub signs it (JSON body,
 ``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256`` and ``X-Hub-Signature``,
 ``User-Agent: GitHub-Hookshot/…``; docs.github.com/webhooks "Validating webhook deliveries"),
-recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).  Payloads from
-``fake.issues_payload(...)`` / ``fake.comment_payload(...)`` are validated against the
-description's ``webhook-<event>-<action>`` schema before they are sent.
+recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).
+``fake.issues_payload``, ``comment_payload``, ``review_payload`` and ``review_comment_payload`` build
+full payloads from the fake's state; every payload ``deliver`` sends is validated against the
+description's ``webhook-<event>-<action>`` schema first.
 
 Anything else answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404,
 not 405, to an unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30,
@@ -1632,6 +1633,44 @@ class FakeGitHub(LoopbackServer):
                 "repository": self._repo_doc(r, r.owner),
                 "sender": self._user_doc(comment.user),
             }
+
+    def review_payload(self, repo: str, number: int, review_id: int, action: str = "submitted") -> dict[str, Any]:
+        """A ``pull_request_review`` webhook payload (``webhook-pull-request-review-submitted``):
+        the review as the reviews API shows it, and the pull request as GitHub's webhook does."""
+        with self._lock:
+            r = self._repo(repo)
+            review = r.reviews[review_id]
+            pull = self._pull(r, self._issue(r, number))
+            return {
+                "action": action,
+                "review": self._hook_review(r, review),
+                "pull_request": self._hook_pull(r, pull),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(review.user),
+            }
+
+    def review_comment_payload(self, repo: str, number: int, comment_id: int) -> dict[str, Any]:
+        """A ``pull_request_review_comment`` webhook payload (``webhook-pull-request-review-comment-created``)."""
+        with self._lock:
+            r = self._repo(repo)
+            comment = r.review_comments[comment_id]
+            pull = self._pull(r, self._issue(r, number))
+            return {
+                "action": "created",
+                "comment": self._review_comment_doc(r, comment),
+                "pull_request": self._hook_pull(r, pull),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(comment.user),
+            }
+
+    def _hook_review(self, repo: FakeRepo, review: FakeReview) -> dict[str, Any]:
+        # The webhook's review: the API's, with its state in lower case (webhook-pull-request-review-submitted).
+        doc = self._review_doc(repo, review)
+        doc["state"] = str(doc["state"]).lower()
+        return doc
+
+    def _hook_pull(self, repo: FakeRepo, pull: FakePull) -> dict[str, Any]:
+        return self._pull_doc(repo, pull, full=False)
 
     def _hook_issue(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         doc = self._issue_doc(repo, issue)

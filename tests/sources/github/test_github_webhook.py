@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adw_modules.queue.tasks import TaskState
-from adw_modules.sources.github.webhook import MAX_BODY, WebhookReceiver, signature
+from adw_modules.sources.github.webhook import ACTIONS, MAX_BODY, WebhookReceiver, signature
 from tests.fakes.github_api import FakeGitHub
 from tests.sources.github.conftest import REPO, Rig, wait_for
 
@@ -41,7 +41,7 @@ class Hooked:
             lambda delivery, event: rig.store.record_delivery(delivery, event, rig.source.clock()),
             on_event,
         ).start()
-        rig.fake.add_hook(REPO, self.receiver.url, SECRET, ["issues", "issue_comment"])
+        rig.fake.add_hook(REPO, self.receiver.url, SECRET, list(ACTIONS))
 
     def deliver(self, event: str, payload: dict[str, object], **kw: str) -> int:
         [status] = self.rig.fake.deliver(REPO, event, payload, **kw)
@@ -208,32 +208,33 @@ def test_our_own_and_unrelated_label_deliveries_cost_no_requests(hooked: Hooked)
     assert len(fake.requests) == requests
 
 
-def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(hooked: Hooked) -> None:
-    """``pull_request_review`` routing (payload trimmed to the fields adw reads; the full shape is
-    GitHub's ``webhook-pull-request-review-submitted``)."""
+@pytest.mark.parametrize("kind", ["review", "review_comment"])
+def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(hooked: Hooked, kind: str) -> None:
+    """``pull_request_review`` / ``pull_request_review_comment``: full payloads, built by the fake
+    from its pull request and review and validated against GitHub's ``webhook-pull-request-review-
+    submitted`` / ``webhook-pull-request-review-comment-created`` schemas, signed and delivered."""
     rig, fake = hooked.rig, hooked.rig.fake
     n, payload = _labelled(fake)
     assert hooked.deliver("issues", payload) == 202
     wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the first round")
     task = rig.task(n)
-    rig.store.update_source_state(task.id, {"pr_number": 99}, rig.source.clock())
-    review = {
-        "id": 5001,
-        "body": "@adw-bot handle the empty case too",
-        "user": {"login": "maintainer", "type": "User"},
-        "state": "changes_requested",
-    }
-    event = {
-        "action": "submitted",
-        "review": review,
-        "pull_request": {"number": 99},
-        "repository": {"full_name": REPO},
-        "sender": {"login": "maintainer"},
-    }
-    assert rig.source.handle_event("pull_request_review", event)
+    pr = fake.add_issue(REPO, "adw: Fix the login", user="adw-bot", pull_request=True)
+    rig.store.update_source_state(task.id, {"pr_number": pr}, rig.source.clock())
+    text = "@adw-bot handle the empty case too"
+    if kind == "review":
+        item = fake.add_review(REPO, pr, text, user="maintainer", state="CHANGES_REQUESTED")
+        event, delivered = "pull_request_review", fake.review_payload(REPO, pr, item)
+        reacted_on = f"issues/{pr}"
+    else:
+        item = fake.add_review_comment(REPO, pr, text, user="maintainer", path="app.py", line=3)
+        event, delivered = "pull_request_review_comment", fake.review_comment_payload(REPO, pr, item)
+        reacted_on = f"pulls/comments/{item}"
+    assert hooked.deliver(event, delivered) == 202
     state = rig.store.source_state(task.id)
-    assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == 5001
-    assert rig.task(n).state is TaskState.QUEUED
+    assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == item
+    wait_for(lambda: len(rig.store.attempts_for(task.id)) == 2, "the next round")
+    assert any(r.method == "POST" and r.path == f"/repos/{REPO}/{reacted_on}/reactions" for r in fake.requests)
+    fake.assert_valid()  # the payloads too: ``deliver`` validates each against its webhook schema
 
 
 def test_a_command_on_a_mention_started_task_is_found_by_polling_too(hooked: Hooked) -> None:
