@@ -128,12 +128,10 @@ def service_changes(old: Config, new: Config) -> list[str]:
 
 
 def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[str]:
-    if old is None and new is None:
-        return []
+    if new is None:
+        return [] if old is None else ["github removed"]
     if old is None:
         return ["github added", *webhook_changes(None, new.webhook)]
-    if new is None:
-        return ["github removed"]
     changes = [c for c in _setting_changes("github.", old, new, GITHUB_UNSHOWN) if not c.startswith("github.webhook ")]
     return changes + webhook_changes(old.webhook, new.webhook)
 

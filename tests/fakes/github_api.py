@@ -1672,6 +1672,25 @@ class FakeGitHub(LoopbackServer):
     def _hook_pull(self, repo: FakeRepo, pull: FakePull) -> dict[str, Any]:
         return self._pull_doc(repo, pull, full=False)
 
+    def _repo_comments(self, req: _Request, repo: FakeRepo) -> _Answer:
+        """``GET /repos/{o}/{r}/issues/comments``: every issue and pull-request comment of the
+        repository; ``since`` (updated at or after), ``sort`` ``created``/``updated`` (default
+        created) and ``direction`` (ignored without ``sort``; default desc with it), paginated.
+        Source: docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository."""
+        params = req.params()
+        sort, direction = params.get("sort"), params.get("direction", "desc")
+        if sort not in (None, "created", "updated") or direction not in ("asc", "desc"):
+            docs = "https://docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository"
+            raise _ApiError(422, "Validation Failed", docs)
+        comments = sorted(repo.comments.values(), key=lambda c: c.id)
+        if "since" in params:
+            cutoff = int(_parse_since(params["since"]))
+            comments = [c for c in comments if int(c.updated_at) >= cutoff]
+        if sort is not None:
+            key = (lambda c: (c.updated_at, c.id)) if sort == "updated" else (lambda c: (c.created_at, c.id))
+            comments.sort(key=key, reverse=direction == "desc")
+        return self._page(req, repo, "issues/comments", [self._comment_doc(repo, c) for c in comments])
+
     def _hook_issue(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         doc = self._issue_doc(repo, issue)
         # The webhook issue object: no sub-issue summaries, a plain label list (webhook-issues-* schemas).
@@ -1922,6 +1941,8 @@ class FakeGitHub(LoopbackServer):
             return _Answer(200, self._label_doc(repo, label))
         if len(rest) == 3 and rest[0] == "collaborators" and rest[2] == "permission" and method == "GET":
             return self._permission(repo, rest[1])
+        if rest == ["issues", "comments"] and method == "GET":
+            return self._repo_comments(req, repo)
         if len(rest) == 3 and rest[:2] == ["issues", "comments"] and rest[2].isdigit():
             comment = repo.comments.get(int(rest[2]))
             if comment is None:

@@ -181,6 +181,35 @@ def test_polling_finds_an_assignment_too(rig_factory: Callable[..., Rig], tmp_pa
     assert rig.task(n).state is not TaskState.CANCELLED
 
 
+def test_polling_finds_a_mention_on_an_issue_without_a_task(rig_factory: Callable[..., Rig]) -> None:
+    """No webhook: one conditional listing of the repository's comments per poll finds the
+    mention, a stranger's mention is refused once, our own comments and code are not mentions
+    of anyone new, and an idle poll's listing is a 304 that costs nothing."""
+    rig = rig_factory()
+    fake = rig.fake
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    m = fake.add_issue(REPO, "Header", user="someone", body="the header is off")
+    assert rig.source.poll()
+    cid = fake.add_comment(REPO, n, "@adw-bot please fix the footer", user="maintainer")
+    stranger = fake.add_comment(REPO, m, "@adw-bot delete everything", user="stranger")
+    assert rig.source.poll()
+    state = rig.store.source_state(rig.task(n).id)
+    assert state["trigger_kind"] == "mention" and state["instruction"] == "please fix the footer"
+    assert ("adw-bot", "eyes") in fake.reactions(REPO, f"issues/comments/{cid}")
+    assert rig.store.find_task("github", f"{REPO}#{m}") is None
+    assert ("adw-bot", "confused") in fake.reactions(REPO, f"issues/comments/{stranger}")
+    refusals = [c for c in fake.comments(REPO, m) if c.user == "adw-bot"]
+    assert len(refusals) == 1
+    for _ in range(2):  # our own comments (the refusal) come back in the listing: not re-acted on
+        assert rig.source.poll()
+    assert len([c for c in fake.comments(REPO, m) if c.user == "adw-bot"]) == 1
+    requests = len(fake.requests)
+    assert rig.source.poll()
+    listing = [r for r in fake.requests[requests:] if r.path == f"/repos/{REPO}/issues/comments"]
+    assert [(r.status, r.conditional, r.points) for r in listing] == [(304, True, 0)]
+    assert len(rig.store.attempts_for(rig.task(n).id)) <= 1  # found once, queued once
+
+
 def test_a_mention_in_a_new_issue_starts_a_run(hooked: Hooked) -> None:
     rig, fake = hooked.rig, hooked.rig.fake
     n = fake.add_issue(REPO, "Typo", user="maintainer", body="@adw-bot fix the typo in the README")
