@@ -439,6 +439,8 @@ class GitHubSource:
         )
         if decision.event is None or decision.event.event_id in self._refused:
             return
+        if kind == "mention" and triggers.is_bot(decision.event):
+            return  # no answer to a bot's mention: two bots answering each other would never stop
         marker = f"<!-- adw:refused event={decision.event.event_id} -->"
         if not any(marker in (c.get("body") or "") for c in self.client.comments(repo, number)):
             body = progress.refusal(decision.event.event_id, decision.reason, self.cfg.trigger_label, kind)

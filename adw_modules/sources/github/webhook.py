@@ -5,8 +5,8 @@ and waits at most 10 s for an answer.  The receiver, in this order:
 
 1. answers 404 for another path, 405 for another method, 411 without ``Content-Length``,
    413 for a body over ``MAX_BODY`` (25 MB, GitHub's own cap) without reading it;
-2. reads exactly ``Content-Length`` bytes (a 10 s socket timeout: a slow sender cannot hold
-   a thread) and verifies ``X-Hub-Signature-256``, the HMAC-SHA256 of those raw bytes with the
+2. reads exactly ``Content-Length`` bytes within 10 s in all (a slow or trickling sender
+   cannot hold a thread; 408) and verifies ``X-Hub-Signature-256``, the HMAC-SHA256 of those raw bytes with the
    secret, with ``hmac.compare_digest``, before anything parses them: missing or wrong -> 401,
    nothing recorded, nothing logged but the fact;
 3. ``ping`` -> 200; an event or action adw does not act on -> 200 "ignored";
@@ -26,7 +26,9 @@ import hmac
 import json
 import logging
 import queue
+import re
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,7 +36,10 @@ from typing import Any
 log = logging.getLogger("adw.github.webhook")
 
 MAX_BODY = 25 * 1024 * 1024
-READ_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 10.0  # for the whole body, not per read
+# GitHub's delivery ids are GUIDs; anything else (control characters, kilobytes) is refused
+# before it reaches the store or a log line.
+DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 # The events and actions adw acts on (README "Set up GitHub" lists them for the hook's settings).
 ACTIONS: dict[str, frozenset[str] | None] = {
     "issues": frozenset({"opened", "labeled", "unlabeled", "assigned", "unassigned", "closed", "reopened"}),
@@ -160,9 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             log.warning(f"webhook delivery from {self.client_address[0]} refused: {length} bytes is over {MAX_BODY}")
             return self._answer(413, f"payloads over {MAX_BODY} bytes are refused")
-        try:
-            body = self.rfile.read(length)
-        except OSError:  # the socket timeout: a sender too slow to send what it announced
+        body = self._read_body(length)
+        if body is None:  # a sender too slow to send what it announced (or a trickle of it)
             return self._answer(408, "request body not received in time")
         if len(body) != length:
             return self._answer(400, "body shorter than Content-Length")
@@ -176,19 +180,42 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(401, "bad signature")
         self._verified(body)
 
+    def _read_body(self, length: int) -> bytes | None:
+        """``length`` bytes within ``READ_TIMEOUT_S`` in all (a per-read timeout alone would let
+        a sender trickling a byte every few seconds hold the thread for hours); None if late."""
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        chunks: list[bytes] = []
+        left = length
+        try:
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    break  # the sender closed early: shorter than announced
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError:  # the socket timeout
+            return None
+        finally:
+            self.connection.settimeout(READ_TIMEOUT_S)
+        return b"".join(chunks)
+
     def _verified(self, body: bytes) -> None:
         r = self.receiver
         event = (self.headers.get("X-GitHub-Event") or "").strip()
         delivery = (self.headers.get("X-GitHub-Delivery") or "").strip()
         if event == "ping":
             return self._answer(200, "pong")
-        if not delivery or len(delivery) > 64:
-            return self._answer(400, "X-GitHub-Delivery is required")
+        if not DELIVERY_ID.fullmatch(delivery):
+            return self._answer(400, "X-GitHub-Delivery must be GitHub's delivery GUID")
         if "json" not in (self.headers.get("Content-Type") or ""):
             return self._answer(415, "set the webhook's content type to application/json")
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             return self._answer(400, "the body is not JSON")
         if not isinstance(payload, dict):
             return self._answer(400, "the body is not a JSON object")
