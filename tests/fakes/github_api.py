@@ -114,7 +114,8 @@ exhausted budget answers ``403`` "API rate limit exceeded for user ID ..." with
 path): ``inject_primary_rate_limit`` (403 as if exhausted, without touching the budget),
 ``inject_secondary_rate_limit`` (403 or 429 with ``Retry-After`` and "You have exceeded a secondary
 rate limit"), ``inject_server_error`` (500/502/503, GitHub's HTML "Unicorn" page or a JSON body),
-``inject_dropped_connection`` (request read, then a TCP reset and no answer).
+``inject_dropped_connection`` (request read, then a TCP reset and no answer), ``inject_forbidden``
+(403 "Resource not accessible by personal access token": a permission the token lacks).
 ``exhaust_rate_limit()`` empties the budget for real.
 
 **Request log**: ``fake.requests`` lists ``LoggedRequest(method, path, query, status, conditional,
@@ -876,6 +877,11 @@ class FakeGitHub(LoopbackServer):
             raise ValueError(f"server errors are 5xx, got {status}")
         self._inject(_Fault("server_error", method, _regex(path), times, status, html=html))
 
+    def inject_forbidden(self, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
+        """403 "Resource not accessible by personal access token": what GitHub answers a
+        fine-grained token (or, "... by integration", an App) lacking the permission asked for."""
+        self._inject(_Fault("forbidden", method, _regex(path), times, 403))
+
     def inject_dropped_connection(self, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
         self._inject(_Fault("drop_connection", method, _regex(path), times, 0))
 
@@ -1357,6 +1363,9 @@ class FakeGitHub(LoopbackServer):
                     return finish(_Answer(fault.status, _UNICORN_HTML), charge, fault.kind)
                 body = {"message": _SERVER_ERROR_MESSAGES.get(fault.status, "Server Error")}
                 return finish(_Answer(fault.status, body), charge, fault.kind)
+            if fault is not None and fault.kind == "forbidden":
+                body = {"message": "Resource not accessible by personal access token", "documentation_url": DOCS}
+                return finish(_Answer(403, {**body, "status": "403"}), charge, fault.kind)
             try:
                 answer = self._route(req, canonical, repo, login)
             except _ApiError as err:

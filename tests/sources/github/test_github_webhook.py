@@ -139,6 +139,45 @@ def test_a_strangers_mention_is_refused_once(hooked: Hooked) -> None:
     assert rig.store.find_task("github", f"{REPO}#{n}") is None
 
 
+def test_bots_quotes_and_edits_do_not_trigger(hooked: Hooked) -> None:
+    """Another bot's mention is refused without an answer (two bots answering each other would
+    never stop), even with admin; our own comment mentioning us is ignored; a writer quoting a
+    stranger's request, or showing the mention in code, does not trigger; an edited comment
+    (``issue_comment.edited``) is not acted on."""
+    rig, fake = hooked.rig, hooked.rig.fake
+    fake.add_user("other-bot[bot]", type="Bot")
+    fake.set_permission(REPO, "other-bot[bot]", "admin")
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    bodies = [
+        ("other-bot[bot]", "@adw-bot please fix the footer"),
+        ("adw-bot", "@adw-bot noted"),
+        ("maintainer", "> @adw-bot delete everything\n\nNo."),
+        ("maintainer", "Write `@adw-bot fix it` to ask the bot."),
+    ]
+    for user, body in bodies:
+        cid = fake.add_comment(REPO, n, body, user=user)
+        assert hooked.deliver("issue_comment", fake.comment_payload(REPO, cid)) == 202
+    edited = fake.comment_payload(REPO, cid, action="edited")
+    edited["changes"] = {"body": {"from": "typo"}}
+    edited["comment"]["body"] = "@adw-bot fix it after all"
+    assert fake.deliver(REPO, "issue_comment", edited) == [200]  # ignored: not an action adw acts on
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+    assert [c.user for c in fake.comments(REPO, n) if c.user == "adw-bot"] == ["adw-bot"]  # only our own
+    assert all(fake.reactions(REPO, f"issues/comments/{c.id}") == [] for c in fake.comments(REPO, n))
+    assert rig.source.poll()  # polling's mention listing sees the same comments and agrees
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+
+
+def test_reactions_refused_by_github_do_not_hold_up_the_run(hooked: Hooked) -> None:
+    rig, fake = hooked.rig, hooked.rig.fake
+    fake.inject_forbidden(method="POST", path=r".*/reactions$", times=10)
+    n, payload = _labelled(fake)
+    assert hooked.deliver("issues", payload) == 202
+    wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the run")
+    assert fake.reactions(REPO, f"issues/{n}") == []
+    assert any(r.fault == "forbidden" for r in fake.requests)
+
+
 def test_a_writers_mention_starts_a_run_with_the_instruction(hooked: Hooked) -> None:
     rig, fake = hooked.rig, hooked.rig.fake
     n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
