@@ -225,3 +225,48 @@ def test_the_push_token_follows_the_github_credentials(
             )
         finally:
             service.store.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "public", "truncated"])
+def test_a_malformed_app_key_is_a_clear_error_that_never_shows_it(tmp_path: Path, kind: str) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _APP_KEY
+    secret_line = "MIIEowIBAAKCAQEAsecretsecretsecretsecretsecret"
+    key = {
+        "garbage": f"-----BEGIN RSA PRIVATE KEY-----\n{secret_line}\n-----END RSA PRIVATE KEY-----\n",
+        "public": public,
+        "truncated": private[: len(private) // 2],
+    }[kind]
+    (tmp_path / "app.pem").write_text(key)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        for command in (["github", "check"], ["run", "--once"]):
+            r = CliRunner().invoke(cli, [*command, "--config", str(config)], env={"PATH": "/usr/bin:/bin"})
+            assert r.exit_code in (1, 2) and isinstance(r.exception, SystemExit), (command, r.exception)
+            assert "not an unencrypted RSA private key in PEM form" in r.output and "app.pem" in r.output
+            body_lines = [line for line in key.splitlines() if line and not line.startswith("-----")]
+            assert not any(line in r.output for line in body_lines)
+
+
+def test_the_app_token_endpoint_failing_backs_off_and_recovers(tmp_path: Path) -> None:
+    """5xx from ``POST /app/installations/{id}/access_tokens``: the poll backs off (no crash, no
+    task lost); once GitHub answers again the next poll mints a token and goes on."""
+    private, public = _APP_KEY
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        gh = GitHubConfig(repositories=(REPO,), base_url=fake.base_url, app_id="77", private_key_path="unused")
+        client = app_client(gh, private, clock=lambda: dt.datetime.fromtimestamp(fake.now(), dt.UTC), pace_s=(0, 0))
+        fake.inject_server_error(502, method="POST", path=r"/app/installations/\d+/access_tokens$", times=1)
+        from adw_modules.sources.github.client import Backoff
+
+        with pytest.raises(Backoff) as raised:
+            client.issue(REPO, fake.add_issue(REPO, "x", user="someone", body="y"))
+        assert "502" in raised.value.reason
+        fake.advance_clock((raised.value.until - client.clock()).total_seconds() + 1)  # the backoff is over
+        assert client.push_token().startswith("ghs_")  # GitHub answers again: a token at once
+        fake.assert_valid()
