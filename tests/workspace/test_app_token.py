@@ -96,6 +96,7 @@ def test_check_reports_the_app_identity(tmp_path: Path) -> None:
     key.write_text(private)
     with FakeGitHub() as fake:
         fake.add_repo(REPO)
+        fake.add_repo("acme/elsewhere")  # the App is not installed there
         for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
             fake.add_label(REPO, name)
         receiver = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "s" * 20, lambda d, e: True, _ignore)
@@ -114,14 +115,18 @@ command_template = ["true"]
 default_provider = "p"
 default_model = "m"
 [github]
-repositories = ["{REPO}"]
+repositories = ["{REPO}", "acme/elsewhere"]
 base_url = "{fake.base_url}"
 app_id = 77
 private_key_path = "app.pem"
 """
         )
         r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={})
-        assert r.exit_code == 0, r.output
+        assert r.exit_code == 1, r.output
+        assert (
+            "✗ acme/elsewhere: not reachable (GitHub answered 404: Not Found — the App is not installed on"
+            " acme/elsewhere (its settings: Install App))"
+        ) in r.output
         installation = app.installations[REPO.lower()]
         assert f"✓ GitHub App 77: installation {installation}, acting as adw-app[bot]" in r.output
         assert f"✓ {REPO}: reachable, pushable" in r.output
