@@ -44,6 +44,10 @@ def poll_mentions(source: GitHubSource, repo: str, own: str) -> None:
             if cid > seen:
                 _mention_in(source, repo, own, comment)
                 seen = max(seen, cid)
+    except BaseException:
+        # Read but not fully handled (GitHub trouble half-way): read it in full next time, not 304.
+        source.client.forget_changes(f"/repos/{repo}/issues/comments")
+        raise
     finally:
         source.mention_seen[repo] = seen
     newest = max((str(c.get("updated_at") or "") for c in items), default="")

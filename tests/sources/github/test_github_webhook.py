@@ -249,6 +249,22 @@ def test_polling_finds_a_mention_on_an_issue_without_a_task(rig_factory: Callabl
     assert len(rig.store.attempts_for(rig.task(n).id)) <= 1  # found once, queued once
 
 
+def test_a_mention_poll_cut_short_by_github_is_read_again(rig_factory: Callable[..., Rig]) -> None:
+    """GitHub fails while a listed mention is being handled: the next poll reads the listing in
+    full again (not a 304 that would skip the mention for good)."""
+    rig = rig_factory()
+    fake = rig.fake
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    assert rig.source.poll()
+    fake.add_comment(REPO, n, "@adw-bot please fix the footer", user="maintainer")
+    fake.inject_server_error(502, method="GET", path=rf"/repos/{REPO}/issues/{n}$")
+    assert not rig.source.poll()  # the issue could not be read: the poll backs off
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+    rig.source.backoff_until, rig.source.client.backoff = None, None  # as once the backoff is over
+    assert rig.source.poll()
+    assert rig.store.source_state(rig.task(n).id)["instruction"] == "please fix the footer"
+
+
 def test_a_mention_in_a_new_issue_starts_a_run(hooked: Hooked) -> None:
     rig, fake = hooked.rig, hooked.rig.fake
     n = fake.add_issue(REPO, "Typo", user="maintainer", body="@adw-bot fix the typo in the README")
