@@ -50,6 +50,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
 
             key = github_app_key(Secrets(os.environ), gh)
             client = app_client(gh, key)
+            client.push_token()  # mint the installation token now: the App line is true only if it can
             data["login"] = client.me()
             data["app"] = {"id": gh.app_id, "installation": getattr(client.auth, "installation_id", None)}
             data["app"]["webhook"] = _app_hook(gh, key)

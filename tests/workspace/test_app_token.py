@@ -275,3 +275,20 @@ def test_the_app_token_endpoint_failing_backs_off_and_recovers(tmp_path: Path) -
         fake.advance_clock((raised.value.until - client.clock()).total_seconds() + 1)  # the backoff is over
         assert client.push_token().startswith("ghs_")  # GitHub answers again: a token at once
         fake.assert_valid()
+
+
+def test_check_says_when_the_app_cannot_mint_a_token(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _APP_KEY
+    (tmp_path / "app.pem").write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        fake.inject_server_error(502, method="POST", path=r"/app/installations/\d+/access_tokens$")
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={"PATH": "/usr/bin:/bin"})
+        assert r.exit_code == 1
+        assert "✓ GitHub App" not in r.output and "GitHub answered 502" in r.output
