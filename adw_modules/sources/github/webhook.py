@@ -3,6 +3,7 @@
 GitHub POSTs each delivery (``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256``)
 and waits at most 10 s for an answer.  The receiver, in this order:
 
+0. holds at most ``MAX_CONNECTIONS`` (32) connections at a time; one more is closed at once;
 1. answers 404 for another path, 405 for another method, 411 without ``Content-Length``,
    413 for a body over ``MAX_BODY`` (25 MB, GitHub's own cap) without reading it;
 2. reads exactly ``Content-Length`` bytes within 10 s in all (a slow or trickling sender
@@ -37,6 +38,7 @@ log = logging.getLogger("adw.github.webhook")
 
 MAX_BODY = 25 * 1024 * 1024
 READ_TIMEOUT_S = 10.0  # for the whole body, not per read
+MAX_CONNECTIONS = 32  # open at once; GitHub sends a few at a time
 # GitHub's delivery ids are GUIDs; anything else (control characters, kilobytes) is refused
 # before it reaches the store or a log line.
 DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -80,14 +82,17 @@ class WebhookReceiver:
         self.counts: dict[int, int] = {}  # status -> answers, for tests and logs
         self._counting = threading.Lock()
         handler = type("_BoundHandler", (_Handler,), {"receiver": self})
-        self.httpd = ThreadingHTTPServer(listen, handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer(listen, handler)
         self._threads: list[threading.Thread] = []
 
     @property
     def address(self) -> tuple[str, int]:
         host, port = self.httpd.server_address[:2]
         return str(host), int(port)
+
+    @property
+    def open_connections(self) -> int:
+        return self.httpd.open_connections
 
     @property
     def url(self) -> str:
@@ -124,6 +129,45 @@ class WebhookReceiver:
     def counted(self, status: int) -> None:
         with self._counting:
             self.counts[status] = self.counts.get(status, 0) + 1
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` connections at a time, each on its own thread: more (a flood, or
+    senders trickling their headers) are closed at once rather than given a thread each.  GitHub
+    redelivers what failed and polling reconciles, so a refused connection loses nothing."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog (socketserver's default, 5, stalls a burst of connects)
+
+    def __init__(self, listen: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(listen, handler)
+        self.open_connections = 0
+        self._slots = threading.Lock()
+
+    def _release(self) -> None:
+        with self._slots:
+            self.open_connections -= 1
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._slots:
+            full = self.open_connections >= MAX_CONNECTIONS
+            if not full:
+                self.open_connections += 1
+        if full:
+            log.warning(f"webhook connection from {client_address[0]} refused: {MAX_CONNECTIONS} already open")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
 
 
 class _Handler(BaseHTTPRequestHandler):

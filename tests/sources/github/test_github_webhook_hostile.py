@@ -18,6 +18,7 @@ import pytest
 
 from adw_modules.sources.github import webhook
 from adw_modules.sources.github.webhook import MAX_BODY, WebhookReceiver, signature
+from tests.sources.github.conftest import wait_for
 
 SECRET = b"whsec-hostile"
 PATH = "/github/webhook"
@@ -159,5 +160,23 @@ def test_a_good_delivery_still_goes_through(hook: Recording) -> None:
     assert hook.recorded == [("0b1c2d3e-aaaa-bbbb-cccc-000000000001", "issues")]
     assert hook.act.acquire(timeout=30)
     assert hook.acted == ["issues"]
+    hook.recorded.clear()
+    hook.acted.clear()
+
+
+def test_connections_past_the_cap_are_closed_and_deliveries_go_on_after(hook: Recording) -> None:
+    """Senders that open connections and send nothing (or trickle their headers) hold at most
+    ``MAX_CONNECTIONS`` threads; one more is closed at once; once they go, deliveries are served."""
+    idle = [socket.create_connection(hook.receiver.address, timeout=30) for _ in range(webhook.MAX_CONNECTIONS)]
+    try:
+        # Connections are taken in order, each idle one holding its thread: this one is past the cap.
+        with socket.create_connection(hook.receiver.address, timeout=30) as extra:
+            assert extra.recv(1) == b"", "the connection past the cap was closed unanswered"
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_for(lambda: hook.receiver.open_connections == 0, "the idle connections' threads to end")
+    assert hook.raw(_head(BODY, signature(SECRET, BODY), delivery="0b1c2d3e-aaaa-bbbb-cccc-000000000002"), BODY) == 202
+    assert hook.act.acquire(timeout=30)
     hook.recorded.clear()
     hook.acted.clear()
