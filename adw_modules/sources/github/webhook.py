@@ -133,8 +133,8 @@ class WebhookReceiver:
 
 class _BoundedServer(ThreadingHTTPServer):
     """At most ``MAX_CONNECTIONS`` connections at a time, each on its own thread: more (a flood, or
-    senders trickling their headers) are closed at once rather than given a thread each.  GitHub
-    redelivers what failed and polling reconciles, so a refused connection loses nothing."""
+    senders trickling their headers) are closed at once rather than given a thread each.  GitHub does
+    not redeliver on its own, but the safety-net poll picks up what a refused delivery carried."""
 
     daemon_threads = True
     request_queue_size = 64  # the listen backlog (socketserver's default, 5, stalls a burst of connects)
