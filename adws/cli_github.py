@@ -50,6 +50,7 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
 
             key = github_app_key(Secrets(os.environ), gh)
             client = app_client(gh, key)
+            client.push_token()  # mint the installation token now: the App line is true only if it can
             data["login"] = client.me()
             data["app"] = {"id": gh.app_id, "installation": getattr(client.auth, "installation_id", None)}
             data["app"]["webhook"] = _app_hook(gh, key)
@@ -85,6 +86,8 @@ def github_check(create_labels: bool, config_path: str | None, as_json: bool) ->
                 row["webhook"] = _hook_status(client, repo, gh.webhook.path)
         except (Backoff, GithubException) as exc:
             row["error"] = _why(exc)
+            if data.get("app") and isinstance(exc, GithubException) and exc.status == 404:
+                row["error"] += f" — the App is not installed on {repo} (its settings: Install App)"
         if not row["reachable"] or row["missing_labels"] or row.get("error") or row["push"] is False:
             data["ok"] = False
         data["repositories"].append(row)
@@ -133,8 +136,26 @@ def _hook_status(client: Any, repo: str, path: str) -> str:
             code = last.get("code")
             state = "never delivered" if code is None else f"last delivery answered {code} ({last.get('status')})"
             active = "active" if hook.get("active") else "inactive"
-            return f"webhook: {url} ({active}; events {', '.join(hook.get('events') or [])}; {state})"
+            events = list(hook.get("events") or [])
+            line = f"webhook: {url} ({active}; events {', '.join(events)}; {state})"
+            return line + "".join(f" — {hint}" for hint in _hook_hints(events, code))
     return f"webhook: no hook of this repository points at …{path} (an App's webhook is set in the App's settings)"
+
+
+def _hook_hints(events: list[str], code: object) -> list[str]:
+    """What to fix in the hook's settings: events adw acts on that it does not send, and a last
+    delivery refused for its signature (the hook's secret is not the one adw has)."""
+    from adw_modules.sources.github.webhook import ACTIONS
+
+    hints = []
+    missing = [] if "*" in events else [e for e in ACTIONS if e not in events]
+    if missing:
+        hints.append(f"not subscribed to {', '.join(missing)}")
+    if code == 401:
+        hints.append("adw refused its signature: the hook's secret is not [github.webhook]'s")
+    elif isinstance(code, int) and not 200 <= code < 300:
+        hints.append("its last delivery failed (the hook's Recent Deliveries say why)")
+    return hints
 
 
 def _why(exc: Exception) -> str:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adw_modules.claiming import NO_TARGET_REASON
-from adw_modules.config.github import GitHubConfig
+from adw_modules.config.github import GitHubConfig, WebhookConfig
 from adw_modules.config.schema import Config, ConfigError, load_config
 from adw_modules.coordinator import Coordinator, utcnow
 from adw_modules.ops import retention
@@ -129,15 +129,27 @@ def service_changes(old: Config, new: Config) -> list[str]:
 
 
 def github_changes(old: GitHubConfig | None, new: GitHubConfig | None) -> list[str]:
-    if old is None and new is None:
-        return []
-    if old is None:
-        return ["github added"]
     if new is None:
-        return ["github removed"]
-    changes = _setting_changes("github.", old, new, GITHUB_UNSHOWN)
-    # The receiver's address is bound at start; its other settings too, for one story.
-    return [c + " (applies after a restart)" if c.startswith("github.webhook ") else c for c in changes]
+        return [] if old is None else ["github removed"]
+    if old is None:
+        return ["github added", *webhook_changes(None, new.webhook)]
+    changes = [c for c in _setting_changes("github.", old, new, GITHUB_UNSHOWN) if not c.startswith("github.webhook ")]
+    return changes + webhook_changes(old.webhook, new.webhook)
+
+
+def webhook_changes(old: WebhookConfig | None, new: WebhookConfig | None) -> list[str]:
+    """The receiver is bound at start (its address, path and secret reference: a restart applies
+    them); its ``poll_interval_s`` is rescheduled at once while a receiver runs."""
+    if old == new:
+        return []
+    if old is None or new is None:
+        what = "added" if old is None else "removed"
+        return [f"github.webhook {what} (applies after a restart; polling keeps its interval until then)"]
+    out = []
+    for change in _setting_changes("github.webhook.", old, new, ("secret_command",)):
+        name = change.split(" ", 1)[0]
+        out.append(change if name == "github.webhook.poll_interval_s" else change + " (applies after a restart)")
+    return out
 
 
 class Service:
@@ -275,8 +287,10 @@ class Service:
             out["catalog"] = self.config.catalog.refresh_interval_h * 3600
         if self.github is not None:  # its settings: a [github] that could not be applied is not in force
             gh = self.github.cfg
-            # With webhooks the poll is the safety net (a lost delivery), at its own longer interval.
-            out["github_poll"] = gh.webhook.poll_interval_s if gh.webhook is not None else gh.poll_interval_s
+            # With webhooks the poll is the safety net (a lost delivery), at its own longer interval;
+            # only while a receiver runs (a [github.webhook] added by a reload serves after a restart).
+            hooked = gh.webhook is not None and self.webhook is not None
+            out["github_poll"] = gh.webhook.poll_interval_s if hooked and gh.webhook else gh.poll_interval_s
             out["github_sync"] = gh.sync_interval_s
         return out
 
@@ -644,12 +658,11 @@ def _app_client(gh: GitHubConfig, coordinator: Coordinator, pace: tuple[float, f
 
 def share_push_token(config: Config, coordinator: Coordinator, client: GitHubClient) -> None:
     """``git push`` uses the GitHub source's credentials ([github] token_env / token_command, or the
-    App's installation token) unless ``[workspace] token_env`` names another variable."""
+    App's installation token) unless ``[workspace] token_env`` names another variable: left at its
+    default or empty, the push follows ``[github]`` whichever way ``[github]`` gets its token."""
     ws = config.workspace
     if coordinator.workspaces is None or ws is None or ws.token_env not in ("GITHUB_TOKEN", None):
         return
-    if ws.token_env is None and config.github is not None and config.github.app_id is None:
-        return  # pushing without a token was asked for
 
     def token() -> str | None:
         return client.push_token()

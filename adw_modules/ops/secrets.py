@@ -190,6 +190,8 @@ def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
             raise SecretError(f"private_key_path {github.private_key_path} is empty")
     else:
         raise SecretError("app_id needs private_key_path or private_key_command")
+    where = "private_key_command" if github.private_key_command else f"private_key_path {github.private_key_path}"
+    _check_rsa_private_key(value, where)
     for line in value.splitlines():
         if len(line.strip()) >= 16 and not line.startswith("-----"):
             secrets.redactor.add(line.strip())
@@ -204,3 +206,20 @@ def webhook_secret(secrets: Secrets, secret_env: str | None, secret_command: Seq
     if not value:
         raise SecretError(f"{secret_env} is not set (the webhook secret, by reference: [github.webhook] secret_env)")
     return secrets._registered(value)
+
+
+def _check_rsa_private_key(value: str, where: str) -> None:
+    """A clear error, naming where the key came from and never showing it, for what is not the
+    App's RSA private key in PEM form (a public key, a truncated file, another file)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(value.encode("utf-8", "replace"), password=None)
+    except (ValueError, TypeError):  # not PEM, not a private key, encrypted, or damaged
+        key = None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SecretError(
+            f"{where}: not an unencrypted RSA private key in PEM form (use the .pem file the App's "
+            'settings give under "Private keys" → "Generate a private key")'
+        )

@@ -87,9 +87,10 @@ is installed on; ``GET /app/hook/config`` and ``GET /app/hook/deliveries`` (JWT)
 payload)`` POST a delivery to each subscribed hook exactly as GitHub signs it (JSON body,
 ``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256`` and ``X-Hub-Signature``,
 ``User-Agent: GitHub-Hookshot/…``; docs.github.com/webhooks "Validating webhook deliveries"),
-recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).  Payloads from
-``fake.issues_payload(...)`` / ``fake.comment_payload(...)`` are validated against the
-description's ``webhook-<event>-<action>`` schema before they are sent.
+recording the answer as the hook's ``last_response`` (``GET /repos/{o}/{r}/hooks``).
+``fake.issues_payload``, ``comment_payload``, ``review_payload`` and ``review_comment_payload`` build
+full payloads from the fake's state; every payload ``deliver`` sends is validated against the
+description's ``webhook-<event>-<action>`` schema first.
 
 Anything else answers GitHub's 404 ``{"message": "Not Found", ...}`` (GitHub also answers 404,
 not 405, to an unsupported method).  Lists are paginated like GitHub: ``per_page`` default 30,
@@ -113,7 +114,8 @@ exhausted budget answers ``403`` "API rate limit exceeded for user ID ..." with
 path): ``inject_primary_rate_limit`` (403 as if exhausted, without touching the budget),
 ``inject_secondary_rate_limit`` (403 or 429 with ``Retry-After`` and "You have exceeded a secondary
 rate limit"), ``inject_server_error`` (500/502/503, GitHub's HTML "Unicorn" page or a JSON body),
-``inject_dropped_connection`` (request read, then a TCP reset and no answer).
+``inject_dropped_connection`` (request read, then a TCP reset and no answer), ``inject_forbidden``
+(403 "Resource not accessible by personal access token": a permission the token lacks).
 ``exhaust_rate_limit()`` empties the budget for real.
 
 **Request log**: ``fake.requests`` lists ``LoggedRequest(method, path, query, status, conditional,
@@ -875,6 +877,11 @@ class FakeGitHub(LoopbackServer):
             raise ValueError(f"server errors are 5xx, got {status}")
         self._inject(_Fault("server_error", method, _regex(path), times, status, html=html))
 
+    def inject_forbidden(self, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
+        """403 "Resource not accessible by personal access token": what GitHub answers a
+        fine-grained token (or, "... by integration", an App) lacking the permission asked for."""
+        self._inject(_Fault("forbidden", method, _regex(path), times, 403))
+
     def inject_dropped_connection(self, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
         self._inject(_Fault("drop_connection", method, _regex(path), times, 0))
 
@@ -1356,6 +1363,9 @@ class FakeGitHub(LoopbackServer):
                     return finish(_Answer(fault.status, _UNICORN_HTML), charge, fault.kind)
                 body = {"message": _SERVER_ERROR_MESSAGES.get(fault.status, "Server Error")}
                 return finish(_Answer(fault.status, body), charge, fault.kind)
+            if fault is not None and fault.kind == "forbidden":
+                body = {"message": "Resource not accessible by personal access token", "documentation_url": DOCS}
+                return finish(_Answer(403, {**body, "status": "403"}), charge, fault.kind)
             try:
                 answer = self._route(req, canonical, repo, login)
             except _ApiError as err:
@@ -1633,6 +1643,63 @@ class FakeGitHub(LoopbackServer):
                 "sender": self._user_doc(comment.user),
             }
 
+    def review_payload(self, repo: str, number: int, review_id: int, action: str = "submitted") -> dict[str, Any]:
+        """A ``pull_request_review`` webhook payload (``webhook-pull-request-review-submitted``):
+        the review as the reviews API shows it, and the pull request as GitHub's webhook does."""
+        with self._lock:
+            r = self._repo(repo)
+            review = r.reviews[review_id]
+            pull = self._pull(r, self._issue(r, number))
+            return {
+                "action": action,
+                "review": self._hook_review(r, review),
+                "pull_request": self._hook_pull(r, pull),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(review.user),
+            }
+
+    def review_comment_payload(self, repo: str, number: int, comment_id: int) -> dict[str, Any]:
+        """A ``pull_request_review_comment`` webhook payload (``webhook-pull-request-review-comment-created``)."""
+        with self._lock:
+            r = self._repo(repo)
+            comment = r.review_comments[comment_id]
+            pull = self._pull(r, self._issue(r, number))
+            return {
+                "action": "created",
+                "comment": self._review_comment_doc(r, comment),
+                "pull_request": self._hook_pull(r, pull),
+                "repository": self._repo_doc(r, r.owner),
+                "sender": self._user_doc(comment.user),
+            }
+
+    def _hook_review(self, repo: FakeRepo, review: FakeReview) -> dict[str, Any]:
+        # The webhook's review: the API's, with its state in lower case (webhook-pull-request-review-submitted).
+        doc = self._review_doc(repo, review)
+        doc["state"] = str(doc["state"]).lower()
+        return doc
+
+    def _hook_pull(self, repo: FakeRepo, pull: FakePull) -> dict[str, Any]:
+        return self._pull_doc(repo, pull, full=False)
+
+    def _repo_comments(self, req: _Request, repo: FakeRepo) -> _Answer:
+        """``GET /repos/{o}/{r}/issues/comments``: every issue and pull-request comment of the
+        repository; ``since`` (updated at or after), ``sort`` ``created``/``updated`` (default
+        created) and ``direction`` (ignored without ``sort``; default desc with it), paginated.
+        Source: docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository."""
+        params = req.params()
+        sort, direction = params.get("sort"), params.get("direction", "desc")
+        if sort not in (None, "created", "updated") or direction not in ("asc", "desc"):
+            docs = "https://docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository"
+            raise _ApiError(422, "Validation Failed", docs)
+        comments = sorted(repo.comments.values(), key=lambda c: c.id)
+        if "since" in params:
+            cutoff = int(_parse_since(params["since"]))
+            comments = [c for c in comments if int(c.updated_at) >= cutoff]
+        if sort is not None:
+            key = (lambda c: (c.updated_at, c.id)) if sort == "updated" else (lambda c: (c.created_at, c.id))
+            comments.sort(key=key, reverse=direction == "desc")
+        return self._page(req, repo, "issues/comments", [self._comment_doc(repo, c) for c in comments])
+
     def _hook_issue(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         doc = self._issue_doc(repo, issue)
         # The webhook issue object: no sub-issue summaries, a plain label list (webhook-issues-* schemas).
@@ -1883,6 +1950,8 @@ class FakeGitHub(LoopbackServer):
             return _Answer(200, self._label_doc(repo, label))
         if len(rest) == 3 and rest[0] == "collaborators" and rest[2] == "permission" and method == "GET":
             return self._permission(repo, rest[1])
+        if rest == ["issues", "comments"] and method == "GET":
+            return self._repo_comments(req, repo)
         if len(rest) == 3 and rest[:2] == ["issues", "comments"] and rest[2].isdigit():
             comment = repo.comments.get(int(rest[2]))
             if comment is None:

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -13,7 +14,7 @@ from adw_modules.config.github import GitHubConfig
 from adw_modules.sources.github.app import REFRESH_MARGIN, app_client
 from adw_modules.sources.github.webhook import WebhookReceiver
 from adw_modules.workspace.worktrees import Workspaces
-from tests.fakes.github_api import FakeGitHub
+from tests.fakes.github_api import FAKE_TOKEN, FakeGitHub
 from tests.workspace.conftest import REPO, GitHttp, Remotes
 
 
@@ -32,6 +33,9 @@ def _key_pair() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+_APP_KEY = _key_pair()  # one 2048-bit key for the parametrised tests (generating one takes ~0.1 s)
 
 
 def test_an_expiring_installation_token_is_renewed_for_requests_and_the_push(
@@ -92,6 +96,7 @@ def test_check_reports_the_app_identity(tmp_path: Path) -> None:
     key.write_text(private)
     with FakeGitHub() as fake:
         fake.add_repo(REPO)
+        fake.add_repo("acme/elsewhere")  # the App is not installed there
         for name in ("adw", "adw:queued", "adw:running", "adw:done", "adw:failed", "adw:cancelled", "adw:pr-open"):
             fake.add_label(REPO, name)
         receiver = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "s" * 20, lambda d, e: True, _ignore)
@@ -110,14 +115,18 @@ command_template = ["true"]
 default_provider = "p"
 default_model = "m"
 [github]
-repositories = ["{REPO}"]
+repositories = ["{REPO}", "acme/elsewhere"]
 base_url = "{fake.base_url}"
 app_id = 77
 private_key_path = "app.pem"
 """
         )
         r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={})
-        assert r.exit_code == 0, r.output
+        assert r.exit_code == 1, r.output
+        assert (
+            "✗ acme/elsewhere: not reachable (GitHub answered 404: Not Found — the App is not installed on"
+            " acme/elsewhere (its settings: Install App))"
+        ) in r.output
         installation = app.installations[REPO.lower()]
         assert f"✓ GitHub App 77: installation {installation}, acting as adw-app[bot]" in r.output
         assert f"✓ {REPO}: reachable, pushable" in r.output
@@ -126,7 +135,7 @@ private_key_path = "app.pem"
         fake.assert_valid()
 
 
-def _service_config(tmp_path: Path, fake: FakeGitHub, github: str) -> Path:
+def _service_config(tmp_path: Path, fake: FakeGitHub, github: str, workspace: str = "") -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -139,6 +148,7 @@ default_model = "m"
 state_dir = "state"
 [workspace]
 remote = "{tmp_path}/remote/{{repo}}.git"
+{workspace}
 [github]
 repositories = ["{REPO}"]
 base_url = "{fake.base_url}"
@@ -174,17 +184,111 @@ def test_adw_run_acts_as_the_app_and_pushes_with_its_tokens(tmp_path: Path) -> N
         fake.assert_valid()
 
 
-def test_the_push_token_follows_github_token_env(tmp_path: Path) -> None:
+# Every way ``[github]`` gets its token, against every ``[workspace] token_env`` that leaves the
+# push to it: the default (the table omits it) and an empty one.  ``ADW_OTHER`` names another
+# variable: then that variable's token is pushed, whatever [github] uses.
+_GITHUB_CREDENTIALS = {
+    "token_env": 'token_env = "ADW_BOT_TOKEN"',
+    "token_command": f'token_command = ["echo", "{FAKE_TOKEN}"]',
+    "app": 'app_id = 77\nprivate_key_path = "app.pem"',
+}
+
+
+@pytest.mark.parametrize("workspace_token_env", [None, "", "GITHUB_TOKEN", "ADW_OTHER"])
+@pytest.mark.parametrize("credentials", sorted(_GITHUB_CREDENTIALS))
+def test_the_push_token_follows_the_github_credentials(
+    tmp_path: Path, credentials: str, workspace_token_env: str | None
+) -> None:
     from adw_modules.config.schema import load_config
     from adws.service import Service
-    from tests.fakes.github_api import FAKE_TOKEN
 
+    private, public = _APP_KEY
+    (tmp_path / "app.pem").write_text(private)
+    environ = {"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN, "GITHUB_TOKEN": "ghp_wrong", "ADW_OTHER": "other"}
+    workspace = "" if workspace_token_env is None else f'token_env = "{workspace_token_env}"'
     with FakeGitHub() as fake:
         fake.add_repo(REPO)
-        config = _service_config(tmp_path, fake, 'token_env = "ADW_BOT_TOKEN"')
-        service = Service(load_config(config), environ={"PATH": "/usr/bin:/bin", "ADW_BOT_TOKEN": FAKE_TOKEN})
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        config = _service_config(tmp_path, fake, _GITHUB_CREDENTIALS[credentials], workspace=workspace)
+        service = Service(load_config(config), environ=environ)
         try:
             assert service.coordinator.workspaces is not None
-            assert service.coordinator.workspaces.git.current_token() == FAKE_TOKEN
+            pushed = service.coordinator.workspaces.git.current_token()
+            if workspace_token_env == "ADW_OTHER":
+                assert pushed == "other"
+            elif credentials == "app":
+                assert pushed is not None and pushed.startswith("ghs_") and fake.token_valid(pushed)
+            else:
+                assert pushed == FAKE_TOKEN
+            # A reload rebuilds the workspaces; the push still follows the same credentials.
+            assert service.reload()
+            again = service.coordinator.workspaces.git.current_token()
+            assert (
+                (again == "other")
+                if workspace_token_env == "ADW_OTHER"
+                else (again is not None and again != "ghp_wrong")
+            )
         finally:
             service.store.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "public", "truncated"])
+def test_a_malformed_app_key_is_a_clear_error_that_never_shows_it(tmp_path: Path, kind: str) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _APP_KEY
+    secret_line = "MIIEowIBAAKCAQEAsecretsecretsecretsecretsecret"
+    key = {
+        "garbage": f"-----BEGIN RSA PRIVATE KEY-----\n{secret_line}\n-----END RSA PRIVATE KEY-----\n",
+        "public": public,
+        "truncated": private[: len(private) // 2],
+    }[kind]
+    (tmp_path / "app.pem").write_text(key)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        for command in (["github", "check"], ["run", "--once"]):
+            r = CliRunner().invoke(cli, [*command, "--config", str(config)], env={"PATH": "/usr/bin:/bin"})
+            assert r.exit_code in (1, 2) and isinstance(r.exception, SystemExit), (command, r.exception)
+            assert "not an unencrypted RSA private key in PEM form" in r.output and "app.pem" in r.output
+            body_lines = [line for line in key.splitlines() if line and not line.startswith("-----")]
+            assert not any(line in r.output for line in body_lines)
+
+
+def test_the_app_token_endpoint_failing_backs_off_and_recovers(tmp_path: Path) -> None:
+    """5xx from ``POST /app/installations/{id}/access_tokens``: the poll backs off (no crash, no
+    task lost); once GitHub answers again the next poll mints a token and goes on."""
+    private, public = _APP_KEY
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        gh = GitHubConfig(repositories=(REPO,), base_url=fake.base_url, app_id="77", private_key_path="unused")
+        client = app_client(gh, private, clock=lambda: dt.datetime.fromtimestamp(fake.now(), dt.UTC), pace_s=(0, 0))
+        fake.inject_server_error(502, method="POST", path=r"/app/installations/\d+/access_tokens$", times=1)
+        from adw_modules.sources.github.client import Backoff
+
+        with pytest.raises(Backoff) as raised:
+            client.issue(REPO, fake.add_issue(REPO, "x", user="someone", body="y"))
+        assert "502" in raised.value.reason
+        fake.advance_clock((raised.value.until - client.clock()).total_seconds() + 1)  # the backoff is over
+        assert client.push_token().startswith("ghs_")  # GitHub answers again: a token at once
+        fake.assert_valid()
+
+
+def test_check_says_when_the_app_cannot_mint_a_token(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adws.cli import cli
+
+    private, public = _APP_KEY
+    (tmp_path / "app.pem").write_text(private)
+    with FakeGitHub() as fake:
+        fake.add_repo(REPO)
+        fake.add_app(77, "adw-app", public, repos=[REPO])
+        fake.inject_server_error(502, method="POST", path=r"/app/installations/\d+/access_tokens$")
+        config = _service_config(tmp_path, fake, 'app_id = 77\nprivate_key_path = "app.pem"')
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={"PATH": "/usr/bin:/bin"})
+        assert r.exit_code == 1
+        assert "✓ GitHub App" not in r.output and "GitHub answered 502" in r.output

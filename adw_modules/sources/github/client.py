@@ -189,6 +189,12 @@ class GitHubClient:
         """An issue's or pull request's comments; None if unchanged since the last call."""
         return self.list_if_changed(f"/repos/{repo}/issues/{number}/comments", {"per_page": 100})
 
+    def repo_comments_if_changed(self, repo: str, since: str) -> list[dict[str, Any]] | None:
+        """The repository's issue and pull-request comments updated at or after ``since`` (oldest
+        first); None if unchanged since the last call with the same ``since``."""
+        params = {"since": since, "sort": "updated", "direction": "asc", "per_page": 100}
+        return self.list_if_changed(f"/repos/{repo}/issues/comments", params)
+
     def list_if_changed(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Every item of a paginated list, or None if nothing changed since the last call.
 

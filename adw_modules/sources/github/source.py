@@ -46,7 +46,7 @@ from adw_modules.ops.redact import Redactor
 from adw_modules.outcomes import NotReady
 from adw_modules.queue.store import Store
 from adw_modules.queue.tasks import PRIORITY_RANK, TERMINAL_STATES, NewTask, Task, TaskState
-from adw_modules.sources.github import acks, events, progress, triggers
+from adw_modules.sources.github import acks, events, mentions, progress, triggers
 from adw_modules.sources.github.client import Backoff, GitHubClient, LabelEvent
 from adw_modules.sources.github.fate import record_pull_fate
 
@@ -104,6 +104,8 @@ class GitHubSource:
         self._passed_over: dict[tuple[str, int], Any] = {}
         self._sync_watermark: dt.datetime | None = None
         self._assigned_listed: dict[str, set[int]] = {}  # repo -> issues assigned to us last poll
+        self.mention_since: dict[str, str] = {}  # repo -> watermark of the comments listing (``mentions``)
+        self.mention_seen: dict[str, int] = {}  # repo -> the highest comment id looked at for a mention
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ guarded entry points
@@ -143,6 +145,8 @@ class GitHubSource:
         for repo in self.cfg.repositories:
             if self.cfg.assignment_trigger:
                 self._poll_assigned(repo, own)
+            if self.cfg.mention_trigger:
+                mentions.poll_mentions(self, repo, own)
             items = self.client.open_issues_with_label(repo, self.cfg.trigger_label)
             if items is None:
                 continue  # 304: nothing changed since the last poll, at no cost
@@ -435,6 +439,8 @@ class GitHubSource:
         )
         if decision.event is None or decision.event.event_id in self._refused:
             return
+        if kind == "mention" and triggers.is_bot(decision.event):
+            return  # no answer to a bot's mention: two bots answering each other would never stop
         marker = f"<!-- adw:refused event={decision.event.event_id} -->"
         if not any(marker in (c.get("body") or "") for c in self.client.comments(repo, number)):
             body = progress.refusal(decision.event.event_id, decision.reason, self.cfg.trigger_label, kind)

@@ -67,10 +67,30 @@ def find_mention(body: str, mention: str) -> str | None:
     """The text after the first whole-word ``mention`` (e.g. "@adw-bot") in ``body``, or None.
 
     "@adw-bot please fix the footer" -> "please fix the footer"; "@adw-botty" and "x@adw-bot" are
-    not mentions (GitHub would not link them either); a mention inside a quote ("> ...") or code
-    is still a mention, as GitHub's notification is."""
+    not mentions (GitHub would not link them either).  A mention inside code (a fenced block or
+    a `span`, where GitHub does not link it either) or on a quoted line ("> @adw-bot ...", a
+    reply quoting an earlier request, maybe a stranger's) does not count: whoever writes the
+    comment must address the bot in their own words.  After a real mention the instruction is
+    the rest of the text, quotes and code included ("@adw-bot fix this:" then a quoted error)."""
+    text = _HTML_COMMENT.sub("", body)
     pattern = re.compile(r"(?<![\w@/.-])" + re.escape(mention) + r"(?![\w-])", re.IGNORECASE)
-    match = pattern.search(_HTML_COMMENT.sub("", body))
+    match = pattern.search(_masked(text))
     if match is None:
         return None
-    return _HTML_COMMENT.sub("", body)[match.end() :].strip(" \t\r\n:,")
+    return text[match.end() :].strip(" \t\r\n:,")
+
+
+_FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^ {0,3}\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"(`+)[^`].*?\1", re.DOTALL)
+_QUOTED = re.compile(r"^[ \t]{0,3}>.*$", re.MULTILINE)
+
+
+def _masked(text: str) -> str:
+    """``text`` with code and quoted lines blanked out, every other character where it was."""
+
+    def blank(m: re.Match[str]) -> str:
+        return re.sub(r"[^\n]", " ", m.group(0))
+
+    for pattern in (_FENCED, _CODE_SPAN, _QUOTED):
+        text = pattern.sub(blank, text)
+    return text

@@ -3,10 +3,11 @@
 GitHub POSTs each delivery (``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-Hub-Signature-256``)
 and waits at most 10 s for an answer.  The receiver, in this order:
 
+0. holds at most ``MAX_CONNECTIONS`` (32) connections at a time; one more is closed at once;
 1. answers 404 for another path, 405 for another method, 411 without ``Content-Length``,
    413 for a body over ``MAX_BODY`` (25 MB, GitHub's own cap) without reading it;
-2. reads exactly ``Content-Length`` bytes (a 10 s socket timeout: a slow sender cannot hold
-   a thread) and verifies ``X-Hub-Signature-256``, the HMAC-SHA256 of those raw bytes with the
+2. reads exactly ``Content-Length`` bytes within 10 s in all (a slow or trickling sender
+   cannot hold a thread; 408) and verifies ``X-Hub-Signature-256``, the HMAC-SHA256 of those raw bytes with the
    secret, with ``hmac.compare_digest``, before anything parses them: missing or wrong -> 401,
    nothing recorded, nothing logged but the fact;
 3. ``ping`` -> 200; an event or action adw does not act on -> 200 "ignored";
@@ -26,7 +27,9 @@ import hmac
 import json
 import logging
 import queue
+import re
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,7 +37,11 @@ from typing import Any
 log = logging.getLogger("adw.github.webhook")
 
 MAX_BODY = 25 * 1024 * 1024
-READ_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 10.0  # for the whole body, not per read
+MAX_CONNECTIONS = 32  # open at once; GitHub sends a few at a time
+# GitHub's delivery ids are GUIDs; anything else (control characters, kilobytes) is refused
+# before it reaches the store or a log line.
+DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 # The events and actions adw acts on (README "Set up GitHub" lists them for the hook's settings).
 ACTIONS: dict[str, frozenset[str] | None] = {
     "issues": frozenset({"opened", "labeled", "unlabeled", "assigned", "unassigned", "closed", "reopened"}),
@@ -75,14 +82,17 @@ class WebhookReceiver:
         self.counts: dict[int, int] = {}  # status -> answers, for tests and logs
         self._counting = threading.Lock()
         handler = type("_BoundHandler", (_Handler,), {"receiver": self})
-        self.httpd = ThreadingHTTPServer(listen, handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer(listen, handler)
         self._threads: list[threading.Thread] = []
 
     @property
     def address(self) -> tuple[str, int]:
         host, port = self.httpd.server_address[:2]
         return str(host), int(port)
+
+    @property
+    def open_connections(self) -> int:
+        return self.httpd.open_connections
 
     @property
     def url(self) -> str:
@@ -119,6 +129,45 @@ class WebhookReceiver:
     def counted(self, status: int) -> None:
         with self._counting:
             self.counts[status] = self.counts.get(status, 0) + 1
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` connections at a time, each on its own thread: more (a flood, or
+    senders trickling their headers) are closed at once rather than given a thread each.  GitHub does
+    not redeliver on its own, but the safety-net poll picks up what a refused delivery carried."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog (socketserver's default, 5, stalls a burst of connects)
+
+    def __init__(self, listen: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(listen, handler)
+        self.open_connections = 0
+        self._slots = threading.Lock()
+
+    def _release(self) -> None:
+        with self._slots:
+            self.open_connections -= 1
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._slots:
+            full = self.open_connections >= MAX_CONNECTIONS
+            if not full:
+                self.open_connections += 1
+        if full:
+            log.warning(f"webhook connection from {client_address[0]} refused: {MAX_CONNECTIONS} already open")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -160,9 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             log.warning(f"webhook delivery from {self.client_address[0]} refused: {length} bytes is over {MAX_BODY}")
             return self._answer(413, f"payloads over {MAX_BODY} bytes are refused")
-        try:
-            body = self.rfile.read(length)
-        except OSError:  # the socket timeout: a sender too slow to send what it announced
+        body = self._read_body(length)
+        if body is None:  # a sender too slow to send what it announced (or a trickle of it)
             return self._answer(408, "request body not received in time")
         if len(body) != length:
             return self._answer(400, "body shorter than Content-Length")
@@ -176,19 +224,42 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(401, "bad signature")
         self._verified(body)
 
+    def _read_body(self, length: int) -> bytes | None:
+        """``length`` bytes within ``READ_TIMEOUT_S`` in all (a per-read timeout alone would let
+        a sender trickling a byte every few seconds hold the thread for hours); None if late."""
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        chunks: list[bytes] = []
+        left = length
+        try:
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    break  # the sender closed early: shorter than announced
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError:  # the socket timeout
+            return None
+        finally:
+            self.connection.settimeout(READ_TIMEOUT_S)
+        return b"".join(chunks)
+
     def _verified(self, body: bytes) -> None:
         r = self.receiver
         event = (self.headers.get("X-GitHub-Event") or "").strip()
         delivery = (self.headers.get("X-GitHub-Delivery") or "").strip()
         if event == "ping":
             return self._answer(200, "pong")
-        if not delivery or len(delivery) > 64:
-            return self._answer(400, "X-GitHub-Delivery is required")
+        if not DELIVERY_ID.fullmatch(delivery):
+            return self._answer(400, "X-GitHub-Delivery must be GitHub's delivery GUID")
         if "json" not in (self.headers.get("Content-Type") or ""):
             return self._answer(415, "set the webhook's content type to application/json")
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             return self._answer(400, "the body is not JSON")
         if not isinstance(payload, dict):
             return self._answer(400, "the body is not a JSON object")

@@ -86,6 +86,29 @@ def test_check_text_says_pushable_and_shows_the_webhooks_last_delivery(tmp_path:
         assert "✓ acme/app: reachable, pushable" in r.output
         assert (
             "webhook: https://adw.example.com/github/webhook (active; events issues, issue_comment; never delivered)"
-            in r.output
-        )
+            " — not subscribed to pull_request_review, pull_request_review_comment\n"
+        ) in r.output
         fake.assert_valid()
+
+
+def test_check_names_a_webhook_whose_secret_is_not_adws(tmp_path: Path) -> None:
+    from adw_modules.sources.github.webhook import ACTIONS, WebhookReceiver
+
+    with FakeGitHub() as fake:
+        fake.add_repo("acme/app")
+        receiver = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "right", lambda d, e: True, print)
+        receiver.start()
+        try:
+            fake.add_hook("acme/app", receiver.url, "wrong", list(ACTIONS))
+            n = fake.add_issue("acme/app", "x", user="someone", body="y")
+            assert fake.deliver("acme/app", "issues", fake.issues_payload("acme/app", n, "opened", "someone")) == [401]
+        finally:
+            receiver.stop()
+        config = write_config(tmp_path, fake.base_url, ["acme/app"])
+        config.write_text(config.read_text() + '[github.webhook]\nlisten = "127.0.0.1:0"\n')
+        r = CliRunner().invoke(cli, ["github", "check", "--config", str(config)], env={"GITHUB_TOKEN": FAKE_TOKEN})
+        events = ", ".join(ACTIONS)
+        assert (
+            f"webhook: {receiver.url} (active; events {events}; last delivery answered 401 (failed))"
+            " — adw refused its signature: the hook's secret is not [github.webhook]'s\n"
+        ) in r.output

@@ -90,3 +90,35 @@ def test_a_github_token_that_cannot_be_had_keeps_the_old_source(
     assert service.reload()
     assert service.github is old
     assert any("[github] not applied" in r.getMessage() for r in caplog.records)
+
+
+def test_a_reload_says_truthfully_which_webhook_settings_apply_now(
+    service: Service, fake: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``poll_interval_s`` is rescheduled while the receiver runs; its address, path and secret
+    reference are bound at start; a [github.webhook] added by a reload serves only after a
+    restart, so until then the poll keeps the interval without webhooks."""
+    from adw_modules.sources.github.webhook import WebhookReceiver
+
+    path = service.config.path
+    hook = '[github.webhook]\nlisten = "127.0.0.1:0"\npoll_interval_s = {}\nsecret_env = "{}"\n'
+    path.write_text(BASE + github(fake, poll_interval_s=30) + hook.format(600, "ADW_WEBHOOK_SECRET"))
+    with caplog.at_level("INFO", logger="adw.service"):
+        assert service.reload()
+    assert "github.webhook added (applies after a restart; polling keeps its interval until then)" in caplog.text
+    assert interval(service, "github_poll") == dt.timedelta(seconds=30), "no receiver runs: polling stays fast"
+
+    # As after a restart: the receiver runs, so the safety-net interval is in force.
+    service.webhook = WebhookReceiver(("127.0.0.1", 0), "/github/webhook", lambda: "s", lambda d, e: True, print)
+    try:
+        path.write_text(BASE + github(fake, poll_interval_s=30) + hook.format(300, "ADW_OTHER_SECRET"))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="adw.service"):
+            assert service.reload()
+        assert interval(service, "github_poll") == dt.timedelta(seconds=300)
+        line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded"))
+        assert "github.webhook.poll_interval_s 600 -> 300;" in line + ";"
+        assert "poll_interval_s 600 -> 300 (applies after a restart)" not in line
+        assert "github.webhook.secret_env ADW_WEBHOOK_SECRET -> ADW_OTHER_SECRET (applies after a restart)" in line
+    finally:
+        service.webhook.httpd.server_close()

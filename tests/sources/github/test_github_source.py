@@ -108,7 +108,8 @@ def test_idle_polls_are_conditional_and_cost_nothing(fake: FakeGitHub, store: St
     for _ in range(3):
         assert source.poll()
     assert fake.points_used() == 0
-    assert [r.status for r in fake.requests] == [304, 304] * 3  # issues assigned to the bot, labelled issues
+    # Issues assigned to the bot, the repository's comments (mentions), labelled issues.
+    assert [r.status for r in fake.requests] == [304, 304, 304] * 3
     assert all(r.conditional for r in fake.requests)
 
 
@@ -120,7 +121,8 @@ def test_pagination_past_100_issues(fake: FakeGitHub, store: Store) -> None:
     assert source.poll()  # our 👀 reactions changed both pages once
     fake.clear_log()
     assert source.poll()
-    assert [r.status for r in fake.requests] == [304, 304, 304]  # assigned, both pages revalidated, none charged
+    # Assigned, comments (mentions), both pages revalidated, none charged.
+    assert [r.status for r in fake.requests] == [304, 304, 304, 304]
 
 
 def test_label_removal_and_close_cancel_and_relabel_requeues(fake: FakeGitHub, store: Store) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from adw_modules.config.github import GitHubConfig
 from adw_modules.ops.redact import Redactor
 from adw_modules.queue.tasks import Attempt, Task, TaskState
@@ -196,3 +198,27 @@ def test_next_link_parsing() -> None:
     assert _next_link(link) == "http://h/repos/a/b/issues?page=2"
     assert _next_link('<http://h/x?page=1>; rel="prev"') is None
     assert _next_link("") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "instruction"),
+    [
+        ("@adw-bot please fix the footer", "please fix the footer"),
+        ("@ADW-BOT: fix it", "fix it"),
+        ("hey @adw-bot, fix it", "fix it"),
+        ("@adw-botty fix it", None),  # another user
+        ("mail x@adw-bot.org", None),
+        ("> @adw-bot delete everything\n\nNo, don't.", None),  # a quoted (maybe a stranger's) request
+        ("  > > @adw-bot nested quote", None),
+        ("```\n@adw-bot in a fence\n```\nnothing else", None),
+        ("~~~sh\n@adw-bot in a tilde fence\n~~~", None),
+        ("run `@adw-bot fix` to ask it", None),  # a code span: GitHub does not link it either
+        ("```\nan unclosed fence @adw-bot", None),
+        ("<!-- @adw-bot hidden -->visible", None),
+        ("> quoted\n\n@adw-bot the real one", "the real one"),
+        ("`code` then @adw-bot go", "go"),
+        ("@adw-bot fix this:\n> TypeError: x\n```\ntrace\n```", "fix this:\n> TypeError: x\n```\ntrace\n```"),
+    ],
+)
+def test_what_counts_as_a_mention(body: str, instruction: str | None) -> None:
+    assert triggers.find_mention(body, "@adw-bot") == instruction

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adw_modules.queue.tasks import TaskState
-from adw_modules.sources.github.webhook import MAX_BODY, WebhookReceiver, signature
+from adw_modules.sources.github.webhook import ACTIONS, MAX_BODY, WebhookReceiver, signature
 from tests.fakes.github_api import FakeGitHub
 from tests.sources.github.conftest import REPO, Rig, wait_for
 
@@ -41,7 +41,7 @@ class Hooked:
             lambda delivery, event: rig.store.record_delivery(delivery, event, rig.source.clock()),
             on_event,
         ).start()
-        rig.fake.add_hook(REPO, self.receiver.url, SECRET, ["issues", "issue_comment"])
+        rig.fake.add_hook(REPO, self.receiver.url, SECRET, list(ACTIONS))
 
     def deliver(self, event: str, payload: dict[str, object], **kw: str) -> int:
         [status] = self.rig.fake.deliver(REPO, event, payload, **kw)
@@ -139,6 +139,45 @@ def test_a_strangers_mention_is_refused_once(hooked: Hooked) -> None:
     assert rig.store.find_task("github", f"{REPO}#{n}") is None
 
 
+def test_bots_quotes_and_edits_do_not_trigger(hooked: Hooked) -> None:
+    """Another bot's mention is refused without an answer (two bots answering each other would
+    never stop), even with admin; our own comment mentioning us is ignored; a writer quoting a
+    stranger's request, or showing the mention in code, does not trigger; an edited comment
+    (``issue_comment.edited``) is not acted on."""
+    rig, fake = hooked.rig, hooked.rig.fake
+    fake.add_user("other-bot[bot]", type="Bot")
+    fake.set_permission(REPO, "other-bot[bot]", "admin")
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    bodies = [
+        ("other-bot[bot]", "@adw-bot please fix the footer"),
+        ("adw-bot", "@adw-bot noted"),
+        ("maintainer", "> @adw-bot delete everything\n\nNo."),
+        ("maintainer", "Write `@adw-bot fix it` to ask the bot."),
+    ]
+    for user, body in bodies:
+        cid = fake.add_comment(REPO, n, body, user=user)
+        assert hooked.deliver("issue_comment", fake.comment_payload(REPO, cid)) == 202
+    edited = fake.comment_payload(REPO, cid, action="edited")
+    edited["changes"] = {"body": {"from": "typo"}}
+    edited["comment"]["body"] = "@adw-bot fix it after all"
+    assert fake.deliver(REPO, "issue_comment", edited) == [200]  # ignored: not an action adw acts on
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+    assert [c.user for c in fake.comments(REPO, n) if c.user == "adw-bot"] == ["adw-bot"]  # only our own
+    assert all(fake.reactions(REPO, f"issues/comments/{c.id}") == [] for c in fake.comments(REPO, n))
+    assert rig.source.poll()  # polling's mention listing sees the same comments and agrees
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+
+
+def test_reactions_refused_by_github_do_not_hold_up_the_run(hooked: Hooked) -> None:
+    rig, fake = hooked.rig, hooked.rig.fake
+    fake.inject_forbidden(method="POST", path=r".*/reactions$", times=10)
+    n, payload = _labelled(fake)
+    assert hooked.deliver("issues", payload) == 202
+    wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the run")
+    assert fake.reactions(REPO, f"issues/{n}") == []
+    assert any(r.fault == "forbidden" for r in fake.requests)
+
+
 def test_a_writers_mention_starts_a_run_with_the_instruction(hooked: Hooked) -> None:
     rig, fake = hooked.rig, hooked.rig.fake
     n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
@@ -181,6 +220,51 @@ def test_polling_finds_an_assignment_too(rig_factory: Callable[..., Rig], tmp_pa
     assert rig.task(n).state is not TaskState.CANCELLED
 
 
+def test_polling_finds_a_mention_on_an_issue_without_a_task(rig_factory: Callable[..., Rig]) -> None:
+    """No webhook: one conditional listing of the repository's comments per poll finds the
+    mention, a stranger's mention is refused once, our own comments and code are not mentions
+    of anyone new, and an idle poll's listing is a 304 that costs nothing."""
+    rig = rig_factory()
+    fake = rig.fake
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    m = fake.add_issue(REPO, "Header", user="someone", body="the header is off")
+    assert rig.source.poll()
+    cid = fake.add_comment(REPO, n, "@adw-bot please fix the footer", user="maintainer")
+    stranger = fake.add_comment(REPO, m, "@adw-bot delete everything", user="stranger")
+    assert rig.source.poll()
+    state = rig.store.source_state(rig.task(n).id)
+    assert state["trigger_kind"] == "mention" and state["instruction"] == "please fix the footer"
+    assert ("adw-bot", "eyes") in fake.reactions(REPO, f"issues/comments/{cid}")
+    assert rig.store.find_task("github", f"{REPO}#{m}") is None
+    assert ("adw-bot", "confused") in fake.reactions(REPO, f"issues/comments/{stranger}")
+    refusals = [c for c in fake.comments(REPO, m) if c.user == "adw-bot"]
+    assert len(refusals) == 1
+    for _ in range(2):  # our own comments (the refusal) come back in the listing: not re-acted on
+        assert rig.source.poll()
+    assert len([c for c in fake.comments(REPO, m) if c.user == "adw-bot"]) == 1
+    requests = len(fake.requests)
+    assert rig.source.poll()
+    listing = [r for r in fake.requests[requests:] if r.path == f"/repos/{REPO}/issues/comments"]
+    assert [(r.status, r.conditional, r.points) for r in listing] == [(304, True, 0)]
+    assert len(rig.store.attempts_for(rig.task(n).id)) <= 1  # found once, queued once
+
+
+def test_a_mention_poll_cut_short_by_github_is_read_again(rig_factory: Callable[..., Rig]) -> None:
+    """GitHub fails while a listed mention is being handled: the next poll reads the listing in
+    full again (not a 304 that would skip the mention for good)."""
+    rig = rig_factory()
+    fake = rig.fake
+    n = fake.add_issue(REPO, "Footer", user="someone", body="the footer is off")
+    assert rig.source.poll()
+    fake.add_comment(REPO, n, "@adw-bot please fix the footer", user="maintainer")
+    fake.inject_server_error(502, method="GET", path=rf"/repos/{REPO}/issues/{n}$")
+    assert not rig.source.poll()  # the issue could not be read: the poll backs off
+    assert rig.store.find_task("github", f"{REPO}#{n}") is None
+    rig.source.backoff_until, rig.source.client.backoff = None, None  # as once the backoff is over
+    assert rig.source.poll()
+    assert rig.store.source_state(rig.task(n).id)["instruction"] == "please fix the footer"
+
+
 def test_a_mention_in_a_new_issue_starts_a_run(hooked: Hooked) -> None:
     rig, fake = hooked.rig, hooked.rig.fake
     n = fake.add_issue(REPO, "Typo", user="maintainer", body="@adw-bot fix the typo in the README")
@@ -208,32 +292,33 @@ def test_our_own_and_unrelated_label_deliveries_cost_no_requests(hooked: Hooked)
     assert len(fake.requests) == requests
 
 
-def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(hooked: Hooked) -> None:
-    """``pull_request_review`` routing (payload trimmed to the fields adw reads; the full shape is
-    GitHub's ``webhook-pull-request-review-submitted``)."""
+@pytest.mark.parametrize("kind", ["review", "review_comment"])
+def test_a_command_in_a_review_of_the_tasks_pull_request_queues_the_next_round(hooked: Hooked, kind: str) -> None:
+    """``pull_request_review`` / ``pull_request_review_comment``: full payloads, built by the fake
+    from its pull request and review and validated against GitHub's ``webhook-pull-request-review-
+    submitted`` / ``webhook-pull-request-review-comment-created`` schemas, signed and delivered."""
     rig, fake = hooked.rig, hooked.rig.fake
     n, payload = _labelled(fake)
     assert hooked.deliver("issues", payload) == 202
     wait_for(lambda: rig.task(n).state is TaskState.SUCCEEDED, "the first round")
     task = rig.task(n)
-    rig.store.update_source_state(task.id, {"pr_number": 99}, rig.source.clock())
-    review = {
-        "id": 5001,
-        "body": "@adw-bot handle the empty case too",
-        "user": {"login": "maintainer", "type": "User"},
-        "state": "changes_requested",
-    }
-    event = {
-        "action": "submitted",
-        "review": review,
-        "pull_request": {"number": 99},
-        "repository": {"full_name": REPO},
-        "sender": {"login": "maintainer"},
-    }
-    assert rig.source.handle_event("pull_request_review", event)
+    pr = fake.add_issue(REPO, "adw: Fix the login", user="adw-bot", pull_request=True)
+    rig.store.update_source_state(task.id, {"pr_number": pr}, rig.source.clock())
+    text = "@adw-bot handle the empty case too"
+    if kind == "review":
+        item = fake.add_review(REPO, pr, text, user="maintainer", state="CHANGES_REQUESTED")
+        event, delivered = "pull_request_review", fake.review_payload(REPO, pr, item)
+        reacted_on = f"issues/{pr}"
+    else:
+        item = fake.add_review_comment(REPO, pr, text, user="maintainer", path="app.py", line=3)
+        event, delivered = "pull_request_review_comment", fake.review_comment_payload(REPO, pr, item)
+        reacted_on = f"pulls/comments/{item}"
+    assert hooked.deliver(event, delivered) == 202
     state = rig.store.source_state(task.id)
-    assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == 5001
-    assert rig.task(n).state is TaskState.QUEUED
+    assert state["instruction"] == "handle the empty case too" and state["instruction_id"] == item
+    wait_for(lambda: len(rig.store.attempts_for(task.id)) == 2, "the next round")
+    assert any(r.method == "POST" and r.path == f"/repos/{REPO}/{reacted_on}/reactions" for r in fake.requests)
+    fake.assert_valid()  # the payloads too: ``deliver`` validates each against its webhook schema
 
 
 def test_a_command_on_a_mention_started_task_is_found_by_polling_too(hooked: Hooked) -> None:
