@@ -18,14 +18,24 @@ from adws.web import live
 from adws.web.app import create_app
 from adws.web.auth import COOKIE, Auth
 from adws.web.server import bind, make_console
-from tests.web.conftest import ADMIN_TOKEN, ENVIRON, READONLY_TOKEN, Site, bearer, scene_config
+from tests.web.conftest import (
+    ADMIN_TOKEN,
+    ENVIRON,
+    READONLY_TOKEN,
+    Site,
+    bearer,
+    log_in,
+    login_csrf,
+    scene_config,
+)
 
-PAGES = ["/", "/tasks", "/tasks/1", "/spend", "/routing", "/config", "/events"]
+PAGES = ["/", "/tasks", "/tasks/1", "/spend", "/stats", "/routing", "/config", "/events"]
 API_GETS = [
     "/api/v1/status",
     "/api/v1/tasks",
     "/api/v1/tasks/1",
     "/api/v1/usage",
+    "/api/v1/stats",
     "/api/v1/routing",
     "/api/v1/config",
 ]
@@ -61,6 +71,11 @@ def test_json_endpoints_return_what_the_cli_prints(site: Site) -> None:
     assert api_tasks == cli_json(site, "tasks")
     assert c.get("/api/v1/usage?by=model", headers=h).json() == cli_json(site, "usage", "--by", "model")
     assert c.get("/api/v1/routing", headers=h).json() == cli_json(site, "routing")
+    for by in ("target", "label"):
+        stats = c.get(f"/api/v1/stats?by={by}&days=3650", headers=h).json()
+        assert stats["groups"] and stats == cli_json(site, "stats", "--by", by, "--days", "3650")
+    assert c.get("/api/v1/stats?by=colour", headers=h).status_code == 400
+    assert c.get("/api/v1/stats?days=0", headers=h).status_code == 400
     assert c.get("/api/v1/config", headers=h).json() == cli_json(site, "config", "validate")
     status = c.get("/api/v1/status", headers=h).json()
     expected = cli_json(site, "status")
@@ -97,10 +112,15 @@ def test_tasks_filters_and_keyset_pages(site: Site) -> None:
 
 def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(site: Site) -> None:
     c = site.client
-    r = c.post("/login", data={"token": "nope", "name": "x", "next": "/"}, follow_redirects=False)
+    r = c.post(
+        "/login", data={"token": "nope", "name": "x", "next": "/", "csrf": login_csrf(c)}, follow_redirects=False
+    )
     assert r.status_code == 401 and "not valid" in r.text
-    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada", "next": "//evil.example/x"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/"
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "\t//evil"):
+        data = {"token": ADMIN_TOKEN, "name": "Ada", "next": target, "csrf": login_csrf(c)}
+        r = c.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", target
+    assert 'name="next" value="/"' in c.get("/login?next=https://evil.example/").text
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert ADMIN_TOKEN not in cookie
@@ -111,6 +131,25 @@ def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(site: Site
         c.cookies.clear()
         c.cookies.set(COOKIE, value)
         assert c.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_login_form_needs_its_csrf_token(site: Site) -> None:
+    """Login CSRF: a page elsewhere must not log this browser in under the attacker's token."""
+    c = site.client
+    ours = login_csrf(c)
+    for csrf in (None, "", "x" * 43, ours[::-1]):
+        data = {"token": ADMIN_TOKEN, "name": "Eve", "next": "/", **({} if csrf is None else {"csrf": csrf})}
+        r = c.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "log in again" in r.text and COOKIE not in r.cookies, csrf
+    other = TestClient(c.app, base_url="http://127.0.0.1")
+    theirs = login_csrf(other)  # another browser's form: its token is bound to its own nonce
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Eve", "csrf": theirs}, follow_redirects=False)
+    assert r.status_code == 403
+    c.cookies.clear()
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Eve", "csrf": ours}, follow_redirects=False)
+    assert r.status_code == 403  # the token without its nonce cookie
+    r = other.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada", "csrf": theirs}, follow_redirects=False)
+    assert r.status_code == 303 and COOKIE in r.cookies
 
 
 def test_sessions_survive_a_restart_and_end_with_a_new_token() -> None:
@@ -174,7 +213,7 @@ def test_read_only_without_a_running_coordinator(tmp_path: Path) -> None:
     try:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
             assert c.post("/tasks/5/retry", headers=bearer()).status_code == 409
-            c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada"})
+            log_in(c)
             page = c.get("/tasks/5").text
             assert 'id="retry"' not in page and "No coordinator" in c.get("/").text
     finally:
@@ -217,7 +256,7 @@ def test_no_secret_reaches_a_page(tmp_path: Path) -> None:
     console = make_console(load_config(config.path), store, environ, in_coordinator=True)
     try:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
-            c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada"})
+            log_in(c)
             bodies = [c.get(p).text for p in ["/", "/tasks", "/tasks/1", "/tasks/8", "/spend", "/routing", "/config"]]
             bodies += [c.get(p, headers=bearer()).text for p in [*API_GETS, "/api/v1/tasks/8"]]
     finally:
@@ -321,5 +360,5 @@ def test_wrong_tokens_are_throttled(site: Site) -> None:
     for _ in range(10):
         assert c.get("/api/v1/status", headers=bearer("guess")).status_code == 401
     assert c.get("/api/v1/status", headers=bearer()).status_code == 429  # even the right one, for a minute
-    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x"}, follow_redirects=False)
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x", "csrf": login_csrf(c)}, follow_redirects=False)
     assert r.status_code == 429 and "Too many wrong tokens" in r.text
