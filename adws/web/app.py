@@ -36,6 +36,7 @@ from adw_modules.routing.router import ModelRouter
 from adws import queue_views, views
 from adws.web import charts, live, pages
 from adws.web.auth import COOKIE, LOGIN_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, clean_user
+from adws.web.spendcache import SpendCache
 
 SECURITY_HEADERS = [
     (
@@ -68,6 +69,7 @@ class Console:
     reload_info: Callable[[], Mapping[str, Any] | None] | None = None
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     watcher: live.ChangeWatcher = field(init=False)
+    spend_cache: SpendCache = field(default_factory=SpendCache)
 
     def __post_init__(self) -> None:
         self.watcher = live.ChangeWatcher(self.store)
@@ -310,7 +312,9 @@ class App:
         return self._html(request, who, "task.html", page="tasks", **shown)
 
     async def spend(self, request: Request, who: Principal) -> Response:
-        data = await run_in_threadpool(pages.spend, self.c.config_of(), self.c.store, self.c.clock())
+        data = await run_in_threadpool(
+            pages.spend, self.c.config_of(), self.c.store, self.c.clock(), self.c.spend_cache
+        )
         for section in data["sections"]:
             by = section["by"]
             section["daily_chart"] = charts.stacked_bars(

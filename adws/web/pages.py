@@ -25,6 +25,7 @@ from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter, TaskAttrs
 from adw_modules.workers import transcripts
 from adws import queue_views, views
+from adws.web.spendcache import SpendCache
 
 TRANSCRIPT_LINES = 2000  # the newest lines shown of a long transcript
 TRANSCRIPT_TAIL_BYTES = 4 << 20  # read from the end: a page refreshed live never reads a 1 GB file
@@ -183,25 +184,41 @@ def task_page(
 # ---------------------------------------------------------------- spend
 
 
-def spend(config: Config, store: Store, now: dt.datetime) -> dict[str, Any]:
-    """Per day (30 days) and per hour (48 h), by provider, model and label; caps per provider."""
+def spend(config: Config, store: Store, now: dt.datetime, cache: SpendCache | None = None) -> dict[str, Any]:
+    """Per day (30 days) and per hour (48 h), by provider, model and label; caps per provider.
+    The days are the hours summed (one read of the store per group, settled hours cached)."""
     start_of_day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day_from = start_of_day - dt.timedelta(days=29)
     hour_from = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=47)
     days = [(day_from + dt.timedelta(days=i)).strftime("%Y-%m-%d") for i in range(30)]
     hours = [(hour_from + dt.timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(48)]
     caps = {name: pc.daily_budget_usd for name, pc in config.providers.items() if pc.daily_budget_usd is not None}
+    per_hour = (cache or SpendCache()).hourly(store, day_from, now)
     sections = []
     for by in ("provider", "model", "label"):
+        rows = per_hour[by]
         sections.append(
             {
                 "by": by,
-                "daily": store.usage_series("day", by, day_from),
-                "hourly": store.usage_series("hour", by, hour_from),
+                "daily": _by_day(rows),
+                "hourly": [r for r in rows if r["bucket"] >= hours[0]],
                 "caps": caps if by == "provider" else {},
             }
         )
     return {"days": days, "hours": hours, "sections": sections, "caps": caps}
+
+
+def _by_day(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    days: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in hourly:
+        day = r["bucket"][:10]
+        acc = days.setdefault(
+            (day, r["key"]), {"bucket": day, "key": r["key"], "attempts": 0, "cost_usd": 0.0, "tokens": 0}
+        )
+        acc["attempts"] += r["attempts"]
+        acc["cost_usd"] += r["cost_usd"]
+        acc["tokens"] += r["tokens"]
+    return [days[k] for k in sorted(days)]
 
 
 # ---------------------------------------------------------------- routing
