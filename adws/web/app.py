@@ -49,6 +49,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 MAX_PAGE = 200
+MAX_TASK_ID = 2**31 - 1  # the ids are PostgreSQL integers: a larger one is no task (not an overflow)
 RELOAD_WAIT_S = 5.0
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
@@ -297,6 +298,8 @@ class App:
 
     async def task(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
         if request.url.path.startswith("/api/"):
             data = await run_in_threadpool(queue_views.task_data, self.c.store, task_id)
             return self._error(request, who, 404, f"no task {task_id}") if data is None else self._json(data)
@@ -331,8 +334,8 @@ class App:
         by = request.query_params.get("by") or "provider"
         try:
             days = int(request.query_params["days"]) if request.query_params.get("days") else None
-            if days is not None and days < 1:
-                raise ValueError("days must be ≥ 1")
+            if days is not None and not 1 <= days <= 3650:
+                raise ValueError("days must be between 1 and 3650")
             data = await run_in_threadpool(queue_views.usage_data, self.c.store, by, days)
         except ValueError as exc:
             return self._error(request, who, 400, str(exc))
@@ -406,7 +409,8 @@ class App:
 
     async def events(self, request: Request, who: Principal) -> Response:
         extra = None
-        if (task := request.query_params.get("task") or "").isdigit():
+        task = request.query_params.get("task") or ""
+        if task.isascii() and task.isdigit() and int(task) <= MAX_TASK_ID:
             config, store = self.c.config_of(), self.c.store
             extra = lambda: pages.transcript_size(config, store, int(task))  # noqa: E731
         return StreamingResponse(
@@ -432,6 +436,8 @@ class App:
 
     async def retry(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
         reset = (await request.form()).get("reset") == "1"
 
         def act() -> tuple[bool, Any]:
@@ -450,6 +456,8 @@ class App:
 
     async def cancel(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
 
         def act() -> Any:
             reason = f"cancelled from the web console by {who.user}"

@@ -82,6 +82,10 @@ def parse_cursor(raw: str | None) -> tuple[dt.datetime, int] | None:
     if not raw:
         return None
     micros, _, task_id = raw.partition("_")
+    if not (micros.isascii() and micros.isdigit() and task_id.isascii() and task_id.isdigit()):
+        raise ValueError(f"after must be <digits>_<digits>, not {raw[:40]!r}")
+    if len(micros) > 17 or len(task_id) > 18:  # past year 5000, or past a 64-bit id: no such row
+        raise ValueError("after is out of range")
     at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(micros))
     return at, int(task_id)
 
@@ -94,11 +98,17 @@ def cursor(key: tuple[dt.datetime, int] | None) -> str | None:
 
 
 FILTER_KEYS = ("state", "source", "repo", "label", "provider", "text")
+MAX_FILTER_CHARS = 500  # longer is no search anyone types; SQLite refuses LIKE patterns over 50,000 bytes
 
 
 def task_filter(params: Mapping[str, str]) -> TaskFilter:
     """The filter from query parameters; an unknown state is a ValueError (the page says so)."""
     values = {k: (params.get(k) or "").strip() or None for k in FILTER_KEYS}
+    for key, value in values.items():
+        if value is not None and len(value) > MAX_FILTER_CHARS:
+            raise ValueError(f"{key} is {len(value):,} characters long: at most {MAX_FILTER_CHARS}")
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError(f"{key} has a control character (NUL, newline, escape...): leave it out")
     if values["state"] is not None and values["state"] not in {str(s) for s in TaskState}:
         raise ValueError(f"state must be one of {', '.join(str(s) for s in TaskState)}")
     return TaskFilter(**values)

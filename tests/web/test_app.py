@@ -362,3 +362,26 @@ def test_wrong_tokens_are_throttled(site: Site) -> None:
     assert c.get("/api/v1/status", headers=bearer()).status_code == 429  # even the right one, for a minute
     r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x", "csrf": login_csrf(c)}, follow_redirects=False)
     assert r.status_code == 429 and "Too many wrong tokens" in r.text
+
+
+def test_hostile_query_parameters_are_a_clear_400_never_a_crash(site: Site) -> None:
+    c, h = site.client, bearer(READONLY_TOKEN)
+    bad = [
+        "/api/v1/tasks?text=" + "x" * 60_000,  # SQLite refuses LIKE patterns over 50,000 bytes
+        "/api/v1/tasks?text=%00abc",  # PostgreSQL refuses NUL in text
+        "/api/v1/tasks?repo=a%1bb",
+        "/api/v1/tasks?after=" + "9" * 40 + "_1",
+        "/api/v1/tasks?after=%00_%00",
+        "/api/v1/tasks?after=１_１",  # full-width digits: isdigit() yet not a cursor we wrote
+        "/api/v1/usage?days=99999999999999999",
+        "/api/v1/stats?days=%00",
+        "/tasks?text=%00",
+    ]
+    for path in bad:
+        r = c.get(path, headers=h)
+        assert r.status_code == 400 and "error" in r.json(), path
+    for path in ["/tasks/99999999999999999999999", "/api/v1/tasks/99999999999999999999999", "/tasks/2147483648"]:
+        assert c.get(path, headers=h).status_code == 404, path
+    r = c.post("/tasks/99999999999999999999999/retry", headers=bearer())
+    assert r.status_code == 404
+    assert c.get("/api/v1/tasks?label=%F0%9F%92%A9&text=%C3%A9", headers=h).json()["tasks"] == []
