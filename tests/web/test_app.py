@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -275,15 +279,70 @@ def test_the_stream_says_retry_then_change() -> None:
 
     fake = FakeStore()
     watcher = live.ChangeWatcher(fake, poll_s=0.01)  # type: ignore[arg-type]
-    body = live.stream(watcher)
+
+    async def run() -> None:
+        body = live.stream(watcher)
+        try:
+            assert await anext(body) == f"retry: {live.RETRY_MS}\n\n"
+            assert (await anext(body)).startswith("event: change\n")  # catch up at (re)connection
+            fake.marker = 1
+            assert (await anext(body)).startswith("event: change\ndata: ")
+        finally:
+            await body.aclose()
+
     try:
-        assert next(body) == f"retry: {live.RETRY_MS}\n\n"
-        assert next(body).startswith("event: change\n")  # catch up at (re)connection
-        fake.marker = 1
-        assert next(body).startswith("event: change\ndata: ")
+        anyio.run(run)
     finally:
-        body.close()
         watcher.stop()
+    assert watcher._listeners == 0
+
+
+def test_streams_over_a_store_that_raises_neither_spin_nor_hold_threads() -> None:
+    """The store down (PostgreSQL stopped): 50 open pages cost a few wake-ups a second, hold no
+    thread each while they wait (the worker threads every request needs stay free), keep
+    streaming, and end cleanly."""
+
+    class DownStore:
+        calls = 0
+
+        def change_marker(self) -> int:
+            self.calls += 1
+            raise ConnectionError("the store is down")
+
+    def transcript_size() -> int:
+        raise ConnectionError("the store is down")
+
+    down = DownStore()
+    watcher = live.ChangeWatcher(down, poll_s=0.05)  # type: ignore[arg-type]
+    before = threading.active_count()
+    sent: list[str] = []
+
+    async def one_page(extra: Any) -> None:
+        body = live.stream(watcher, extra)
+        try:
+            async for message in body:
+                sent.append(message)
+        finally:
+            await body.aclose()
+
+    async def run() -> tuple[int, float]:
+        async with anyio.create_task_group() as pages:
+            for i in range(50):  # five task pages following a transcript, whose size cannot be read
+                pages.start_soon(one_page, transcript_size if i % 10 == 0 else None)
+            cpu = time.process_time()
+            await anyio.sleep(0.6)  # a window of time is what is measured: the CPU used while idle
+            threads, used = threading.active_count(), time.process_time() - cpu
+            watcher.stop()
+        return threads, used
+
+    try:
+        threads, cpu_s = anyio.run(run)
+    finally:
+        watcher.stop()
+    assert threads <= before + 1 + 5, threads  # the watcher, a worker per transcript read: not one per page
+    assert cpu_s < 0.3, cpu_s
+    assert 3 <= down.calls <= 40  # it kept asking, at its pace
+    assert sorted(set(m.split("\n")[0] for m in sent)) == ["event: change", f"retry: {live.RETRY_MS}"]
     assert watcher._listeners == 0
 
 

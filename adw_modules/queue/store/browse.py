@@ -113,11 +113,13 @@ class BrowseMixin(ReportsMixin):
         return int(n), round(float(cost), 9)
 
     def earliest_running_start(self) -> dt.datetime | None:
-        """When the oldest running attempt started (its cost and tokens are still to come)."""
-        query = sa.select(sa.func.min(attempts.c.started_at)).where(attempts.c.state == "running")
+        """When the oldest running attempt started (its cost and tokens are still to come).
+        The live few are read by the (state, id) index and compared here: ``min(started_at)``
+        made SQLite walk the started_at index from its start (~180 ms at 100,000 attempts)."""
+        query = sa.select(attempts.c.started_at).where(attempts.c.state == "running")
         with self._read() as conn:
-            value: dt.datetime | None = conn.execute(query).scalar()  # min() keeps UTCDateTime
-        return value
+            starts = [row[0] for row in conn.execute(query)]
+        return min(starts, default=None)
 
     def change_marker(self) -> tuple[Any, ...]:
         """Changes whenever a page could: a task's state or a new task, an event, a running
