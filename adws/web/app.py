@@ -147,6 +147,9 @@ class App:
             ago=lambda v: ago(v, now),
             **ctx,
         )
+        # Issue text, event messages and agent output may carry terminal escapes and control
+        # characters: none has a place in a page (and NUL is invalid HTML), so none is sent.
+        text = pages.CONTROL.sub("", pages.ANSI_ESCAPE.sub("", text))
         return Response(self.c.redactor(text), status_code=http_status, media_type="text/html; charset=utf-8")
 
     def _error(self, request: Request, who: Principal | None, status: int, message: str) -> Response:

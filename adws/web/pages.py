@@ -9,6 +9,7 @@ escaped.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import statistics
 from collections.abc import Callable, Mapping
@@ -132,6 +133,20 @@ def line_kind(line: str) -> str:
     return "text"
 
 
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_LINE_CHARS = 10_000  # one 10 MB line is no page: its start, and where to read the rest
+
+
+def for_screen(line: str) -> str:
+    """A transcript line as a page shows it: terminal escapes (colours, titles, clears) and
+    other control characters removed, at most MAX_LINE_CHARS (masked before it is cut)."""
+    text = CONTROL.sub("", ANSI_ESCAPE.sub("", line))
+    if len(text) > MAX_LINE_CHARS:
+        text = f"{text[:MAX_LINE_CHARS]} … ({len(text) - MAX_LINE_CHARS:,} more characters: adw task log shows them)"
+    return text
+
+
 def transcript(config: Config, attempt: Attempt, redact: Callable[[str], str]) -> dict[str, Any]:
     """The attempt's transcript rendered as ``adw task log`` renders it, masked, newest TRANSCRIPT_LINES lines."""
     path = transcripts.transcript_path(config.service.coordinator.state_dir, attempt)
@@ -150,7 +165,7 @@ def transcript(config: Config, attempt: Attempt, redact: Callable[[str], str]) -
                 f.readline()  # the cut line's rest
             for raw in f:
                 for line in renderer.lines(redact(raw.decode("utf-8", "replace"))):
-                    shown.append((line_kind(line), redact(line)))
+                    shown.append((line_kind(line), for_screen(redact(line))))
     except FileNotFoundError:
         note = "no transcript yet" if attempt.state == "running" else "transcript gone (pruned by retention?)"
         return {"lines": [], "note": note}

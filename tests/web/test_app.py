@@ -444,3 +444,35 @@ def test_hostile_query_parameters_are_a_clear_400_never_a_crash(site: Site) -> N
     r = c.post("/tasks/99999999999999999999999/retry", headers=bearer())
     assert r.status_code == 404
     assert c.get("/api/v1/tasks?label=%F0%9F%92%A9&text=%C3%A9", headers=h).json()["tasks"] == []
+
+
+def test_a_hostile_transcript_is_shown_escaped_without_escapes_and_cut(site: Site, tmp_path: Path) -> None:
+    import dataclasses
+    import socket
+
+    from adws.web import pages
+
+    hostile = (
+        '<script>alert(1)</script></textarea></pre><a href="javascript:alert(2)">x</a>'
+        " \x1b[31mRED\x1b[0m \x1b]0;pwned title\x07 \x1b[2J\x00\x08end"
+    )
+    log = tmp_path / "hostile.jsonl"
+    texts = [hostile, "y" * 3_000_000]
+    log.write_text(
+        "\n".join(
+            json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": t}]}}) for t in texts
+        )
+        + "\n"
+    )
+    attempt = dataclasses.replace(site.store.attempts_for(2)[0], host=socket.gethostname(), log_path=str(log))
+    shown = [text for _, text in pages.transcript(site.config, attempt, lambda s: s)["lines"]]
+    assert '<script>alert(1)</script></textarea></pre><a href="javascript:alert(2)">x</a> RED  end' in shown
+    assert not any(ch in text for text in shown for ch in "\x1b\x00\x07\x08")
+    long = next(text for text in shown if text.startswith("yyy"))
+    assert len(long) < pages.MAX_LINE_CHARS + 100 and "2,990,000 more characters" in long
+    env_page = site.login()
+    site.store.add_event("note", hostile, task_id=2)
+    html = env_page.get("/tasks/2").text
+    assert "<script>alert(1)" not in html and 'href="javascript:' not in html
+    assert "\x1b" not in html and "\x00" not in html and "[31m" not in html and "pwned title" not in html
+    assert "RED  " in html  # the event, its escapes removed (the store keeps NUL as U+FFFD)
