@@ -118,6 +118,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site (no //host, no scheme): the login form cannot redirect elsewhere."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in target):  # browsers drop tabs and newlines: "/\t/evil"
+        return "/"
     return target
 
 

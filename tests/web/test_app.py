@@ -120,7 +120,15 @@ def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(site: Site
         "/login", data={"token": "nope", "name": "x", "next": "/", "csrf": login_csrf(c)}, follow_redirects=False
     )
     assert r.status_code == 401 and "not valid" in r.text
-    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "\t//evil"):
+    for target in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "\t//evil",
+        "/\t/evil",
+        "/\n/x",
+    ):
         data = {"token": ADMIN_TOKEN, "name": "Ada", "next": target, "csrf": login_csrf(c)}
         r = c.post("/login", data=data, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", target
