@@ -182,6 +182,10 @@ def test_actions_need_admin_and_csrf_and_record_the_user(site: Site) -> None:
     site.login(ADMIN_TOKEN, name="Ada <b>")
     assert c.post("/tasks/5/retry", data={}).status_code == 403  # no CSRF token
     assert c.post("/tasks/5/retry", data={"csrf": "forged"}).status_code == 403
+    other = TestClient(c.app, base_url="http://127.0.0.1")
+    log_in(other, ADMIN_TOKEN, "Mallory")
+    theirs = re.search(r'name="csrf" value="([^"]+)"', other.get("/tasks/5").text)
+    assert theirs and c.post("/tasks/5/retry", data={"csrf": theirs[1]}).status_code == 403  # another session's
     assert site.store.get_task(5).state == "failed"  # type: ignore[union-attr]
     token = site.csrf("/tasks/5")
     r = c.post("/tasks/5/retry", data={"csrf": token}, follow_redirects=False)
