@@ -25,7 +25,7 @@ from adws.cli import config_error_exit, context_for, emit, read_options
 def stats_cmd(by: str, days: int, config_path: str | None, as_json: bool) -> None:
     """Success rate (95% interval), cost per success, durations, failovers and retries, grouped."""
     from adw_modules.config.schema import ConfigError
-    from adw_modules.ops.stats import outcome_stats
+    from adw_modules.ops.stats import stats_data
     from adws.stores import open_store
 
     config = context_for(config_path).config()
@@ -34,10 +34,9 @@ def stats_cmd(by: str, days: int, config_path: str | None, as_json: bool) -> Non
     except ConfigError as exc:
         config_error_exit(exc)
     try:
-        groups = outcome_stats(store, by=by, days=days, now=dt.datetime.now(dt.UTC), mode=config.learning.success)
+        data = stats_data(store, by, days, config.learning.success, dt.datetime.now(dt.UTC))
     finally:
         store.close()
-    data = {"by": by, "days": days, "success": config.learning.success, "groups": [g.to_dict() for g in groups]}
     emit(as_json, data, stats_text)
 
 

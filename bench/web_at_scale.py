@@ -14,11 +14,12 @@ redaction), without a socket or a browser.
 Measured, alternating full store / empty store (A B A B ...), ``--rounds`` pairs of
 ``--requests`` requests each (the median per round is kept): ``/`` (overview), ``/tasks``
 (the first page), ``/tasks?after=…`` (a keyset page half way down), ``/tasks?text=…``
-(a title search that matches), ``/api/v1/tasks``.
+(a title search that matches), ``/api/v1/tasks``, ``/spend`` (30 days of attempts by provider,
+model and label, per day and per hour, with their charts), ``/stats`` (``adw stats``: the
+last 30 days' attempts by target).
 
 Leaves out: queued backlogs (every clone is finished: the queue table is one group), the
-live stream (one poll per app, whatever the number of pages open), ``/spend`` (reads the
-attempts of the last 30 days: every clone started today, so it reads all 100,000), the network.
+live stream (one poll per app, whatever the number of pages open), the network.
 
     .venv/bin/python bench/web_at_scale.py       # --tasks 100000 --backends sqlite,pg --rounds 5 --requests 20
 """
@@ -43,7 +44,7 @@ from adw_modules.config.schema import load_config
 from adw_modules.queue.store import Store
 
 TOKEN = "bench-token-0123456789"
-PAGES = ["/", "/tasks", "/tasks?after={middle}", "/tasks?text=bulk%20task%2099", "/api/v1/tasks"]
+PAGES = ["/", "/tasks", "/tasks?after={middle}", "/tasks?text=bulk%20task%2099", "/api/v1/tasks", "/spend", "/stats"]
 
 
 def client_for(config_path: Path, url: str) -> tuple[object, Store, Callable[[], None]]:
@@ -140,7 +141,7 @@ def measure(backend: str, base: Path, full: str, empty: str, args: argparse.Name
             rows.append(
                 (backend, path.replace("{middle}", "<half way>"), benchlib.spread(full_ms), benchlib.spread(empty_ms))
             )
-            key = {"/": "overview", "/tasks": "tasks"}.get(path)
+            key = {"/": "overview", "/tasks": "tasks", "/spend": "spend", "/stats": "stats"}.get(path)
             if key:
                 suffix = "" if args.spread_days > 1 else "_all_today"
                 figures.append(f"FIGURE {backend} web_{key}_ms_at_{args.tasks}{suffix} {benchlib.median(full_ms):.1f}")

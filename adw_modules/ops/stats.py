@@ -143,6 +143,14 @@ def outcome_stats(
     return group_stats(store.attempt_facts(now - dt.timedelta(days=days)), by, mode)
 
 
+def stats_data(store: Store, by: str, days: int, mode: str, now: dt.datetime) -> dict[str, Any]:
+    """``adw stats --json`` (and the console's ``/api/v1/stats``): the groups with what they count."""
+    if by not in STATS_GROUPS:
+        raise ValueError(f"stats: by must be one of {', '.join(STATS_GROUPS)}, not {by!r}")
+    groups = outcome_stats(store, by=by, days=days, now=now, mode=mode)
+    return {"by": by, "days": days, "success": mode, "groups": [g.to_dict() for g in groups]}
+
+
 def learning_facts(facts: Iterable[AttemptFact], config: Config) -> list[Fact]:
     """The store's history as the learned selector counts it: keyed by each attempt's rule's
     ``learn_by``, success as ``[learning] success`` says; undecided attempts left out."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from adw_modules.queue.store import Store
 from adw_modules.routing.router import ModelRouter
 from adws import queue_views, views
 from adws.web import charts, live, pages
-from adws.web.auth import COOKIE, SESSION_MAX_AGE_S, Auth, Principal, clean_user
+from adws.web.auth import COOKIE, LOGIN_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, clean_user
+from adws.web.spendcache import SpendCache
 
 SECURITY_HEADERS = [
     (
@@ -47,6 +49,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 MAX_PAGE = 200
+MAX_TASK_ID = 2**31 - 1  # the ids are PostgreSQL integers: a larger one is no task (not an overflow)
 RELOAD_WAIT_S = 5.0
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
@@ -67,6 +70,7 @@ class Console:
     reload_info: Callable[[], Mapping[str, Any] | None] | None = None
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     watcher: live.ChangeWatcher = field(init=False)
+    spend_cache: SpendCache = field(default_factory=SpendCache)
 
     def __post_init__(self) -> None:
         self.watcher = live.ChangeWatcher(self.store)
@@ -84,6 +88,8 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["usd"] = format_usd
+    env.filters["pct"] = lambda v: "-" if v is None else f"{v * 100:.0f}%"
+    env.filters["secs"] = lambda v: "-" if v is None else (f"{v:.0f}s" if v < 120 else f"{v / 60:.1f}m")
     env.filters["short_time"] = lambda v: "" if not v else str(v).replace("T", " ")[:19]
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
     return env
@@ -111,6 +117,8 @@ class SecurityHeaders:
 def _safe_next(target: str | None) -> str:
     """Only a path on this site (no //host, no scheme): the login form cannot redirect elsewhere."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in target):  # browsers drop tabs and newlines: "/\t/evil"
         return "/"
     return target
 
@@ -141,6 +149,9 @@ class App:
             ago=lambda v: ago(v, now),
             **ctx,
         )
+        # Issue text, event messages and agent output may carry terminal escapes and control
+        # characters: none has a place in a page (and NUL is invalid HTML), so none is sent.
+        text = pages.CONTROL.sub("", pages.ANSI_ESCAPE.sub("", text))
         return Response(self.c.redactor(text), status_code=http_status, media_type="text/html; charset=utf-8")
 
     def _error(self, request: Request, who: Principal | None, status: int, message: str) -> Response:
@@ -201,23 +212,47 @@ class App:
     async def login_form(self, request: Request) -> Response:
         if self.c.auth.open:
             return RedirectResponse("/", status_code=303)
-        return self._html(request, None, "login.html", next=_safe_next(request.query_params.get("next")), error=None)
+        return self._login_page(request, _safe_next(request.query_params.get("next")), None)
+
+    def _login_page(self, request: Request, target: str, error: str | None, http_status: int = 200) -> Response:
+        """The form, with a CSRF token bound to a fresh nonce cookie (login CSRF)."""
+        nonce = secrets.token_urlsafe(24)
+        response = self._html(
+            request,
+            None,
+            "login.html",
+            http_status=http_status,
+            next=target,
+            error=error,
+            login_csrf=self.c.auth.login_csrf(nonce),
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            max_age=SESSION_MAX_AGE_S,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/login",
+        )
+        return response
 
     async def login(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"
         if self._throttled(client):
-            return self._html(
-                request, None, "login.html", http_status=429, next="/", error="Too many wrong tokens: wait a minute."
-            )
+            return self._login_page(request, "/", "Too many wrong tokens: wait a minute.", 429)
         form = await request.form()
-        token, name, target = (str(form.get(k) or "") for k in ("token", "name", "next"))
+        token, name, target, csrf = (str(form.get(k) or "") for k in ("token", "name", "next", "csrf"))
+        if not self.c.auth.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
+            return self._login_page(
+                request, _safe_next(target), "The form had expired or came from elsewhere: log in again.", 403
+            )
         role = self.c.auth.role_of_token(token)
         if role is None:
             self._failed(client)
-            return self._html(
-                request, None, "login.html", http_status=401, next=_safe_next(target), error="That token is not valid."
-            )
+            return self._login_page(request, _safe_next(target), "That token is not valid.", 401)
         response = RedirectResponse(_safe_next(target), status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path="/login", httponly=True, samesite="strict")
         response.set_cookie(
             COOKIE,
             self.c.auth.issue(role, clean_user(name, role)),
@@ -268,6 +303,8 @@ class App:
 
     async def task(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
         if request.url.path.startswith("/api/"):
             data = await run_in_threadpool(queue_views.task_data, self.c.store, task_id)
             return self._error(request, who, 404, f"no task {task_id}") if data is None else self._json(data)
@@ -283,7 +320,9 @@ class App:
         return self._html(request, who, "task.html", page="tasks", **shown)
 
     async def spend(self, request: Request, who: Principal) -> Response:
-        data = await run_in_threadpool(pages.spend, self.c.config_of(), self.c.store, self.c.clock())
+        data = await run_in_threadpool(
+            pages.spend, self.c.config_of(), self.c.store, self.c.clock(), self.c.spend_cache
+        )
         for section in data["sections"]:
             by = section["by"]
             section["daily_chart"] = charts.stacked_bars(
@@ -300,12 +339,29 @@ class App:
         by = request.query_params.get("by") or "provider"
         try:
             days = int(request.query_params["days"]) if request.query_params.get("days") else None
-            if days is not None and days < 1:
-                raise ValueError("days must be ≥ 1")
+            if days is not None and not 1 <= days <= 3650:
+                raise ValueError("days must be between 1 and 3650")
             data = await run_in_threadpool(queue_views.usage_data, self.c.store, by, days)
         except ValueError as exc:
             return self._error(request, who, 400, str(exc))
         return self._json(data)
+
+    async def stats(self, request: Request, who: Principal) -> Response:
+        """``adw stats`` as a page and as ``/api/v1/stats`` (the same ``--by`` and ``--days``)."""
+        from adw_modules.ops.stats import STATS_GROUPS, stats_data
+
+        by = request.query_params.get("by") or "target"
+        try:
+            days = int(request.query_params.get("days") or 30)
+            if days < 1 or days > 3650:
+                raise ValueError("days must be between 1 and 3650")
+            mode = self.c.config_of().learning.success
+            data = await run_in_threadpool(stats_data, self.c.store, by, days, mode, self.c.clock())
+        except ValueError as exc:
+            return self._error(request, who, 400, f"bad query: {exc}")
+        if request.url.path.startswith("/api/"):
+            return self._json(data)
+        return self._html(request, who, "stats.html", page="stats", groups_by=STATS_GROUPS, **data)
 
     async def status_api(self, request: Request, who: Principal) -> Response:
         data = await run_in_threadpool(queue_views.status_data, self.c.config_of(), self.c.store)
@@ -358,7 +414,8 @@ class App:
 
     async def events(self, request: Request, who: Principal) -> Response:
         extra = None
-        if (task := request.query_params.get("task") or "").isdigit():
+        task = request.query_params.get("task") or ""
+        if task.isascii() and task.isdigit() and int(task) <= MAX_TASK_ID:
             config, store = self.c.config_of(), self.c.store
             extra = lambda: pages.transcript_size(config, store, int(task))  # noqa: E731
         return StreamingResponse(
@@ -384,6 +441,8 @@ class App:
 
     async def retry(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
         reset = (await request.form()).get("reset") == "1"
 
         def act() -> tuple[bool, Any]:
@@ -402,6 +461,8 @@ class App:
 
     async def cancel(self, request: Request, who: Principal) -> Response:
         task_id = int(request.path_params["task_id"])
+        if task_id > MAX_TASK_ID:
+            return self._error(request, who, 404, f"no task {task_id}")
 
         def act() -> Any:
             reason = f"cancelled from the web console by {who.user}"
@@ -457,6 +518,7 @@ class App:
             Route("/tasks/{task_id:int}/retry", g(self.retry, admin=True), methods=["POST"]),
             Route("/tasks/{task_id:int}/cancel", g(self.cancel, admin=True), methods=["POST"]),
             Route("/spend", g(self.spend)),
+            Route("/stats", g(self.stats)),
             Route("/routing", g(self.routing)),
             Route("/routing/enable", g(self.set_routing, admin=True), methods=["POST"]),
             Route("/routing/disable", g(self.set_routing, admin=True), methods=["POST"]),
@@ -466,6 +528,7 @@ class App:
             Route("/api/v1/tasks", g(self.tasks, api=True)),
             Route("/api/v1/tasks/{task_id:int}", g(self.task, api=True)),
             Route("/api/v1/usage", g(self.usage_api, api=True)),
+            Route("/api/v1/stats", g(self.stats, api=True)),
             Route("/api/v1/routing", g(self.routing, api=True)),
             Route("/api/v1/route", g(self.route_api, api=True), methods=["POST"]),
             Route("/api/v1/config", g(self.config_page, api=True)),

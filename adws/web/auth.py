@@ -23,6 +23,7 @@ from adw_modules.ops.redact import Redactor
 from adw_modules.ops.secrets import web_token
 
 COOKIE = "adw_session"
+LOGIN_COOKIE = "adw_login"  # a random nonce the login form's CSRF token is bound to
 SESSION_MAX_AGE_S = 12 * 3600
 MAX_USER_CHARS = 64
 ADMIN = "admin"
@@ -115,3 +116,14 @@ class Auth:
         if not principal.session:
             return True  # a bearer token is not sent by a browser on its own: nothing to forge
         return given is not None and hmac.compare_digest(given.encode(), self.csrf_token(principal).encode())
+
+    # -- login CSRF: no session yet, so the form's token binds to a nonce cookie set with the form
+    def login_csrf(self, nonce: str) -> str:
+        return self._sign(b"login|" + nonce.encode())
+
+    def login_csrf_ok(self, nonce: str | None, given: str | None) -> bool:
+        """The form posted came from our login page in this browser (a page elsewhere cannot read
+        the nonce cookie nor the token, so it cannot log the browser in under its own token)."""
+        if not nonce or not given:
+            return False
+        return hmac.compare_digest(given.encode(), self.login_csrf(nonce).encode())

@@ -3,7 +3,8 @@
 One ``ChangeWatcher`` per app polls ``Store.change_marker`` (a few index reads) every
 ``POLL_S`` while at least one page listens, whatever the number of pages; each stream waits
 on it and, when the marker (or its page's own extra, e.g. the followed transcript's size)
-moves, sends ``event: change``.  The page then fetches itself and swaps its live parts.
+moves, sends ``event: change`` (a store that raises, down or restarting, counts as
+unchanged).  The page then fetches itself and swaps its live parts.
 
 A stream starts with ``retry: 1000``: when the server goes away (a coordinator restart) the
 browser's EventSource reconnects by itself a second later, and the first message on the new
@@ -16,12 +17,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from adw_modules.queue.store import Store
 
 POLL_S = 0.5
+TICK_S = 0.1  # how often each stream looks at the watcher's version (no store read)
 KEEPALIVE_S = 15.0
 RETRY_MS = 1000
 
@@ -76,18 +81,34 @@ class ChangeWatcher:
             self._cond.notify_all()
 
 
-def stream(watcher: ChangeWatcher, extra: Callable[[], Any] | None = None) -> Generator[str, None, None]:
+async def _checked(extra: Callable[[], Any], last: Any) -> Any:
+    """The page's extra (read in a worker thread); the last value while the store is away."""
+    try:
+        return await anyio.to_thread.run_sync(extra)
+    except Exception:  # the store is down or restarting: unchanged, asked again next poll
+        return last
+
+
+async def stream(watcher: ChangeWatcher, extra: Callable[[], Any] | None = None) -> AsyncGenerator[str, None]:
     """The text/event-stream body: ``retry``, a first ``change`` (catch up after a reconnect),
-    then one per change; a comment line every KEEPALIVE_S keeps proxies from closing it."""
+    then one per change; a comment line every KEEPALIVE_S keeps proxies from closing it.
+
+    An async generator on the event loop: it looks at the watcher's version every TICK_S (an
+    attribute read) and holds no worker thread while it waits, so open pages never use up
+    the thread pool every other request needs (a sync generator would hold one each)."""
     watcher.subscribe()
     try:
         yield f"retry: {RETRY_MS}\n\n"
-        seen, seen_extra = watcher.wait(-1, 0), None if extra is None else extra()
+        seen = watcher.version
+        seen_extra = None if extra is None else await _checked(extra, None)
         yield f"event: change\ndata: {json.dumps({'version': seen})}\n\n"
-        quiet_since = time.monotonic()
+        quiet_since = extra_at = time.monotonic()
         while not watcher.stopping.is_set():
-            version = watcher.wait(seen, POLL_S)
-            now_extra = None if extra is None else extra()
+            await anyio.sleep(TICK_S)
+            version, now_extra = watcher.version, seen_extra
+            if extra is not None and time.monotonic() - extra_at >= POLL_S:
+                extra_at = time.monotonic()
+                now_extra = await _checked(extra, seen_extra)
             if version != seen or now_extra != seen_extra:
                 seen, seen_extra = version, now_extra
                 quiet_since = time.monotonic()

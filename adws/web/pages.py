@@ -9,6 +9,7 @@ escaped.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import statistics
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from adw_modules.routing.providers import ProviderRegistry
 from adw_modules.routing.router import ModelRouter, TaskAttrs
 from adw_modules.workers import transcripts
 from adws import queue_views, views
+from adws.web.spendcache import SpendCache
 
 TRANSCRIPT_LINES = 2000  # the newest lines shown of a long transcript
 TRANSCRIPT_TAIL_BYTES = 4 << 20  # read from the end: a page refreshed live never reads a 1 GB file
@@ -81,6 +83,10 @@ def parse_cursor(raw: str | None) -> tuple[dt.datetime, int] | None:
     if not raw:
         return None
     micros, _, task_id = raw.partition("_")
+    if not (micros.isascii() and micros.isdigit() and task_id.isascii() and task_id.isdigit()):
+        raise ValueError(f"after must be <digits>_<digits>, not {raw[:40]!r}")
+    if len(micros) > 17 or len(task_id) > 18:  # past year 5000, or past a 64-bit id: no such row
+        raise ValueError("after is out of range")
     at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(micros))
     return at, int(task_id)
 
@@ -93,11 +99,17 @@ def cursor(key: tuple[dt.datetime, int] | None) -> str | None:
 
 
 FILTER_KEYS = ("state", "source", "repo", "label", "provider", "text")
+MAX_FILTER_CHARS = 500  # longer is no search anyone types; SQLite refuses LIKE patterns over 50,000 bytes
 
 
 def task_filter(params: Mapping[str, str]) -> TaskFilter:
     """The filter from query parameters; an unknown state is a ValueError (the page says so)."""
     values = {k: (params.get(k) or "").strip() or None for k in FILTER_KEYS}
+    for key, value in values.items():
+        if value is not None and len(value) > MAX_FILTER_CHARS:
+            raise ValueError(f"{key} is {len(value):,} characters long: at most {MAX_FILTER_CHARS}")
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError(f"{key} has a control character (NUL, newline, escape...): leave it out")
     if values["state"] is not None and values["state"] not in {str(s) for s in TaskState}:
         raise ValueError(f"state must be one of {', '.join(str(s) for s in TaskState)}")
     return TaskFilter(**values)
@@ -121,6 +133,20 @@ def line_kind(line: str) -> str:
     return "text"
 
 
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_LINE_CHARS = 10_000  # one 10 MB line is no page: its start, and where to read the rest
+
+
+def for_screen(line: str) -> str:
+    """A transcript line as a page shows it: terminal escapes (colours, titles, clears) and
+    other control characters removed, at most MAX_LINE_CHARS (masked before it is cut)."""
+    text = CONTROL.sub("", ANSI_ESCAPE.sub("", line))
+    if len(text) > MAX_LINE_CHARS:
+        text = f"{text[:MAX_LINE_CHARS]} … ({len(text) - MAX_LINE_CHARS:,} more characters: adw task log shows them)"
+    return text
+
+
 def transcript(config: Config, attempt: Attempt, redact: Callable[[str], str]) -> dict[str, Any]:
     """The attempt's transcript rendered as ``adw task log`` renders it, masked, newest TRANSCRIPT_LINES lines."""
     path = transcripts.transcript_path(config.service.coordinator.state_dir, attempt)
@@ -139,7 +165,7 @@ def transcript(config: Config, attempt: Attempt, redact: Callable[[str], str]) -
                 f.readline()  # the cut line's rest
             for raw in f:
                 for line in renderer.lines(redact(raw.decode("utf-8", "replace"))):
-                    shown.append((line_kind(line), redact(line)))
+                    shown.append((line_kind(line), for_screen(redact(line))))
     except FileNotFoundError:
         note = "no transcript yet" if attempt.state == "running" else "transcript gone (pruned by retention?)"
         return {"lines": [], "note": note}
@@ -183,25 +209,41 @@ def task_page(
 # ---------------------------------------------------------------- spend
 
 
-def spend(config: Config, store: Store, now: dt.datetime) -> dict[str, Any]:
-    """Per day (30 days) and per hour (48 h), by provider, model and label; caps per provider."""
+def spend(config: Config, store: Store, now: dt.datetime, cache: SpendCache | None = None) -> dict[str, Any]:
+    """Per day (30 days) and per hour (48 h), by provider, model and label; caps per provider.
+    The days are the hours summed (one read of the store per group, settled hours cached)."""
     start_of_day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day_from = start_of_day - dt.timedelta(days=29)
     hour_from = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=47)
     days = [(day_from + dt.timedelta(days=i)).strftime("%Y-%m-%d") for i in range(30)]
     hours = [(hour_from + dt.timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(48)]
     caps = {name: pc.daily_budget_usd for name, pc in config.providers.items() if pc.daily_budget_usd is not None}
+    per_hour = (cache or SpendCache()).hourly(store, day_from, now)
     sections = []
     for by in ("provider", "model", "label"):
+        rows = per_hour[by]
         sections.append(
             {
                 "by": by,
-                "daily": store.usage_series("day", by, day_from),
-                "hourly": store.usage_series("hour", by, hour_from),
+                "daily": _by_day(rows),
+                "hourly": [r for r in rows if r["bucket"] >= hours[0]],
                 "caps": caps if by == "provider" else {},
             }
         )
     return {"days": days, "hours": hours, "sections": sections, "caps": caps}
+
+
+def _by_day(hourly: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    days: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in hourly:
+        day = r["bucket"][:10]
+        acc = days.setdefault(
+            (day, r["key"]), {"bucket": day, "key": r["key"], "attempts": 0, "cost_usd": 0.0, "tokens": 0}
+        )
+        acc["attempts"] += r["attempts"]
+        acc["cost_usd"] += r["cost_usd"]
+        acc["tokens"] += r["tokens"]
+    return [days[k] for k in sorted(days)]
 
 
 # ---------------------------------------------------------------- routing

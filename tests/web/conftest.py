@@ -30,9 +30,7 @@ class Site:
     client: TestClient
 
     def login(self, token: str = ADMIN_TOKEN, name: str = "Ada") -> TestClient:
-        r = self.client.post("/login", data={"token": token, "name": name, "next": "/"}, follow_redirects=False)
-        assert r.status_code == 303, r.text
-        return self.client
+        return log_in(self.client, token, name)
 
     def csrf(self, path: str) -> str:
         """The CSRF token a page rendered for this session."""
@@ -41,6 +39,22 @@ class Site:
         found = re.search(r'name="csrf" value="([^"]+)"', self.client.get(path).text)
         assert found, f"no CSRF field on {path}"
         return found[1]
+
+
+def login_csrf(client: TestClient) -> str:
+    """The login form's CSRF token (its nonce cookie is now in the client's jar)."""
+    import re
+
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert found, "no CSRF field on the login form"
+    return found[1]
+
+
+def log_in(client: TestClient, token: str = ADMIN_TOKEN, name: str = "Ada", target: str = "/") -> TestClient:
+    data = {"token": token, "name": name, "next": target, "csrf": login_csrf(client)}
+    r = client.post("/login", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
 
 
 def bearer(token: str = ADMIN_TOKEN) -> dict[str, str]:

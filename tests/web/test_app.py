@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -18,14 +22,24 @@ from adws.web import live
 from adws.web.app import create_app
 from adws.web.auth import COOKIE, Auth
 from adws.web.server import bind, make_console
-from tests.web.conftest import ADMIN_TOKEN, ENVIRON, READONLY_TOKEN, Site, bearer, scene_config
+from tests.web.conftest import (
+    ADMIN_TOKEN,
+    ENVIRON,
+    READONLY_TOKEN,
+    Site,
+    bearer,
+    log_in,
+    login_csrf,
+    scene_config,
+)
 
-PAGES = ["/", "/tasks", "/tasks/1", "/spend", "/routing", "/config", "/events"]
+PAGES = ["/", "/tasks", "/tasks/1", "/spend", "/stats", "/routing", "/config", "/events"]
 API_GETS = [
     "/api/v1/status",
     "/api/v1/tasks",
     "/api/v1/tasks/1",
     "/api/v1/usage",
+    "/api/v1/stats",
     "/api/v1/routing",
     "/api/v1/config",
 ]
@@ -61,6 +75,11 @@ def test_json_endpoints_return_what_the_cli_prints(site: Site) -> None:
     assert api_tasks == cli_json(site, "tasks")
     assert c.get("/api/v1/usage?by=model", headers=h).json() == cli_json(site, "usage", "--by", "model")
     assert c.get("/api/v1/routing", headers=h).json() == cli_json(site, "routing")
+    for by in ("target", "label"):
+        stats = c.get(f"/api/v1/stats?by={by}&days=3650", headers=h).json()
+        assert stats["groups"] and stats == cli_json(site, "stats", "--by", by, "--days", "3650")
+    assert c.get("/api/v1/stats?by=colour", headers=h).status_code == 400
+    assert c.get("/api/v1/stats?days=0", headers=h).status_code == 400
     assert c.get("/api/v1/config", headers=h).json() == cli_json(site, "config", "validate")
     status = c.get("/api/v1/status", headers=h).json()
     expected = cli_json(site, "status")
@@ -97,10 +116,23 @@ def test_tasks_filters_and_keyset_pages(site: Site) -> None:
 
 def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(site: Site) -> None:
     c = site.client
-    r = c.post("/login", data={"token": "nope", "name": "x", "next": "/"}, follow_redirects=False)
+    r = c.post(
+        "/login", data={"token": "nope", "name": "x", "next": "/", "csrf": login_csrf(c)}, follow_redirects=False
+    )
     assert r.status_code == 401 and "not valid" in r.text
-    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada", "next": "//evil.example/x"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/"
+    for target in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "\t//evil",
+        "/\t/evil",
+        "/\n/x",
+    ):
+        data = {"token": ADMIN_TOKEN, "name": "Ada", "next": target, "csrf": login_csrf(c)}
+        r = c.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", target
+    assert 'name="next" value="/"' in c.get("/login?next=https://evil.example/").text
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert ADMIN_TOKEN not in cookie
@@ -111,6 +143,25 @@ def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(site: Site
         c.cookies.clear()
         c.cookies.set(COOKIE, value)
         assert c.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_login_form_needs_its_csrf_token(site: Site) -> None:
+    """Login CSRF: a page elsewhere must not log this browser in under the attacker's token."""
+    c = site.client
+    ours = login_csrf(c)
+    for csrf in (None, "", "x" * 43, ours[::-1]):
+        data = {"token": ADMIN_TOKEN, "name": "Eve", "next": "/", **({} if csrf is None else {"csrf": csrf})}
+        r = c.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "log in again" in r.text and COOKIE not in r.cookies, csrf
+    other = TestClient(c.app, base_url="http://127.0.0.1")
+    theirs = login_csrf(other)  # another browser's form: its token is bound to its own nonce
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Eve", "csrf": theirs}, follow_redirects=False)
+    assert r.status_code == 403
+    c.cookies.clear()
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "Eve", "csrf": ours}, follow_redirects=False)
+    assert r.status_code == 403  # the token without its nonce cookie
+    r = other.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada", "csrf": theirs}, follow_redirects=False)
+    assert r.status_code == 303 and COOKIE in r.cookies
 
 
 def test_sessions_survive_a_restart_and_end_with_a_new_token() -> None:
@@ -131,6 +182,10 @@ def test_actions_need_admin_and_csrf_and_record_the_user(site: Site) -> None:
     site.login(ADMIN_TOKEN, name="Ada <b>")
     assert c.post("/tasks/5/retry", data={}).status_code == 403  # no CSRF token
     assert c.post("/tasks/5/retry", data={"csrf": "forged"}).status_code == 403
+    other = TestClient(c.app, base_url="http://127.0.0.1")
+    log_in(other, ADMIN_TOKEN, "Mallory")
+    theirs = re.search(r'name="csrf" value="([^"]+)"', other.get("/tasks/5").text)
+    assert theirs and c.post("/tasks/5/retry", data={"csrf": theirs[1]}).status_code == 403  # another session's
     assert site.store.get_task(5).state == "failed"  # type: ignore[union-attr]
     token = site.csrf("/tasks/5")
     r = c.post("/tasks/5/retry", data={"csrf": token}, follow_redirects=False)
@@ -174,7 +229,7 @@ def test_read_only_without_a_running_coordinator(tmp_path: Path) -> None:
     try:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
             assert c.post("/tasks/5/retry", headers=bearer()).status_code == 409
-            c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada"})
+            log_in(c)
             page = c.get("/tasks/5").text
             assert 'id="retry"' not in page and "No coordinator" in c.get("/").text
     finally:
@@ -217,7 +272,7 @@ def test_no_secret_reaches_a_page(tmp_path: Path) -> None:
     console = make_console(load_config(config.path), store, environ, in_coordinator=True)
     try:
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
-            c.post("/login", data={"token": ADMIN_TOKEN, "name": "Ada"})
+            log_in(c)
             bodies = [c.get(p).text for p in ["/", "/tasks", "/tasks/1", "/tasks/8", "/spend", "/routing", "/config"]]
             bodies += [c.get(p, headers=bearer()).text for p in [*API_GETS, "/api/v1/tasks/8"]]
     finally:
@@ -236,15 +291,70 @@ def test_the_stream_says_retry_then_change() -> None:
 
     fake = FakeStore()
     watcher = live.ChangeWatcher(fake, poll_s=0.01)  # type: ignore[arg-type]
-    body = live.stream(watcher)
+
+    async def run() -> None:
+        body = live.stream(watcher)
+        try:
+            assert await anext(body) == f"retry: {live.RETRY_MS}\n\n"
+            assert (await anext(body)).startswith("event: change\n")  # catch up at (re)connection
+            fake.marker = 1
+            assert (await anext(body)).startswith("event: change\ndata: ")
+        finally:
+            await body.aclose()
+
     try:
-        assert next(body) == f"retry: {live.RETRY_MS}\n\n"
-        assert next(body).startswith("event: change\n")  # catch up at (re)connection
-        fake.marker = 1
-        assert next(body).startswith("event: change\ndata: ")
+        anyio.run(run)
     finally:
-        body.close()
         watcher.stop()
+    assert watcher._listeners == 0
+
+
+def test_streams_over_a_store_that_raises_neither_spin_nor_hold_threads() -> None:
+    """The store down (PostgreSQL stopped): 50 open pages cost a few wake-ups a second, hold no
+    thread each while they wait (the worker threads every request needs stay free), keep
+    streaming, and end cleanly."""
+
+    class DownStore:
+        calls = 0
+
+        def change_marker(self) -> int:
+            self.calls += 1
+            raise ConnectionError("the store is down")
+
+    def transcript_size() -> int:
+        raise ConnectionError("the store is down")
+
+    down = DownStore()
+    watcher = live.ChangeWatcher(down, poll_s=0.05)  # type: ignore[arg-type]
+    before = threading.active_count()
+    sent: list[str] = []
+
+    async def one_page(extra: Any) -> None:
+        body = live.stream(watcher, extra)
+        try:
+            async for message in body:
+                sent.append(message)
+        finally:
+            await body.aclose()
+
+    async def run() -> tuple[int, float]:
+        async with anyio.create_task_group() as pages:
+            for i in range(50):  # five task pages following a transcript, whose size cannot be read
+                pages.start_soon(one_page, transcript_size if i % 10 == 0 else None)
+            cpu = time.process_time()
+            await anyio.sleep(0.6)  # a window of time is what is measured: the CPU used while idle
+            threads, used = threading.active_count(), time.process_time() - cpu
+            watcher.stop()
+        return threads, used
+
+    try:
+        threads, cpu_s = anyio.run(run)
+    finally:
+        watcher.stop()
+    assert threads <= before + 1 + 5, threads  # the watcher, a worker per transcript read: not one per page
+    assert cpu_s < 0.3, cpu_s
+    assert 3 <= down.calls <= 40  # it kept asking, at its pace
+    assert sorted(set(m.split("\n")[0] for m in sent)) == ["event: change", f"retry: {live.RETRY_MS}"]
     assert watcher._listeners == 0
 
 
@@ -321,5 +431,60 @@ def test_wrong_tokens_are_throttled(site: Site) -> None:
     for _ in range(10):
         assert c.get("/api/v1/status", headers=bearer("guess")).status_code == 401
     assert c.get("/api/v1/status", headers=bearer()).status_code == 429  # even the right one, for a minute
-    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x"}, follow_redirects=False)
+    r = c.post("/login", data={"token": ADMIN_TOKEN, "name": "x", "csrf": login_csrf(c)}, follow_redirects=False)
     assert r.status_code == 429 and "Too many wrong tokens" in r.text
+
+
+def test_hostile_query_parameters_are_a_clear_400_never_a_crash(site: Site) -> None:
+    c, h = site.client, bearer(READONLY_TOKEN)
+    bad = [
+        "/api/v1/tasks?text=" + "x" * 60_000,  # SQLite refuses LIKE patterns over 50,000 bytes
+        "/api/v1/tasks?text=%00abc",  # PostgreSQL refuses NUL in text
+        "/api/v1/tasks?repo=a%1bb",
+        "/api/v1/tasks?after=" + "9" * 40 + "_1",
+        "/api/v1/tasks?after=%00_%00",
+        "/api/v1/tasks?after=１_１",  # full-width digits: isdigit() yet not a cursor we wrote
+        "/api/v1/usage?days=99999999999999999",
+        "/api/v1/stats?days=%00",
+        "/tasks?text=%00",
+    ]
+    for path in bad:
+        r = c.get(path, headers=h)
+        assert r.status_code == 400 and "error" in r.json(), path
+    for path in ["/tasks/99999999999999999999999", "/api/v1/tasks/99999999999999999999999", "/tasks/2147483648"]:
+        assert c.get(path, headers=h).status_code == 404, path
+    r = c.post("/tasks/99999999999999999999999/retry", headers=bearer())
+    assert r.status_code == 404
+    assert c.get("/api/v1/tasks?label=%F0%9F%92%A9&text=%C3%A9", headers=h).json()["tasks"] == []
+
+
+def test_a_hostile_transcript_is_shown_escaped_without_escapes_and_cut(site: Site, tmp_path: Path) -> None:
+    import dataclasses
+    import socket
+
+    from adws.web import pages
+
+    hostile = (
+        '<script>alert(1)</script></textarea></pre><a href="javascript:alert(2)">x</a>'
+        " \x1b[31mRED\x1b[0m \x1b]0;pwned title\x07 \x1b[2J\x00\x08end"
+    )
+    log = tmp_path / "hostile.jsonl"
+    texts = [hostile, "y" * 3_000_000]
+    log.write_text(
+        "\n".join(
+            json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": t}]}}) for t in texts
+        )
+        + "\n"
+    )
+    attempt = dataclasses.replace(site.store.attempts_for(2)[0], host=socket.gethostname(), log_path=str(log))
+    shown = [text for _, text in pages.transcript(site.config, attempt, lambda s: s)["lines"]]
+    assert '<script>alert(1)</script></textarea></pre><a href="javascript:alert(2)">x</a> RED  end' in shown
+    assert not any(ch in text for text in shown for ch in "\x1b\x00\x07\x08")
+    long = next(text for text in shown if text.startswith("yyy"))
+    assert len(long) < pages.MAX_LINE_CHARS + 100 and "2,990,000 more characters" in long
+    env_page = site.login()
+    site.store.add_event("note", hostile, task_id=2)
+    html = env_page.get("/tasks/2").text
+    assert "<script>alert(1)" not in html and 'href="javascript:' not in html
+    assert "\x1b" not in html and "\x00" not in html and "[31m" not in html and "pwned title" not in html
+    assert "RED  " in html  # the event, its escapes removed (the store keeps NUL as U+FFFD)

@@ -26,6 +26,8 @@ PAGES = {
     "task_1": "/tasks/1",
     "task_5": "/tasks/5",
     "spend": "/spend",
+    "stats": "/stats",
+    "stats_by_label": "/stats?by=label&days=7",
     "routing_playground": "/routing?try=1&priority=low&labels=docs&hour=3",
     "config": "/config",
 }

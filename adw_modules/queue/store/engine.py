@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # The migrations live beside this package, in adw_modules/queue/migrations.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # The newest revision in migrations/versions; a test asserts it is Alembic's head.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Any fixed 64-bit number: the advisory lock that serialises migrations across processes.
 PG_MIGRATION_LOCK_KEY = 0x0ADC_0057_0E5E

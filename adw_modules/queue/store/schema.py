@@ -202,8 +202,9 @@ sa.Index(
     postgresql_where=sa.text("state = 'running'"),
     sqlite_where=sa.text("state = 'running'"),
 )
-# rpm limits and spend: attempts started in a recent window.
-sa.Index(None, attempts.c.started_at, attempts.c.provider)
+# rpm limits and spend: attempts started in a recent window; cost_usd in it so the day's
+# spend per provider is summed from the index alone (0010).
+sa.Index(None, attempts.c.started_at, attempts.c.provider, attempts.c.cost_usd)
 # running_attempts() on SQLite, whose planner cannot match the partial indexes above when the
 # state is a bound parameter (0008).
 sa.Index(None, attempts.c.state, attempts.c.id)

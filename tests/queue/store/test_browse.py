@@ -91,3 +91,31 @@ def test_leaders_and_recent_durations(store: Store) -> None:
     task = enqueue_local(store, "x", "")
     _run(store, task.id, T0, "p1", 0.1)
     assert store.recent_durations() == {"p1": [30.0]}
+
+
+def test_spend_cache_agrees_with_a_fresh_sum_as_settled_hours_change(store: Store) -> None:
+    from adws.web.spendcache import SpendCache
+
+    def fresh(now: dt.datetime) -> dict:
+        return {by: store.usage_series("hour", by, since) for by in ("provider", "model", "label")}
+
+    since, now = T0 - dt.timedelta(hours=2), T0 + dt.timedelta(hours=3)
+    c = enqueue_local(store, "c", "", labels=["bug", "docs"])
+    d = enqueue_local(store, "d", "", labels=["docs"])  # "docs" first here: grouped by value, not position
+    _run(store, c.id, T0, "p1", 1.0, {"m": {"input_tokens": 8, "cost_usd": 0.75}, "h": {"cost_usd": 0.25}})
+    _run(store, d.id, T0 + dt.timedelta(hours=1), "p2", 2.0)
+    cache = SpendCache()
+    first = cache.hourly(store, since, now)
+    assert first == fresh(now)
+    assert sum(r["cost_usd"] for r in first["label"] if r["key"] == "docs") == 3.0
+    late = enqueue_local(store, "late", "", labels=["chore"])
+    _run(store, late.id, T0 + dt.timedelta(minutes=10), "p1", 4.0)  # lands in an hour already summed
+    assert cache.hourly(store, since, now) == fresh(now)
+    running = enqueue_local(store, "running", "")
+    assert store.claim_task("o", now, now, task_id=running.id) is not None
+    attempt = store.start_attempt(running.id, "o", AttemptStart("p3", "m", None, {}, "fp", "host"), T0)
+    assert attempt is not None and cache.hourly(store, since, now) == fresh(now)
+    end = AttemptEnd(outcome="success", input_tokens=1, output_tokens=1, cost_usd=8.0)
+    assert store.finish_attempt(attempt.id, "o", end, Transition(TaskState.SUCCEEDED), now)
+    after = cache.hourly(store, since, now)
+    assert after == fresh(now) and ("2026-12-01 10:00", "p3") in {(r["bucket"], r["key"]) for r in after["provider"]}
