@@ -143,23 +143,6 @@ class BrowseMixin(ReportsMixin):
             rows = conn.execute(sa.select(leader_leases)).mappings().all()
         return {r["name"]: {"owner": r["owner"], "expires_at": r["expires_at"].isoformat()} for r in rows}
 
-    def recent_durations(self, per_provider: int = 50, rows: int = 1000) -> dict[str, list[float]]:
-        """Wall seconds of each provider's latest finished attempts (newest first), from the
-        latest ``rows`` finished attempts of all (a bounded read whatever the store's size)."""
-        query = (
-            sa.select(attempts.c.provider, attempts.c.started_at, attempts.c.ended_at)
-            .where(attempts.c.state == "finished")
-            .order_by(attempts.c.id.desc())
-            .limit(rows)
-        )
-        out: dict[str, list[float]] = {}
-        with self._read() as conn:
-            for provider, started, ended in conn.execute(query):
-                seen = out.setdefault(provider, [])
-                if ended is not None and len(seen) < per_provider:
-                    seen.append((ended - started).total_seconds())
-        return out
-
 
 _SERIES_TOKENS = "(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens)"
 _SERIES_COST = "coalesce(a.cost_usd, 0)"
