@@ -49,13 +49,15 @@ def web_cmd(listen: str | None, config_path: str | None) -> None:
         store = open_store(config)
         try:
             console = make_console(config, store, config_of=config_reloader(ctx.config_path, config, rejected))
-            server = ConsoleServer(console, bind(address, config, console.auth.open))
+            server = ConsoleServer(console, bind(address, config, console.auth.loopback_only))
         except BaseException:
             store.close()
             raise
     except ConfigError as exc:
         config_error_exit(exc)
-    click.echo(f"adw web console on {server.url}" + ("  (read-only: no token configured)" if console.auth.open else ""))
+    click.echo(f"adw web console on {server.url}")
+    if console.auth.run_token_path is not None:
+        click.echo(f"no token configured: log in read-only with the token in {console.auth.run_token_path}")
     # uvicorn catches SIGINT/SIGTERM to shut down, then raises the signal again for whatever
     # handler was there before: this one, so a stopped console exits 0 (not -15).
     for sig in (signal.SIGINT, signal.SIGTERM):

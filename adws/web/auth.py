@@ -5,7 +5,10 @@ config's by reference (``ops.secrets.web_token``); every comparison is ``hmac.co
 A session cookie carries role, user name and issue time, signed with HMAC-SHA256 under a key
 derived from the tokens: a restarted coordinator accepts the sessions it issued before (the
 live stream reconnects logged in), and changing a token ends every session.  With no token
-configured (loopback only, see ``config.web``) everyone is a read-only ``local`` user.
+configured (loopback only, see ``config.web``) the console still authenticates everyone: a
+read-only token is made for this run and written, readable by its owner only, to
+``<state_dir>/web-token`` (``run_token``), so another user of the machine cannot read the
+console; the path is shown, never the token.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from adw_modules.config.web import WebConfig
 from adw_modules.ops.redact import Redactor
@@ -57,16 +63,32 @@ class Auth:
         self.clock = clock
 
     @classmethod
-    def from_config(cls, web: WebConfig, environ: Mapping[str, str], redactor: Redactor) -> Auth:
-        """Fetch both tokens (raises SecretError saying which is missing, never its value)."""
+    def from_config(
+        cls, web: WebConfig, environ: Mapping[str, str], redactor: Redactor, state_dir: Path | None = None
+    ) -> Auth:
+        """Fetch both tokens (raises SecretError saying which is missing, never its value).  With
+        neither configured, a read-only token made for this run (``run_token`` in ``state_dir``)."""
         admin = web_token(web.token_env, web.token_command, environ, redactor, "token")
         readonly = web_token(web.readonly_token_env, web.readonly_token_command, environ, redactor, "readonly_token")
-        return cls(admin, readonly)
+        if admin or readonly or state_dir is None:
+            return cls(admin, readonly)
+        made = run_token(state_dir / RUN_TOKEN_FILE)
+        redactor.add(made)
+        auth = cls(None, made)
+        auth.run_token_path = state_dir / RUN_TOKEN_FILE
+        return auth
+
+    run_token_path: Path | None = None  # set when no token is configured (see ``run_token``)
 
     @property
     def open(self) -> bool:
-        """No token configured: read-only for everyone (the listen address is loopback)."""
+        """No token at all (only an Auth built without one, as tests may): read-only for everyone."""
         return not self.tokens
+
+    @property
+    def loopback_only(self) -> bool:
+        """No token configured: the console may listen on a loopback address only."""
+        return not self.tokens or self.run_token_path is not None
 
     def role_of_token(self, token: str) -> str | None:
         found = None
@@ -127,3 +149,19 @@ class Auth:
         if not nonce or not given:
             return False
         return hmac.compare_digest(given.encode(), self.login_csrf(nonce).encode())
+
+
+RUN_TOKEN_FILE = "web-token"
+
+
+def run_token(path: Path) -> str:
+    """A new random token in ``path`` (mode 0600, replaced atomically): the console's read-only
+    token for this run when the config names none; its owner reads it with ``cat``."""
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.replace(partial, path)
+    return token

@@ -33,16 +33,16 @@ def make_console(config: Config, store: Store, environ: Mapping[str, str] | None
     env = dict(os.environ if environ is None else environ)
     redactor = secrets_of(config, env)
     try:
-        auth = Auth.from_config(config.web, env, redactor)
+        auth = Auth.from_config(config.web, env, redactor, config.service.coordinator.state_dir)
     except SecretError as exc:
         raise ConfigError([f"{config.path}: web: {exc}"]) from None
     config_of = hooks.pop("config_of", None) or (lambda: config)
     return Console(config_of=config_of, store=store, auth=auth, redactor=redactor, **hooks)
 
 
-def bind(listen: tuple[str, int], config: Config, open_access: bool) -> socket.socket:
+def bind(listen: tuple[str, int], config: Config, loopback_only: bool) -> socket.socket:
     """The listening socket; ConfigError if the address is refused or taken."""
-    if open_access and (problem := listen_problem(listen, config.web)) is not None:
+    if loopback_only and (problem := listen_problem(listen, config.web)) is not None:
         raise ConfigError([f"{config.path}: web: {problem}"])
     host, port = listen
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -105,8 +105,10 @@ def serve_in_thread(
 ) -> ConsoleServer:
     """``adw run`` with ``[web] listen``: the console on a thread, sharing the coordinator's store."""
     console = make_console(config, store, environ, in_coordinator=True, **hooks)
-    server = ConsoleServer(console, bind(listen, config, console.auth.open)).start()
-    log.info(f"web console on {server.url}", extra={"data": {"event": "web.started", "url": server.url}})
+    server = ConsoleServer(console, bind(listen, config, console.auth.loopback_only)).start()
+    path = console.auth.run_token_path
+    note = "" if path is None else f" (no token configured: read-only, this run's token in {path})"
+    log.info(f"web console on {server.url}{note}", extra={"data": {"event": "web.started", "url": server.url}})
     return server
 
 

@@ -362,14 +362,25 @@ def test_refuses_a_network_address_without_a_token(tmp_path: Path) -> None:
     config, store = scene_config(tmp_path, web="")
     try:
         console = make_console(config, store, {})
-        assert console.auth.open
+        assert console.auth.loopback_only and not console.auth.open
         with pytest.raises(ConfigError, match="not a loopback address"):
-            bind(("0.0.0.0", 0), config, console.auth.open)
-        bind(("127.0.0.1", 0), config, console.auth.open).close()
+            bind(("0.0.0.0", 0), config, console.auth.loopback_only)
+        bind(("127.0.0.1", 0), config, console.auth.loopback_only).close()
+        # No token configured: still no page without one; this run's read-only token is in a
+        # file only its owner can read, and never in a page or the log.
+        path = console.auth.run_token_path
+        assert path is not None and path.stat().st_mode & 0o777 == 0o600
+        token = path.read_text().strip()
+        assert len(token) >= 32 and token not in console.redactor(f"x {token} y")  # masked wherever shown
         with TestClient(create_app(console), base_url="http://127.0.0.1") as c:
-            assert c.get("/").status_code == 200  # open, read-only
-            assert c.post("/tasks/5/retry").status_code == 403
-            assert c.get("/", headers={"Host": "attacker.example"}).status_code == 400  # DNS rebinding
+            assert c.get("/", follow_redirects=False).status_code == 303  # to the login form
+            assert c.get("/api/v1/status").status_code == 401
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert c.get("/api/v1/status", headers=bearer).status_code == 200
+            assert c.post("/tasks/5/retry", headers=bearer).status_code == 403  # read-only
+        again = make_console(config, store, {})  # a new run, a new token: the old one is refused
+        with TestClient(create_app(again), base_url="http://127.0.0.1") as c:
+            assert c.get("/api/v1/status", headers=bearer).status_code == 401
     finally:
         store.close()
 
