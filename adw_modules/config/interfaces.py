@@ -12,10 +12,13 @@ one is refused with the file and line.
 Sources for the entries, and what adw's tests exercise: Claude Code reads
 ``ANTHROPIC_BASE_URL`` (Anthropic's "LLM gateway" docs; tests/workers/claude_cli runs it against
 fakes and through claude-code-router that way); Gemini CLI reads ``GOOGLE_GEMINI_BASE_URL``
-(through @google/genai; tests/workers/gemini_cli points it at its fake that way); Codex reads
-``OPENAI_BASE_URL`` for its built-in ``openai`` provider (openai/codex
-``model_provider_info.rs``; the name is in the pinned binary, but adw's Codex tests configure a
-``model_providers`` table instead, so this one is not exercised); OpenCode takes a base URL
+(through @google/genai; tests/workers/gemini_cli points it at its fake that way); Codex
+(pinned 0.169.0) takes its base URL from its config (``-c openai_base_url=…`` or a
+``model_providers`` table, which is how tests/workers/codex_cli points it at its fake), not from
+the environment: ``OPENAI_BASE_URL`` appears in the binary only in a list of credential patterns,
+and a run with only that variable set did not reach the fake.  So adw cannot pass it a proxy
+and marks it not proxy-compatible: a proxy set the way adw sets one would be ignored and the
+calls would go to the vendor; a template with ``-c openai_base_url=…`` is the way.  OpenCode takes a base URL
 only from its ``opencode.json`` provider options, which adw does not write, so it is not
 proxy-compatible here; ``tools/openrouter-cli.py`` takes ``--base-url`` (and
 ``OPENROUTER_BASE_URL``).
@@ -43,7 +46,7 @@ KNOWN_CLIS: dict[str, CliInterface] = {
     cli.name: cli
     for cli in (
         CliInterface("claude", "anthropic", True, "ANTHROPIC_BASE_URL", "CLAUDE.md"),
-        CliInterface("codex", "openai", True, "OPENAI_BASE_URL", "AGENTS.md"),
+        CliInterface("codex", "openai", False, None, "AGENTS.md"),  # base URL by config only: see above
         CliInterface("gemini", "gemini", True, "GOOGLE_GEMINI_BASE_URL", "GEMINI.md"),
         CliInterface("opencode", "openai", False, None, "AGENTS.md"),
         CliInterface("openrouter-cli", "openai", True, "OPENROUTER_BASE_URL", None),

@@ -35,7 +35,23 @@ def test_registry_names() -> None:
         "openrouter-cli": "openai",
     }
     assert not KNOWN_CLIS["opencode"].proxy_compatible
+    # Codex reads its base URL from its config, not the environment: a proxy adw passed in an
+    # environment variable would be ignored and its calls would go to the vendor.
+    assert not KNOWN_CLIS["codex"].proxy_compatible and KNOWN_CLIS["codex"].proxy_env is None
     assert KNOWN_CLIS["claude"].proxy_env == "ANTHROPIC_BASE_URL"
+
+
+def test_a_proxy_for_codex_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[providers.p]\ncommand_template = ["codex", "exec", "--json"]\n'
+        'output_format = "codex-json"\nproxy = "http://127.0.0.1:4000/v1"\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    (issue,) = err.value.issues
+    assert issue.startswith(f'{path}:4: providers.p: proxy = "http://127.0.0.1:4000/v1", but codex')
+    assert "cannot use a proxy" in issue
 
 
 def test_a_proxy_for_a_cli_that_cannot_use_one_names_file_and_line(tmp_path: Path) -> None:
