@@ -44,36 +44,21 @@ def references(config: Config, secrets: Secrets) -> list[Reference]:
     out: list[Reference] = []
     for name, profile in config.profiles.profiles.items():
         for provider, keys in profile.providers.items():
-            out += [_provider_ref(config, secrets, name, provider, key, value) for key, value in keys.items()]
-        out += [_github_ref(config, secrets, name, key, value) for key, value in profile.github.items()]
+            out += [_checked(secrets, name, provider, key, value) for key, value in keys.items()]
+        out += [_checked(secrets, name, "github", key, value) for key, value in profile.github.items()]
     return out
 
 
-def _provider_ref(config: Config, secrets: Secrets, profile: str, provider: str, key: str, value: Any) -> Reference:
+def _checked(secrets: Secrets, profile: str, target: str, key: str, value: Any) -> Reference:
+    """One reference (``*_env``: a variable; ``*_command``: a command), resolved the way
+    ``ops.secrets`` resolves it for its provider or for GitHub."""
     shown = shown_reference(key, value)
-    base = config.providers[provider]
-    if key == "api_key_env":
-        ok = bool(secrets.environ.get(value))
-        return Reference(profile, provider, key, shown, ok, None if ok else f"{value} not set")
-    probe = dataclasses.replace(base, api_key_command=tuple(value))
+    env_name, command = (value, None) if key.endswith("_env") else (None, tuple(value))
     try:
-        secrets.provider_key(probe)
+        secrets.required(env_name, command, key, f"{value} not set")
     except SecretError as exc:
-        return Reference(profile, provider, key, shown, False, str(exc))
-    return Reference(profile, provider, key, shown, True)
-
-
-def _github_ref(config: Config, secrets: Secrets, profile: str, key: str, value: Any) -> Reference:
-    shown = shown_reference(key, value)
-    if key == "token_env":
-        ok = bool(secrets.environ.get(value))
-        return Reference(profile, "github", key, shown, ok, None if ok else f"{value} not set")
-    assert config.github is not None  # a profile may override [github] only when there is one
-    try:
-        secrets.github_token(dataclasses.replace(config.github, token_command=tuple(value)))
-    except SecretError as exc:
-        return Reference(profile, "github", key, shown, False, str(exc))
-    return Reference(profile, "github", key, shown, True)
+        return Reference(profile, target, key, shown, False, str(exc))
+    return Reference(profile, target, key, shown, True)
 
 
 def profiles_data(config: Config, environ: Mapping[str, str], secrets: Secrets | None = None) -> dict[str, Any]:

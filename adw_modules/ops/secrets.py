@@ -74,12 +74,30 @@ class Secrets:
 
     def github_token(self, github: GitHubConfig) -> str:
         """The token, from ``token_command`` or ``token_env``.  Raises SecretError saying why not."""
-        if github.token_command:
-            return self._from_command(github.token_command, "token_command")
-        value = self.environ.get(github.token_env, "")
+        missing = f"{github.token_env} is not set (the GitHub token, by reference: [github] token_env)"
+        return self.required(github.token_env, github.token_command, "token_command", missing)
+
+    def by_reference(
+        self, env_name: str | None, command: Sequence[str] | None, setting: str, missing: str
+    ) -> str | None:
+        """A secret given by reference: what ``command`` prints if one is set (``setting`` names it
+        in every reason), else the variable ``env_name``'s value; None if neither is configured.
+        Raises SecretError(``missing``) for a variable that is not set or empty."""
+        if command:
+            return self._from_command(command, setting)
+        if env_name is None:
+            return None
+        value = self.environ.get(env_name, "")
         if not value:
-            raise SecretError(f"{github.token_env} is not set (the GitHub token, by reference: [github] token_env)")
+            raise SecretError(missing)
         return self._registered(value)
+
+    def required(self, env_name: str | None, command: Sequence[str] | None, setting: str, missing: str) -> str:
+        """``by_reference`` for a secret that must be configured: SecretError(``missing``) if not."""
+        value = self.by_reference(env_name, command, setting, missing)
+        if value is None:
+            raise SecretError(missing)
+        return value
 
     def fetch_all(self, config: Config) -> Redactor:
         """Fetch every secret ``config`` references, so each is masked from the start.
@@ -161,16 +179,8 @@ def web_token(
     output if a command is set, else the variable's value; None if neither is configured.
     Raises SecretError (naming ``what``, never the value) when configured but unobtainable.
     The value is registered with ``redactor``, so no page or log can show it."""
-    if command:
-        value = run_secret_command(command, SECRET_TIMEOUT_S, what=f"{what}_command")
-    elif env_name:
-        value = environ.get(env_name, "")
-        if not value:
-            raise SecretError(f"{env_name} is not set (the console's {what}, by reference: [web] {what}_env)")
-    else:
-        return None
-    redactor.add(value)
-    return value
+    missing = f"{env_name} is not set (the console's {what}, by reference: [web] {what}_env)"
+    return Secrets(environ, redactor).by_reference(env_name or None, command, f"{what}_command", missing)
 
 
 # -- GitHub App private key and webhook secret (added for [github] app_id / [github.webhook]) ----------
@@ -178,7 +188,7 @@ def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
     """The GitHub App's private key (PEM), from ``private_key_command`` or the ``private_key_path``
     file; registered with the redactor (every line of it, so no part of it is shown either)."""
     if github.private_key_command:
-        value = secrets._from_command(github.private_key_command, "private_key_command")
+        value = secrets.required(None, github.private_key_command, "private_key_command", "")
     elif github.private_key_path:
         try:
             with open(github.private_key_path, encoding="ascii") as key_file:
@@ -195,17 +205,14 @@ def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
     for line in value.splitlines():
         if len(line.strip()) >= 16 and not line.startswith("-----"):
             secrets.redactor.add(line.strip())
-    return secrets._registered(value)
+    secrets.redactor.add(value)
+    return value
 
 
 def webhook_secret(secrets: Secrets, secret_env: str | None, secret_command: Sequence[str] | None) -> str:
     """The ``[github.webhook]`` secret GitHub signs deliveries with, by reference."""
-    if secret_command:
-        return secrets._from_command(secret_command, "secret_command")
-    value = secrets.environ.get(secret_env or "", "")
-    if not value:
-        raise SecretError(f"{secret_env} is not set (the webhook secret, by reference: [github.webhook] secret_env)")
-    return secrets._registered(value)
+    missing = f"{secret_env} is not set (the webhook secret, by reference: [github.webhook] secret_env)"
+    return secrets.required(secret_env or "", secret_command, "secret_command", missing)
 
 
 def _check_rsa_private_key(value: str, where: str) -> None:
