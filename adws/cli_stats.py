@@ -103,28 +103,16 @@ def stats_text(d: dict[str, Any]) -> str:
 def stored_scores(config: Any) -> dict[str, float | None] | None:
     """Each provider's score from the store, if there is a store to read (``adw providers`` must
     not create one); None when there is none or it cannot be read."""
-    import os
-    from pathlib import Path
-
-    import sqlalchemy as sa
-
     from adw_modules.ops.stats import provider_scores
-    from adws.stores import open_store
+    from adws.stores import open_existing_store
 
-    url = config.service.store_url(dict(os.environ))
-    if not url:
-        return None
-    parsed = sa.make_url(url)
-    if parsed.drivername.startswith("sqlite") and not (parsed.database and Path(parsed.database).is_file()):
-        return None
-    try:
-        store = open_store(config)
-    except Exception:  # the providers view stands without scores
+    store, _ = open_existing_store(config)
+    if store is None:
         return None
     try:
         scores: dict[str, float | None] = provider_scores(store, config)
         return scores
-    except Exception:
+    except Exception:  # the providers view stands without scores
         return None
     finally:
         store.close()
