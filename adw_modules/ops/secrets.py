@@ -188,19 +188,20 @@ def github_app_key(secrets: Secrets, github: GitHubConfig) -> str:
     """The GitHub App's private key (PEM), from ``private_key_command`` or the ``private_key_path``
     file; registered with the redactor (every line of it, so no part of it is shown either)."""
     if github.private_key_command:
-        value = secrets.required(None, github.private_key_command, "private_key_command", "")
+        where = "private_key_command"
+        value = secrets.required(None, github.private_key_command, where, "")
     elif github.private_key_path:
+        where = f"private_key_path {github.private_key_path}"
         try:
             with open(github.private_key_path, encoding="ascii") as key_file:
                 value = key_file.read().strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise SecretError(f"private_key_path {github.private_key_path}: {reason}") from None
+            raise SecretError(f"{where}: {reason}") from None
         if not value:
-            raise SecretError(f"private_key_path {github.private_key_path} is empty")
+            raise SecretError(f"{where} is empty")
     else:
         raise SecretError("app_id needs private_key_path or private_key_command")
-    where = "private_key_command" if github.private_key_command else f"private_key_path {github.private_key_path}"
     _check_rsa_private_key(value, where)
     for line in value.splitlines():
         if len(line.strip()) >= 16 and not line.startswith("-----"):

@@ -269,11 +269,17 @@ class GitHubClient:
 
     def latest_label_event(self, repo: str, number: int, label: str) -> LabelEvent | None:
         """Who applied ``label`` most recently (the events API lists oldest first)."""
+        return self._latest_event(repo, number, "labeled", lambda ev: (ev.get("label") or {}).get("name") == label)
+
+    def _latest_event(
+        self, repo: str, number: int, kind: str, matches: Callable[[dict[str, Any]], bool]
+    ) -> LabelEvent | None:
+        """The issue's latest ``kind`` event that ``matches`` (the events API lists oldest first)."""
 
         def fetch() -> LabelEvent | None:
             latest = None
             for ev in self._get_all(f"/repos/{repo}/issues/{number}/events"):
-                if ev.get("event") == "labeled" and (ev.get("label") or {}).get("name") == label:
+                if ev.get("event") == kind and matches(ev):
                     actor = ev.get("actor") or {}
                     latest = LabelEvent(int(ev["id"]), actor.get("login", ""), actor.get("type", "User"))
             return latest
@@ -400,16 +406,9 @@ class GitHubClient:
 
     def latest_assignment(self, repo: str, number: int, assignee: str) -> LabelEvent | None:
         """Who assigned ``assignee`` to the issue most recently (the ``assigned`` event)."""
-
-        def fetch() -> LabelEvent | None:
-            latest = None
-            for ev in self._get_all(f"/repos/{repo}/issues/{number}/events"):
-                if ev.get("event") == "assigned" and (ev.get("assignee") or {}).get("login") == assignee:
-                    actor = ev.get("actor") or {}
-                    latest = LabelEvent(int(ev["id"]), actor.get("login", ""), actor.get("type", "User"))
-            return latest
-
-        return self._call(fetch)
+        return self._latest_event(
+            repo, number, "assigned", lambda ev: (ev.get("assignee") or {}).get("login") == assignee
+        )
 
     def hooks(self, repo: str) -> list[dict[str, Any]]:
         """The repository's webhooks, with ``last_response`` (needs admin or the Webhooks permission)."""

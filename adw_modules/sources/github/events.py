@@ -12,11 +12,10 @@ schemas of its OpenAPI description.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from adw_modules.queue.tasks import Task, TaskState
+from adw_modules.queue.tasks import Task
 from adw_modules.sources.github import acks, triggers
 from adw_modules.sources.github.client import LabelEvent
 
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from adw_modules.sources.github.source import GitHubSource
 
 log = logging.getLogger("adw.github")
-PR_WATCH = dt.timedelta(days=14)  # as ``source.PR_WATCH``: how long a finished task's PR is watched
-ACTIVE = (TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRY_WAIT)
 
 
 def route(source: GitHubSource, event: str, payload: dict[str, Any]) -> None:
@@ -64,14 +61,15 @@ def _issues(source: GitHubSource, repo: str, action: str, payload: dict[str, Any
         body = str(issue.get("body") or "")
         instruction = triggers.find_mention(body, source.mention(own)) if source.cfg.mention_trigger else None
         if instruction is not None:
-            source.mentioned(repo, number, issue, _author(issue, int(issue.get("id") or 0)), None, instruction)
+            source.mentioned(repo, number, issue, author(issue, int(issue.get("id") or 0)), None, instruction)
         elif labelled:
             source.intake_issue(repo, number, issue)
     if action in ("unassigned", "closed") or (action == "unlabeled" and label == source.cfg.trigger_label):
         source.departed(repo, number, issue)
 
 
-def _author(item: dict[str, Any], item_id: int) -> LabelEvent:
+def author(item: dict[str, Any], item_id: int) -> LabelEvent:
+    """Who wrote ``item`` (an issue, a comment, a review), as a trigger event with id ``item_id``."""
     user = item.get("user") or {}
     return LabelEvent(item_id, str(user.get("login", "")), str(user.get("type", "User")))
 
@@ -95,7 +93,7 @@ def _comment(source: GitHubSource, repo: str, issue: dict[str, Any], comment: di
     instruction = source.instruction_in(str(comment.get("body") or "").strip(), own)
     if instruction is None or (comment.get("user") or {}).get("login") == own:
         return
-    source.mentioned(repo, number, issue, _author(comment, int(comment["id"])), int(comment["id"]), instruction)
+    source.mentioned(repo, number, issue, author(comment, int(comment["id"])), int(comment["id"]), instruction)
 
 
 def _pull_review(source: GitHubSource, repo: str, number: int, item: dict[str, Any]) -> None:
@@ -109,7 +107,7 @@ def _pull_review(source: GitHubSource, repo: str, number: int, item: dict[str, A
     instruction = source.instruction_in(str(item.get("body") or "").strip(), own)
     if instruction is None or (item.get("user") or {}).get("login") == own:
         return
-    who = _author(item, int(item["id"]))
+    who = author(item, int(item["id"]))
     decision = triggers.decide(source.cfg, who, own, lambda login: source.client.permission(repo, login))
     target = f"pulls/comments/{item['id']}" if "path" in item else f"issues/{number}"
     if not decision.allowed:
@@ -122,7 +120,9 @@ def _pull_review(source: GitHubSource, repo: str, number: int, item: dict[str, A
 def task_of_pull(source: GitHubSource, repo: str, pr: int) -> tuple[Task, dict[str, Any]] | None:
     """The task whose pull request is ``pr`` (and its source state), among those touched within
     ``PR_WATCH`` (as polling watches them: an older pull request is resumed by re-labelling)."""
-    for task in source.store.tasks_by_source("github", updated_since=source.clock() - PR_WATCH):
+    from adw_modules.sources.github.source import PR_WATCH, SOURCE  # source imports this module
+
+    for task in source.store.tasks_by_source(SOURCE, updated_since=source.clock() - PR_WATCH):
         if task.repo == repo:
             state = source.store.source_state(task.id)
             if int(state.get("pr_number") or 0) == pr:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from adw_modules.sources.github.client import LabelEvent
+from adw_modules.sources.github import events
 
 if TYPE_CHECKING:
     from adw_modules.sources.github.source import GitHubSource
@@ -69,8 +69,7 @@ def _mention_in(source: GitHubSource, repo: str, own: str, comment: dict[str, An
     issue = source.client.issue(repo, number)
     if "pull_request" in issue or issue.get("state") != "open":
         return
-    who = LabelEvent(int(comment["id"]), str(user.get("login", "")), str(user.get("type", "User")))
-    source.mentioned(repo, number, issue, who, int(comment["id"]), instruction)
+    source.mentioned(repo, number, issue, events.author(comment, int(comment["id"])), int(comment["id"]), instruction)
 
 
 def _issue_number(issue_url: str) -> int | None:

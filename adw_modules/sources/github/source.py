@@ -204,7 +204,6 @@ class GitHubSource:
             self._refuse(repo, number, decision)
             self._passed_over[(repo, number)] = issue_digest(issue)
             return
-        assert decision.event is not None
         self._accept(repo, number, issue, decision, kind="label", state=state)
 
     def _accept(
@@ -319,7 +318,7 @@ class GitHubSource:
             instruction = self.instruction_in(body, own)
             if instruction is None or user.get("login") == own:
                 continue  # not addressed to adw, or our own words (which may quote an instruction)
-            who = LabelEvent(cid, str(user.get("login", "")), str(user.get("type", "User")))
+            who = events.author(c, cid)
             decision = triggers.decide(self.cfg, who, own, lambda login: self.client.permission(repo, login))
             if not decision.allowed:
                 log.warning(
