@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from adw_modules.ops.display import format_usd
-from adws.cli import config_error_exit, context_for, emit, read_options
+from adws.cli import emit, read_options
 
 
 @click.command("stats")
@@ -24,15 +24,10 @@ from adws.cli import config_error_exit, context_for, emit, read_options
 @read_options
 def stats_cmd(by: str, days: int, config_path: str | None, as_json: bool) -> None:
     """Success rate (95% interval), cost per success, durations, failovers and retries, grouped."""
-    from adw_modules.config.schema import ConfigError
     from adw_modules.ops.stats import stats_data
-    from adws.stores import open_store
+    from adws.cli_queue import _store
 
-    config = context_for(config_path).config()
-    try:
-        store = open_store(config)
-    except ConfigError as exc:
-        config_error_exit(exc)
+    store, config = _store(config_path)
     try:
         data = stats_data(store, by, days, config.learning.success, dt.datetime.now(dt.UTC))
     finally:
@@ -102,7 +97,7 @@ def stats_text(d: dict[str, Any]) -> str:
 
 def stored_scores(config: Any) -> dict[str, float | None] | None:
     """Each provider's score from the store, if there is a store to read (``adw providers`` must
-    not create one); None when there is none or it cannot be read."""
+    not create or migrate one); None when there is none or it cannot be read."""
     from adw_modules.ops.stats import provider_scores
     from adws.stores import open_existing_store
 
@@ -111,8 +106,8 @@ def stored_scores(config: Any) -> dict[str, float | None] | None:
         return None
     try:
         scores: dict[str, float | None] = provider_scores(store, config)
-        return scores
     except Exception:  # the providers view stands without scores
         return None
     finally:
         store.close()
+    return scores

@@ -49,9 +49,9 @@ def overview(
 ) -> dict[str, Any]:
     status = queue_views.status_data(config, store, now)
     prices = {(m.provider, m.name): m.price for m in ProviderRegistry(config).list_models()}
-    live = {a.id: a for a in store.running_attempts()}
+    live = {(a.task_id, a.number): a for a in store.running_attempts()}
     for row in status["running"]:
-        att = next((a for a in live.values() if a.task_id == row["task_id"] and a.number == row["attempt"]), None)
+        att = live.get((row["task_id"], row["attempt"]))
         if att is not None:
             usage = Usage(att.input_tokens, att.output_tokens, att.cache_read_tokens, att.cache_write_tokens)
             row["input_tokens"], row["output_tokens"] = att.input_tokens, att.output_tokens
