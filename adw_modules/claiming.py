@@ -225,13 +225,10 @@ class Claiming:
             return None
         return self.waiting_reason(routed[1].provider, load)
 
-    def _route(
-        self, task: Task, now: dt.datetime, gates: Gates, load: Load | None = None
-    ) -> tuple[Decision, Target] | Release:
-        """The router's decision and its first target the task has not excluded.  ``load``
-        (default: now's) is what candidate picks balance by (busy providers go last)."""
-        current = load if load is not None else self.load(now)
-        view = LoadView(current.running, functools.partial(self.busy_reason, load=current))
+    def _route(self, task: Task, now: dt.datetime, gates: Gates, load: Load) -> tuple[Decision, Target] | Release:
+        """The router's decision and its first target the task has not excluded.  ``load`` is
+        what candidate picks balance by (busy providers go last)."""
+        view = LoadView(load.running, functools.partial(self.busy_reason, load=load))
         decision = self.router.decide(task_attrs(task), unavailable=gates.down, now=now, load=view)
         candidates = [t for t in decision.targets if str(t) not in task.excluded_targets]
         if not candidates:

@@ -147,9 +147,8 @@ class Finishing:
             learn_by = rule_learn_by(self.config.routing.rules, slot.rule)
             key = learning_key(learn_by, slot.rule, slot.task.labels, slot.task.repo)
             self.learning.record(Fact(key, str(slot.target), ok, end.cost_usd, slot.attempt_id))
-        duration = result.to_dict().get("duration_s")
-        if isinstance(duration, int | float):
-            self.learning.record_duration(slot.target.provider, float(duration))
+        if result.duration_s is not None:
+            self.learning.record_duration(slot.target.provider, float(result.duration_s))
 
     def _record_end(self, slot: Slot, ending: Ending, now: dt.datetime, change: HealthChange | None) -> bool:
         """Store the attempt's end (with the health ``change`` and the attempt.finished event)

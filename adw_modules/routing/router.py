@@ -102,7 +102,11 @@ class Decision:
     inject: Path | None = None
     params: dict[str, Any] = field(default_factory=dict)
     selection: Selection | None = None  # a candidate pick's ranking (learned, weighted, least-busy)
-    learn_key: str | None = None  # the statistics a learned pick read (routing.learning)
+
+    @property
+    def learn_key(self) -> str | None:
+        """The statistics a learned pick read (routing.learning)."""
+        return None if self.selection is None else self.selection.key
 
     @property
     def trace(self) -> list[RuleCheck]:
@@ -192,7 +196,6 @@ class ModelRouter:
             trace = partial(_trace, routing, task, hour, weekday, selector_misses, i, True)
             decision = self._rule_decision(rule, primary, trace, down)
             decision.selection = selection
-            decision.learn_key = None if selection is None else selection.key
             return decision
         return self._finish(
             [default],

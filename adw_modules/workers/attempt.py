@@ -89,6 +89,12 @@ class AttemptResult:
     def ok(self) -> bool:
         return self.outcome.ok
 
+    @property
+    def duration_s(self) -> float | None:
+        """The stream's own duration, else the process's."""
+        s = self.summary
+        return s.duration_s if s.duration_s is not None else (self.run.duration_s if self.run else None)
+
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON keys of ``adw providers test --json`` and ``adw parse --json``."""
         s = self.summary
@@ -107,7 +113,7 @@ class AttemptResult:
             "model_usage": self.model_usage,
             "session_id": s.session_id,
             "num_turns": s.num_turns,
-            "duration_s": s.duration_s if s.duration_s is not None else (self.run.duration_s if self.run else None),
+            "duration_s": self.duration_s,
             "result_text": s.result_text,
             "retry_after_s": self.outcome.retry_after_s,
             "resets_at": self.outcome.resets_at,
